@@ -1,0 +1,269 @@
+"""Benchmark: nerkit's fast inference path vs ``transformers.pipeline`` on the CoNLL-2003 test sentences.
+
+    python bench/inference.py [MODEL_DIR] [--data test.txt] [--fast EXPORTED_DIR] [--limit N]
+
+The model directory defaults to $NERKIT_MODEL or runs/conll, the data to argv, $NERKIT_DATA or
+/work/shared/data/conll2003/test.txt. Each path runs in its own subprocess (honest peak RSS, no shared
+warm caches), on the test sentences given as raw text (words joined by spaces). Measured per path:
+words per second over the whole set, latency of one ~20-word text (p50/p99), peak RSS, and entity-level F1
+(seqeval), mapping predicted character spans back onto the gold words. The HF pipeline is measured at
+batch sizes 1, 8 and 32 and compared at its best. Prints a markdown table; ``--json FILE`` saves the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATA = "/work/shared/data/conll2003/test.txt"
+LATENCY_RUNS = 200
+
+
+# ----------------------------------------------------------------------------------------- data and scoring
+def load_sentences(path: str, limit: int | None = None):
+    """Gold sentences of a CoNLL file as (text, word offsets, IOB2 tags)."""
+    from nerkit.data import read_conll
+
+    out = []
+    for doc in read_conll(path):
+        for s in doc.sentences:
+            if s.words:
+                text, offsets = s.surface()
+                out.append((text, offsets, s.tags))
+    return out[:limit] if limit else out
+
+
+def spans_to_word_tags(offsets, spans) -> list[str]:
+    """IOB2 tags of gold words from predicted (start, end, label) character spans (first overlap wins)."""
+    tags = ["O"] * len(offsets)
+    for start, end, label in sorted(spans):
+        inside = [i for i, (a, b) in enumerate(offsets) if a < end and b > start]
+        if not inside or any(tags[i] != "O" for i in inside):
+            continue
+        tags[inside[0]] = f"B-{label}"
+        for i in inside[1:]:
+            tags[i] = f"I-{label}"
+    return tags
+
+
+def f1(sentences, spans_per_text) -> dict:
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    gold = [tags for _, _, tags in sentences]
+    pred = [spans_to_word_tags(offs, spans) for (_, offs, _), spans in zip(sentences, spans_per_text)]
+    return {"f1": f1_score(gold, pred), "precision": precision_score(gold, pred), "recall": recall_score(gold, pred)}
+
+
+def single_text(sentences) -> str:
+    """A fixed ~20-word test sentence with entities (the first with 19 words and two or more entities)."""
+    for text, _, tags in sentences:
+        if len(tags) == 19 and sum(t.startswith("B-") for t in tags) >= 2:
+            return text
+    return max(sentences, key=lambda s: -abs(len(s[2]) - 19))[0]
+
+
+# ----------------------------------------------------------------------------------------------- workers
+def _pipeline_runner(model_dir: str, batch_size: int):
+    from transformers import pipeline
+
+    pipe = pipeline("token-classification", model=model_dir, aggregation_strategy="simple", device=-1)
+
+    def run(texts):
+        res = pipe(texts, batch_size=batch_size)
+        if isinstance(texts, str):
+            res = [res]
+        return [[(int(e["start"]), int(e["end"]), e["entity_group"]) for e in r] for r in res]
+
+    return run, "torch fp32"
+
+
+def _nerkit_runner(model_dir: str, backend: str):
+    from nerkit.predict import Tagger
+
+    tagger = Tagger.load(model_dir, backend=backend)
+
+    def run(texts):
+        if isinstance(texts, str):
+            texts = [texts]
+        return [[(e.start, e.end, e.label) for e in es] for es in tagger.predict(texts)]
+
+    engine = tagger.engine
+    name = engine.name + (" bf16" if getattr(engine, "bf16", False) else "")
+    return run, name
+
+
+def worker(spec: dict) -> dict:
+    import numpy as np
+
+    sentences = load_sentences(spec["data"], spec.get("limit"))
+    texts = [t for t, _, _ in sentences]
+    words = sum(len(tags) for _, _, tags in sentences)
+    t0 = time.perf_counter()
+    if spec["kind"] == "pipeline":
+        run, engine = _pipeline_runner(spec["model"], spec["batch_size"])
+    else:
+        if spec["backend"] == "torch" and spec.get("bf16") is not None:
+            os.environ["NERKIT_BF16"] = "1" if spec["bf16"] else "0"
+        run, engine = _nerkit_runner(spec["model"], spec["backend"])
+    load_s = time.perf_counter() - t0
+    run(texts[:32])  # warm-up (graph initialisation, allocator, caches)
+    t0 = time.perf_counter()
+    spans = run(texts)
+    total_s = time.perf_counter() - t0
+    one = single_text(sentences)
+    for _ in range(10):
+        run(one)
+    lat = []
+    for _ in range(spec.get("latency_runs", LATENCY_RUNS)):
+        t0 = time.perf_counter()
+        run(one)
+        lat.append(time.perf_counter() - t0)
+    lat_ms = np.array(lat) * 1000
+    return {"engine": engine, "load_s": round(load_s, 2), "seconds": round(total_s, 2), "texts": len(texts),
+            "words": words, "words_per_s": words / total_s, "p50_ms": float(np.percentile(lat_ms, 50)),
+            "p99_ms": float(np.percentile(lat_ms, 99)), "single_words": len(one.split()),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **f1(sentences, spans)}
+
+
+def run_worker(spec: dict) -> dict:
+    """Run one measurement in a fresh interpreter; its last stdout line is the JSON result."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    if proc.returncode != 0:
+        raise SystemExit(f"worker {spec} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------------ report
+def machine() -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {"cpu": model, "cores": cores, "isa": isa, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def table(rows: list[dict], base: dict, ref_f1: float | None) -> str:
+    head = ("| path | engine | words/s | × pipeline | single-text p50 ms | p99 ms | p50 ÷ pipeline | peak RSS MB "
+            "| F1 | ΔF1 vs nerkit torch fp32 (points) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        d = f"{100 * (r['f1'] - ref_f1):+.2f}" if ref_f1 is not None else "n/a"
+        lines.append(f"| {r['label']} | {r['engine']} | {r['words_per_s']:,.0f} | {r['words_per_s'] / base['words_per_s']:.2f}x "
+                     f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['p50_ms'] / base['p50_ms']:.2f} "
+                     f"| {r['peak_rss_mb']:,.0f} | {100 * r['f1']:.2f} | {d} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", nargs="?", default=os.environ.get("NERKIT_MODEL", str(ROOT / "runs" / "conll")))
+    ap.add_argument("data_pos", nargs="?", help="CoNLL test file (or --data, or $NERKIT_DATA)")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--fast", help="an exported model dir (default: MODEL if exported, else export to a temp dir)")
+    ap.add_argument("--batch-sizes", default="1,8,32", help="HF pipeline batch sizes to try")
+    ap.add_argument("--backends", default="onnx-int8,onnx,torch", help="nerkit backends to measure")
+    ap.add_argument("--limit", type=int, help="first N sentences only (quick runs)")
+    ap.add_argument("--json", help="write all figures here")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        print(json.dumps(worker(json.loads(a.worker))))
+        return 0
+    data = a.data or a.data_pos or os.environ.get("NERKIT_DATA") or DEFAULT_DATA
+    model = Path(a.model)
+    if not (model / "config.json").is_file():
+        raise SystemExit(f"{model}: not a model directory (pass MODEL_DIR or set NERKIT_MODEL)")
+    if not Path(data).is_file():
+        raise SystemExit(f"{data}: no such CoNLL file (pass it or set NERKIT_DATA)")
+
+    tmp = None
+    fast = Path(a.fast) if a.fast else model
+    export_s = None
+    if not (fast / "model.int8.onnx").is_file() and not (fast / "model.onnx").is_file():
+        from nerkit.export import export
+
+        tmp = tempfile.TemporaryDirectory(prefix="nerkit-bench-")
+        fast = Path(tmp.name) / "model"
+        print(f"exporting {model} to {fast} ...", file=sys.stderr)
+        t0 = time.perf_counter()
+        export(model, fast, copy_weights=False)
+        export_s = time.perf_counter() - t0
+
+    info = machine()
+    load0 = os.getloadavg()
+    base_spec = {"data": data, "limit": a.limit}
+    rows = []
+    for bs in [int(b) for b in a.batch_sizes.split(",") if b]:
+        print(f"pipeline batch_size={bs} ...", file=sys.stderr)
+        r = run_worker({**base_spec, "kind": "pipeline", "model": str(model), "batch_size": bs})
+        rows.append({"label": f"HF pipeline (batch {bs})", "kind": "pipeline", "batch_size": bs, **r})
+    for backend in [b for b in a.backends.split(",") if b]:
+        print(f"nerkit backend={backend} ...", file=sys.stderr)
+        src = model if backend == "torch" else fast
+        # the reference row is fp32 PyTorch (no bf16 autocast even where the CPU has it)
+        r = run_worker({**base_spec, "kind": "nerkit", "model": str(src), "backend": backend, "bf16": False})
+        rows.append({"label": f"nerkit {backend}", "kind": "nerkit", "backend": backend, **r})
+    load1 = os.getloadavg()
+
+    pipes = [r for r in rows if r["kind"] == "pipeline"]
+    best = max(pipes, key=lambda r: r["words_per_s"])
+    ref = next((r for r in rows if r.get("backend") == "torch"), None)
+    ref_f1 = ref["f1"] if ref else None
+    n = rows[0]
+    print(f"\n## nerkit inference benchmark: {model.name}, CoNLL-2003 test ({n['texts']} sentences, {n['words']} words)\n")
+    print(f"Machine: {info['cpu']}, {info['cores']} cores ({', '.join(info['isa'])}); python {info['python']}, "
+          f"torch {info['torch']}, transformers {info['transformers']}, onnxruntime {info['onnxruntime']}. "
+          f"Load average before/after: {load0[0]:.2f}/{load1[0]:.2f}.")
+    print(f"Single text ({n['single_words']} words): `{single_text(load_sentences(data, a.limit))}`\n")
+    print(table(rows, best, ref_f1))
+    fastest = max((r for r in rows if r["kind"] == "nerkit"), key=lambda r: r["words_per_s"])
+    print(f"\nBaseline: HF pipeline at its best batch size ({best['batch_size']}): {best['words_per_s']:,.0f} words/s, "
+          f"single-text p50 {best['p50_ms']:.1f} ms.")
+    for r in [x for x in rows if x["kind"] == "nerkit"]:
+        ok_speed = r["words_per_s"] >= 5 * best["words_per_s"]
+        ok_lat = r["p50_ms"] <= 0.5 * best["p50_ms"]
+        ok_f1 = ref_f1 is None or abs(r["f1"] - ref_f1) * 100 <= 0.3
+        print(f"- {r['label']}: throughput {r['words_per_s'] / best['words_per_s']:.2f}x (target ≥5x: "
+              f"{'met' if ok_speed else 'NOT met'}), p50 {r['p50_ms'] / best['p50_ms']:.2f}x of the pipeline's "
+              f"(target ≤0.5: {'met' if ok_lat else 'NOT met'}), F1 {'within' if ok_f1 else 'NOT within'} "
+              f"0.3 points of nerkit torch fp32")
+    if export_s is not None:
+        print(f"\n(The model was exported for this run in {export_s:.1f} s.)")
+    if load0[0] > 0.5 or load1[0] > 0.5:
+        print(f"\nNote: the machine was not idle (load average {load0[0]:.2f} before, {load1[0]:.2f} after); "
+              "figures are lower than on an idle machine, and torch suffers more from contention than ONNX Runtime.")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"machine": info, "rows": rows, "fastest": fastest["label"],
+                                            "baseline": best["label"], "load_avg": [load0, load1]}, indent=2))
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

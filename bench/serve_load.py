@@ -1,0 +1,342 @@
+"""Load test: `nerkit serve` (micro-batching, fast path) vs a plain FastAPI endpoint calling the HF pipeline.
+
+    python bench/serve_load.py [MODEL_DIR] [--requests 2000] [--concurrency 32] [--fast EXPORTED_DIR]
+
+Starts each server itself on 127.0.0.1 (one after the other, each in its own process), sends the same
+bounded run of requests (a deterministic mix of short sentences and long multi-sentence texts from the
+CoNLL-2003 test set, one to four texts per request) from ``--concurrency`` concurrent clients, and reports
+throughput, latency p50/p99 and errors. Every nerkit response is checked: its texts must equal the
+request's texts in order, and its entities must match a direct ``Tagger`` call on the same model.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATA = "/work/shared/data/conll2003/test.txt"
+SCORE_TOL = 0.02  # int8 activation scales are computed per batch: scores may move in the last digits
+
+
+# ---------------------------------------------------------------------------------------- the baseline app
+def baseline_app(model_dir: str):
+    """A plain FastAPI service: one HF pipeline call per request (no batching across requests)."""
+    import threading
+
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+    from transformers import pipeline
+
+    pipe = pipeline("token-classification", model=model_dir, aggregation_strategy="simple", device=-1)
+    lock = threading.Lock()  # one model call at a time: concurrent torch calls on the same cores only thrash
+    app = FastAPI()
+
+    class Req(BaseModel):
+        texts: list[str]
+
+    @app.post("/v1/entities")
+    def entities(req: Req):
+        with lock:
+            out = pipe(req.texts) if req.texts else []
+        return {"results": [{"text": t, "entities": [
+            {"start": int(e["start"]), "end": int(e["end"]), "label": e["entity_group"], "score": float(e["score"]),
+             "text": t[int(e["start"]):int(e["end"])]} for e in ents]} for t, ents in zip(req.texts, out)]}
+
+    @app.get("/v1/health")
+    def health():
+        return {"status": "ok"}
+
+    return app
+
+
+# ------------------------------------------------------------------------------------------------ workload
+def workload(data: str, n: int, seed: int = 0) -> list[list[str]]:
+    """``n`` requests: 1-4 texts each; 80% single sentences, 20% long texts (3-12 sentences, ≤1500 chars)."""
+    from nerkit.data import read_conll
+
+    docs = [[s.surface()[0] for s in d.sentences if s.words] for d in read_conll(data)]
+    sents = [s for d in docs for s in d]
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        texts = []
+        for _ in range(rng.choice([1, 1, 1, 1, 2, 3, 4])):
+            if rng.random() < 0.8:
+                texts.append(rng.choice(sents))
+            else:
+                d = rng.choice([d for d in docs if len(d) > 3])
+                a = rng.randrange(len(d))
+                long = " ".join(d[a:a + rng.randint(3, 12)])
+                texts.append(long[:1500].rsplit(" ", 1)[0] if len(long) > 1500 else long)
+        out.append(texts)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- servers
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(cmd: list[str], port: int, timeout: float = 180) -> subprocess.Popen:
+    import httpx
+
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    proc.log = log
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise SystemExit(f"server exited ({proc.returncode}):\n{log.read().decode()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    stop_server(proc)
+    raise SystemExit(f"server on port {port} did not start in {timeout:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -------------------------------------------------------------------------------------------------- client
+async def load(port: int, requests: list[list[str]], concurrency: int, timeout: float = 120) -> dict:
+    import httpx
+
+    url = f"http://127.0.0.1:{port}/v1/entities"
+    results: list = [None] * len(requests)
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    next_i = 0
+
+    async def client(c: httpx.AsyncClient):
+        nonlocal next_i
+        while next_i < len(requests):
+            i = next_i
+            next_i += 1
+            t0 = time.perf_counter()
+            try:
+                r = await c.post(url, json={"texts": requests[i]})
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    errors[f"HTTP {r.status_code}"] = errors.get(f"HTTP {r.status_code}", 0) + 1
+                    continue
+                results[i] = r.json()
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as c:
+        await c.post(url, json={"texts": ["Warm-up request from Paris."]})
+        t0 = time.perf_counter()
+        await asyncio.gather(*[client(c) for _ in range(concurrency)])
+        wall = time.perf_counter() - t0
+    return {"results": results, "latencies": latencies, "errors": errors, "wall_s": wall}
+
+
+def verify(requests, results, expected: dict | None) -> dict:
+    """Lost / mis-ordered responses, and (given ``expected`` per text) entity differences to a direct call."""
+    lost = misordered = exact = close = differ = 0
+    examples = []
+    for texts, body in zip(requests, results):
+        if body is None:
+            continue
+        res = body.get("results")
+        if not isinstance(res, list) or len(res) != len(texts):
+            lost += 1
+            continue
+        if [r.get("text") for r in res] != texts:
+            misordered += 1
+            continue
+        if expected is None:
+            continue
+        for t, r in zip(texts, res):
+            want, got = expected[t], r["entities"]
+            if got == want:
+                exact += 1
+            elif [(e["start"], e["end"], e["label"]) for e in got] == [(e["start"], e["end"], e["label"]) for e in want] \
+                    and all(abs(a["score"] - b["score"]) <= SCORE_TOL for a, b in zip(got, want)):
+                close += 1
+            else:
+                differ += 1
+                if len(examples) < 3:
+                    examples.append({"text": t[:120], "served": got, "direct": want})
+    return {"lost": lost, "misordered": misordered, "entities_exact": exact, "entities_scores_close": close,
+            "entities_differ": differ, "examples": examples}
+
+
+def summarise(name: str, run: dict, n_texts: int) -> dict:
+    import numpy as np
+
+    lat = np.array(run["latencies"]) * 1000 if run["latencies"] else np.zeros(1)
+    ok = sum(r is not None for r in run["results"])
+    return {"server": name, "requests": len(run["results"]), "ok": ok, "errors": sum(run["errors"].values()),
+            "error_kinds": run["errors"], "wall_s": run["wall_s"], "req_per_s": len(run["results"]) / run["wall_s"],
+            "texts_per_s": n_texts / run["wall_s"], "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99))}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", nargs="?", default=os.environ.get("NERKIT_MODEL", str(ROOT / "runs" / "conll")))
+    ap.add_argument("--data", default=os.environ.get("NERKIT_DATA", DEFAULT_DATA))
+    ap.add_argument("--fast", help="exported model dir for nerkit (default: MODEL if exported, else export to a temp dir)")
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--baseline-requests", type=int, help="requests for the baseline (default: --requests)")
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--max-wait-ms", type=float, help="nerkit serve --max-wait-ms")
+    ap.add_argument("--max-batch", type=int, help="nerkit serve --max-batch")
+    ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--baseline-server", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+
+    if a.baseline_server:  # child process: run the baseline app
+        import uvicorn
+
+        uvicorn.run(baseline_app(a.baseline_server), host="127.0.0.1", port=a.port, log_level="warning",
+                    access_log=False)
+        return 0
+
+    model = Path(a.model)
+    if not (model / "config.json").is_file():
+        raise SystemExit(f"{model}: not a model directory (pass MODEL_DIR or set NERKIT_MODEL)")
+    tmp = None
+    fast = Path(a.fast) if a.fast else model
+    if not (fast / "model.int8.onnx").is_file() and not (fast / "model.onnx").is_file():
+        from nerkit.export import export
+
+        tmp = tempfile.TemporaryDirectory(prefix="nerkit-load-")
+        fast = Path(tmp.name) / "model"
+        print(f"exporting {model} to {fast} ...", file=sys.stderr)
+        export(model, fast, copy_weights=False)
+
+    requests = workload(a.data, a.requests)
+    n_texts = sum(len(r) for r in requests)
+    n_chars = sum(len(t) for r in requests for t in r)
+    print(f"workload: {len(requests)} requests, {n_texts} texts, {n_chars / n_texts:.0f} chars/text on average, "
+          f"concurrency {a.concurrency}", file=sys.stderr)
+
+    from nerkit.predict import Tagger
+
+    tagger = Tagger.load(fast)
+    unique = sorted({t for r in requests for t in r})
+    expected = {t: [e.to_dict() for e in es] for t, es in zip(unique, tagger.predict(unique))}
+    backend = tagger.engine.name
+    del tagger
+
+    rows, checks = [], {}
+    port = free_port()
+    cmd = [sys.executable, "-m", "nerkit.cli", "serve", str(fast), "--port", str(port)]
+    if a.max_wait_ms is not None:
+        cmd += ["--max-wait-ms", str(a.max_wait_ms)]
+    if a.max_batch is not None:
+        cmd += ["--max-batch", str(a.max_batch)]
+    print("nerkit serve ...", file=sys.stderr)
+    proc = start_server(cmd, port)
+    try:
+        cpu0 = process_cpu_s(proc.pid)
+        run = asyncio.run(load(port, requests, a.concurrency))
+        cpu = process_cpu_s(proc.pid) - cpu0
+        import httpx
+
+        health = httpx.get(f"http://127.0.0.1:{port}/v1/health").json()
+    finally:
+        stop_server(proc)
+    row = summarise(f"nerkit serve ({backend}, micro-batching)", run, n_texts)
+    row["server_cpu_s"] = cpu
+    row["batching"] = health.get("batching")
+    rows.append(row)
+    checks["nerkit"] = verify(requests, run["results"], expected)
+
+    if not a.skip_baseline:
+        nb = a.baseline_requests or a.requests
+        port = free_port()
+        print("baseline (FastAPI + HF pipeline per request) ...", file=sys.stderr)
+        proc = start_server([sys.executable, str(Path(__file__).resolve()), "--baseline-server", str(model),
+                             "--port", str(port)], port)
+        try:
+            cpu0 = process_cpu_s(proc.pid)
+            brun = asyncio.run(load(port, requests[:nb], a.concurrency))
+            cpu = process_cpu_s(proc.pid) - cpu0
+        finally:
+            stop_server(proc)
+        brow = summarise("FastAPI + HF pipeline per request", brun, sum(len(r) for r in requests[:nb]))
+        brow["server_cpu_s"] = cpu
+        rows.append(brow)
+        checks["baseline"] = verify(requests[:nb], brun["results"], None)
+
+    base = rows[1] if len(rows) > 1 else None
+    print(f"\n## nerkit serve load test: {model.name}, {len(requests)} requests ({n_texts} texts), "
+          f"concurrency {a.concurrency}, 127.0.0.1\n")
+    try:
+        from bench.inference import machine
+    except ImportError:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from inference import machine
+    info = machine()
+    print(f"Machine: {info['cpu']}, {info['cores']} cores ({', '.join(info['isa'])}); client and server share them.\n")
+    print("| server | requests | errors | req/s | texts/s | × baseline | p50 ms | p99 ms | server CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = f"{r['req_per_s'] / base['req_per_s']:.2f}x" if base else "n/a"
+        print(f"| {r['server']} | {r['requests']} | {r['errors']} | {r['req_per_s']:.1f} | {r['texts_per_s']:.1f} | "
+              f"{ratio} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['server_cpu_s']:.0f} |")
+    c = checks["nerkit"]
+    print(f"\nnerkit responses: {c['lost']} lost, {c['misordered']} mis-ordered; entities vs a direct Tagger call: "
+          f"{c['entities_exact']} identical, {c['entities_scores_close']} same spans and labels with scores within "
+          f"{SCORE_TOL}, {c['entities_differ']} different.")
+    if rows[0].get("batching"):
+        b = rows[0]["batching"]
+        print(f"micro-batching: {b['requests']} requests in {b['batches']} model calls "
+              f"({b['texts'] / max(1, b['batches']):.1f} texts per call, largest {b['largest_batch']}).")
+    for ex in c["examples"]:
+        print(f"  differs: {json.dumps(ex, ensure_ascii=False)[:400]}")
+    if "baseline" in checks:
+        cb = checks["baseline"]
+        print(f"baseline responses: {cb['lost']} lost, {cb['misordered']} mis-ordered.")
+    if base:
+        ok = rows[0]["errors"] == 0 and c["lost"] == 0 and c["misordered"] == 0
+        print(f"\nTargets: zero errors/lost/mis-ordered: {'met' if ok else 'NOT met'}; ≥3x the baseline's throughput: "
+              f"{'met' if rows[0]['req_per_s'] >= 3 * base['req_per_s'] else 'NOT met'} "
+              f"({rows[0]['req_per_s'] / base['req_per_s']:.2f}x).")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"machine": info, "rows": rows, "checks": checks}, indent=2))
+    if tmp is not None:
+        tmp.cleanup()
+    bad = rows[0]["errors"] or c["lost"] or c["misordered"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Word tags onto subwords, and documents into model-sized windows that never drop a word.
+
+A document's words are laid end to end as subword pieces. Each window holds a run of *target* words
+(whose predictions it owns and whose labels it trains on) plus neighbouring words as context on both sides,
+up to the model's length. Every word is the target of exactly one window, so no word is ever lost to
+truncation, and predictions merge back without voting.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from nerkit.types import Document
+
+IGNORE = -100
+MAX_PIECES_PER_WORD = 24  # a pathological "word" (a URL, a base64 blob) keeps its first pieces only
+CASE_TYPES = 4  # token_type ids used for the casing signal: 0 lower/none, 1 Title, 2 UPPER, 3 other mixed
+
+
+def case_type(word: str) -> int:
+    """Casing class of a word, fed to uncased encoders through token_type_ids."""
+    letters = [c for c in word if c.isalpha()]
+    if not letters or not any(c.isupper() for c in letters):
+        return 0
+    if all(c.isupper() for c in letters):
+        return 2 if len(letters) > 1 else 1
+    if letters[0].isupper() and not any(c.isupper() for c in letters[1:]):
+        return 1
+    return 3
+
+
+@dataclass
+class EncodedDoc:
+    """A document as subword pieces per word, with gold tag ids (or -100) and sentence starts."""
+
+    pieces: list[list[int]]
+    tag_ids: list[int]
+    cases: list[int]
+    sentence_starts: list[int]  # index of the first word of each sentence (non-empty sentences only)
+    sentence_index: list[tuple[int, int]]  # (sentence number in the document, word position) per word
+
+
+@dataclass
+class Window:
+    """One model input: words ``[ctx_start, ctx_end)`` of a document, owning ``[tgt_start, tgt_end)``."""
+
+    doc: int
+    ctx_start: int
+    tgt_start: int
+    tgt_end: int
+    ctx_end: int
+    n_tokens: int  # subword pieces plus the two special tokens
+
+
+def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, int] | None) -> list[EncodedDoc]:
+    """Tokenize every word of every document into subword ids (one batched call to the fast tokenizer)."""
+    flat_words: list[list[str]] = []
+    for doc in docs:
+        for sent in doc.sentences:
+            if sent.words:
+                flat_words.append(sent.words)
+    enc = tokenizer(flat_words, is_split_into_words=True, add_special_tokens=False) if flat_words else None
+    unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
+    out, k = [], 0
+    for doc in docs:
+        pieces: list[list[int]] = []
+        tags: list[int] = []
+        cases: list[int] = []
+        starts: list[int] = []
+        index: list[tuple[int, int]] = []
+        for si, sent in enumerate(doc.sentences):
+            if not sent.words:
+                continue
+            ids, wids = enc["input_ids"][k], enc.word_ids(k)
+            k += 1
+            per_word: list[list[int]] = [[] for _ in sent.words]
+            for tid, w in zip(ids, wids):
+                if w is not None and len(per_word[w]) < MAX_PIECES_PER_WORD:
+                    per_word[w].append(tid)
+            starts.append(len(pieces))
+            for wi, (word, p) in enumerate(zip(sent.words, per_word)):
+                # A word the tokenizer erases (control or zero-width characters) still needs a slot to be predicted.
+                pieces.append(p or [unk])
+                cases.append(case_type(word))
+                index.append((si, wi))
+                if label2id is not None and sent.tags is not None:
+                    tags.append(label2id.get(sent.tags[wi], IGNORE))
+                else:
+                    tags.append(IGNORE)
+        out.append(EncodedDoc(pieces, tags, cases, starts, index))
+    return out
+
+
+def plan_windows(lengths: Sequence[int], sentence_starts: Sequence[int], max_tokens: int,
+                 target_tokens: int) -> list[tuple[int, int, int, int]]:
+    """Cut a document into windows: pack whole sentences as targets, split over-long ones, add context.
+
+    ``lengths`` are subword counts per word; ``max_tokens`` excludes the special tokens. Returns
+    ``(ctx_start, tgt_start, tgt_end, ctx_end)`` word ranges; the target ranges tile the document exactly.
+    """
+    n = len(lengths)
+    target_tokens = max(1, min(target_tokens, max_tokens))
+    bounds = list(sentence_starts) + [n]
+    # 1. Target groups: consecutive whole sentences up to the target budget; long sentences cut at words.
+    groups: list[tuple[int, int]] = []
+    cur_start, cur_len = None, 0
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        slen = sum(lengths[s:e])
+        if cur_start is not None and cur_len + slen <= target_tokens:
+            cur_len += slen
+            continue
+        if cur_start is not None:
+            groups.append((cur_start, s))
+        if slen <= target_tokens:
+            cur_start, cur_len = s, slen
+            continue
+        cur_start, cur_len = None, 0
+        a, used = s, 0
+        for i in range(s, e):
+            if used and used + lengths[i] > target_tokens:
+                groups.append((a, i))
+                a, used = i, 0
+            used += lengths[i]
+        cur_start, cur_len = a, used
+    if cur_start is not None:
+        groups.append((cur_start, n))
+    # 2. Context: grow each group to the left and right alternately while it fits.
+    windows = []
+    for ts, te in groups:
+        used = sum(lengths[ts:te])
+        cs, ce = ts, te
+        grow = True
+        while grow:
+            grow = False
+            if ce < n and used + lengths[ce] <= max_tokens:
+                used += lengths[ce]
+                ce += 1
+                grow = True
+            if cs > 0 and used + lengths[cs - 1] <= max_tokens:
+                cs -= 1
+                used += lengths[cs]
+                grow = True
+        windows.append((cs, ts, te, ce))
+    return windows
+
+
+def make_windows(encoded: Sequence[EncodedDoc], max_tokens: int, target_tokens: int,
+                 sentence_level: bool = False) -> list[Window]:
+    """Windows for every encoded document (``max_tokens`` counts the two special tokens).
+
+    ``sentence_level`` windows each sentence alone (no document context), as the classic recipe does,
+    still splitting a sentence that is longer than a window.
+    """
+    inner = max_tokens - 2
+    out = []
+    for d, doc in enumerate(encoded):
+        lengths = [len(p) for p in doc.pieces]
+        bounds = list(doc.sentence_starts) + [len(lengths)]
+        parts = zip(bounds[:-1], bounds[1:]) if sentence_level else [(0, len(lengths))]
+        for a, b in parts:
+            starts = [s - a for s in doc.sentence_starts if a <= s < b]
+            for cs, ts, te, ce in plan_windows(lengths[a:b], starts, inner, target_tokens):
+                out.append(Window(d, a + cs, a + ts, a + te, a + ce, sum(lengths[a + cs:a + ce]) + 2))
+    return out
+
+
+@dataclass
+class Feature:
+    """Model inputs of one window, with labels and the position of each target word's first piece."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+    labels: list[int]
+    word_positions: list[int]  # token index of the first piece of each target word, in order
+
+
+def window_feature(doc: EncodedDoc, w: Window, cls_id: int, sep_id: int, case_signal: bool,
+                   label_all_subwords: bool = False, continuation: dict[int, int] | None = None) -> Feature:
+    """Build a window's input ids, casing type ids and labels (targets only; context words get -100)."""
+    ids, types, labels, positions = [cls_id], [0], [IGNORE], []
+    for wi in range(w.ctx_start, w.ctx_end):
+        p = doc.pieces[wi]
+        target = w.tgt_start <= wi < w.tgt_end
+        if target:
+            positions.append(len(ids))
+        tag = doc.tag_ids[wi] if target else IGNORE
+        rest = IGNORE
+        if target and label_all_subwords and tag != IGNORE:
+            rest = continuation.get(tag, tag) if continuation else tag
+        ids.extend(p)
+        types.extend([doc.cases[wi] if case_signal else 0] * len(p))
+        labels.append(tag)
+        labels.extend([rest] * (len(p) - 1))
+    ids.append(sep_id)
+    types.append(0)
+    labels.append(IGNORE)
+    return Feature(ids, types, labels, positions)
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_tokens: int, rng: np.random.Generator | None,
+                           pool: int = 64) -> list[list[int]]:
+    """Batches of indices whose padded size stays under ``batch_tokens``; similar lengths share a batch.
+
+    With ``rng``, indices are shuffled, sorted by length within pools of ``pool`` x batch, and batch
+    order is shuffled (randomness for training, little padding); without it, order is by length.
+    """
+    order = np.arange(len(lengths))
+    if rng is not None:
+        rng.shuffle(order)
+        chunk = max(1, pool * max(1, batch_tokens // max(1, int(np.mean(lengths)) if len(lengths) else 1)))
+        parts = [sorted(order[i:i + chunk], key=lambda j: -lengths[j]) for i in range(0, len(order), chunk)]
+        order = [j for part in parts for j in part]
+    else:
+        order = sorted(order, key=lambda j: -lengths[j])
+    batches, cur, longest = [], [], 0
+    for j in order:
+        new_longest = max(longest, lengths[j])
+        if cur and new_longest * (len(cur) + 1) > batch_tokens:
+            batches.append(cur)
+            cur, new_longest = [], lengths[j]
+        cur.append(int(j))
+        longest = new_longest
+    if cur:
+        batches.append(cur)
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def collate(features: Sequence[Feature], pad_id: int) -> dict[str, np.ndarray]:
+    """Pad a batch to its longest window (dynamic padding)."""
+    width = max(len(f.input_ids) for f in features)
+    n = len(features)
+    ids = np.full((n, width), pad_id, dtype=np.int64)
+    types = np.zeros((n, width), dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    labels = np.full((n, width), IGNORE, dtype=np.int64)
+    for i, f in enumerate(features):
+        k = len(f.input_ids)
+        ids[i, :k] = f.input_ids
+        types[i, :k] = f.token_type_ids
+        mask[i, :k] = 1
+        labels[i, :k] = f.labels
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
+
+
+def iter_word_rows(windows: Sequence[Window], features: Sequence[Feature], logits: Sequence[np.ndarray]
+                   ) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(doc, word, logit row)`` for every target word of the windows."""
+    for w, f, lg in zip(windows, features, logits):
+        for k, pos in enumerate(f.word_positions):
+            yield w.doc, w.tgt_start + k, lg[pos]

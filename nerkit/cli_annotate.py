@@ -1,0 +1,206 @@
+"""`nerkit validate | convert | agree | adjudicate | preannotate | suggest | curve`: the annotation workflow."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nerkit.errors import NerkitError
+
+FORMAT_HELP = "labelstudio, doccano, brat, spacy (Prodigy), conll, conll-iob1, conll-iob2, conll-bioes, nerkit"
+
+
+def _print_report(report, details: int) -> None:
+    print(report.summary())
+    lines = report.details(None if details < 0 else details)
+    if lines:
+        print("\n".join(lines))
+        if 0 <= details < len(report.changes):
+            print(f"... {len(report.changes) - details} more (--details -1 lists all)")
+
+
+def _validate(a: argparse.Namespace) -> None:
+    from nerkit.labelschema import format_findings, validate
+
+    findings = validate(a.schema, a.data, a.fmt)
+    print(format_findings(findings))
+    errors = sum(f.severity == "error" for f in findings)
+    if errors or (a.strict and findings):
+        raise NerkitError(f"{errors} errors and {len(findings) - errors} warnings in {', '.join(a.data)}")
+
+
+def _convert(a: argparse.Namespace) -> None:
+    from nerkit.formats import convert
+
+    report = convert(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict)
+    _print_report(report, a.details)
+    print(f"wrote {a.output}")
+
+
+def _agree(a: argparse.Namespace) -> None:
+    from nerkit import agreement as ag
+    from nerkit.formats import Report
+
+    report = Report()
+    names, sets = ag.load_annotators(a.files, a.fmt, report)
+    al = ag.align(names, sets)
+    result = ag.agreement(al, report)
+    found = ag.disagreements(al)
+    if a.json:
+        result["disagreements"] = len(found)
+        print(json.dumps(result, indent=2))
+    else:
+        print(ag.format_agreement(result))
+        if report.changes:
+            print(f"\nwhile reading: {len(report.changes)} changes ({', '.join(f'{n} {k}' for k, n in report.counts().items())})")
+    ag.write_disagreements(al, found, a.report, a.html)
+    if not a.json and not a.report and not a.html:
+        print("\n" + ag.format_disagreements(al, found))
+    for path in (a.report, a.html):
+        if path:
+            print(f"wrote {path}", file=sys.stderr)
+
+
+def _adjudicate(a: argparse.Namespace) -> None:
+    from nerkit import formats
+    from nerkit.adjudicate import adjudicate, apply_review, write_review
+
+    if a.apply:
+        if len(a.files) != 1:
+            raise NerkitError("with --apply, give the merged file written by `nerkit adjudicate` (one file)")
+        report = formats.Report()
+        records = formats.read(a.files[0], a.fmt, report)
+        records, decided, undecided = apply_review(records, a.apply, allow_undecided=a.allow_undecided)
+        formats.write(records, a.output, a.to, report)
+        print(f"applied {decided} decisions" + (f"; {undecided} items still undecided (left without entities)" if undecided else ""))
+        _print_report(report, 20)
+        print(f"wrote {a.output}")
+        return
+    from nerkit import agreement as ag
+
+    report = formats.Report()
+    names, sets = ag.load_annotators(a.files, a.fmt, report)
+    al = ag.align(names, sets)
+    out = adjudicate(al, a.strategy)
+    formats.write(out.records, a.output, a.to, report)
+    review = a.review or str(Path(a.output).with_suffix("")) + ".review.jsonl"
+    write_review(out.conflicts, review)
+    print(f"{len(al.records)} texts from {len(names)} annotators: {out.agreed} regions agreed, {out.voted} decided by "
+          f"{a.strategy} vote, {len(out.conflicts)} for review")
+    _print_report(report, 20)
+    print(f"wrote {a.output}")
+    if out.conflicts:
+        print(f"wrote {review}: set each item's \"decision\" (an option number, or a list of spans), then run\n"
+              f"  nerkit adjudicate --apply {review} {a.output} --output FINAL")
+
+
+def _preannotate(a: argparse.Namespace) -> None:
+    from nerkit.assist import preannotate
+    from nerkit.predict import read_texts
+
+    output = a.output or str(Path(a.texts).with_suffix("")) + {"labelstudio": ".tasks.json", "brat": ".brat"}.get(
+        a.to, ".jsonl" if not a.to.startswith("conll") else ".conll")
+    report = preannotate(a.model_dir, read_texts(a.texts), output, a.to, a.backend)
+    print(f"pre-annotated {report.records_out} texts with {report.spans_out} entities; wrote {output}")
+
+
+def _suggest(a: argparse.Namespace) -> None:
+    from nerkit import assist, formats
+
+    exclude: list[str] = []
+    for path in a.exclude or []:
+        exclude += [r.text for r in formats.read(path)]
+    if a.output:
+        items = assist.suggest_file(a.model_dir, a.unlabelled, a.output, a.n, a.strategy, a.to, exclude, a.backend)
+        print(f"wrote the {len(items)} most uncertain texts to {a.output}")
+        return
+    from nerkit.predict import Tagger
+
+    tagger = Tagger.load(a.model_dir, backend=a.backend)
+    for s in assist.suggest(tagger, assist.read_unlabelled(a.unlabelled), a.n, a.strategy, exclude):
+        print(f"{s.rank}\t{s.score:.4f}\t{s.text}")
+
+
+def _curve(a: argparse.Namespace) -> None:
+    from nerkit.curve import format_curve, learning_curve, parse_fractions
+    from nerkit.train import TrainConfig
+
+    cfg = TrainConfig(model=a.model, epochs=a.epochs, max_steps=a.max_steps, lr=a.lr, seed=a.seed)
+    rows = learning_curve(a.train, a.dev, parse_fractions(a.fractions), a.output, cfg, seed=a.seed,
+                          scheme=a.scheme, keep_models=a.keep_models)
+    print(format_curve(rows))
+    print(f"wrote {a.output}/curve.tsv, curve.json and curve.png")
+
+
+def register(sub) -> None:
+    """Add the annotation-workflow subcommands to `nerkit`'s subparsers."""
+    v = sub.add_parser("validate", help="check annotated data against a label schema (YAML/JSON guidelines)")
+    v.add_argument("schema")
+    v.add_argument("data", nargs="+")
+    v.add_argument("--from", dest="fmt", help=f"data format ({FORMAT_HELP}); default: guessed from the name")
+    v.add_argument("--strict", action="store_true", help="fail on warnings too")
+    v.set_defaults(func=_validate)
+
+    c = sub.add_parser("convert", help="convert annotations between tools' formats")
+    c.add_argument("input")
+    c.add_argument("output")
+    c.add_argument("--from", dest="src", help=f"input format ({FORMAT_HELP}); default: guessed")
+    c.add_argument("--to", dest="dst", help="output format; default: guessed from the output name")
+    c.add_argument("--misaligned", choices=["split", "expand"], default="split",
+                   help="span edge inside a word, for token formats: split the word (default) or widen the span")
+    c.add_argument("--strict", action="store_true", help="fail instead of changing anything")
+    c.add_argument("--details", type=int, default=20, help="list this many changes (-1: all)")
+    c.set_defaults(func=_convert)
+
+    g = sub.add_parser("agree", help="inter-annotator agreement of two or more annotators' files")
+    g.add_argument("files", nargs="+", help="one file per annotator (or one Label Studio export with several)")
+    g.add_argument("--from", dest="fmt")
+    g.add_argument("--json", action="store_true")
+    g.add_argument("--report", help="write the disagreements as text here (default: print them)")
+    g.add_argument("--html", help="write the disagreements as an HTML page here")
+    g.set_defaults(func=_agree)
+
+    j = sub.add_parser("adjudicate", help="merge annotators by majority; conflicts go to a review file")
+    j.add_argument("files", nargs="+")
+    j.add_argument("--output", required=True)
+    j.add_argument("--from", dest="fmt")
+    j.add_argument("--to", help="output format (default: guessed from --output)")
+    j.add_argument("--review", help="review file (default: OUTPUT.review.jsonl)")
+    j.add_argument("--strategy", choices=["majority", "plurality"], default="majority")
+    j.add_argument("--apply", metavar="REVIEW", help="apply a decided review file to the merged file given")
+    j.add_argument("--allow-undecided", action="store_true", help="with --apply: leave undecided items without entities")
+    j.set_defaults(func=_adjudicate)
+
+    p = sub.add_parser("preannotate", help="tag texts with a model and write annotation tasks")
+    p.add_argument("model_dir")
+    p.add_argument("texts", help=".txt (one text per line) or .jsonl with a text field")
+    p.add_argument("--to", default="labelstudio", help=f"output format ({FORMAT_HELP})")
+    p.add_argument("--output")
+    p.add_argument("--backend", default="auto")
+    p.set_defaults(func=_preannotate)
+
+    s = sub.add_parser("suggest", help="rank unlabelled texts by model uncertainty (active learning)")
+    s.add_argument("model_dir")
+    s.add_argument("unlabelled")
+    s.add_argument("-n", type=int, default=100)
+    s.add_argument("--strategy", choices=["margin", "entropy"], default="margin")
+    s.add_argument("--output", help="write the texts here (default: print rank, score, text)")
+    s.add_argument("--to", help="txt, jsonl, or an annotation format (default: from the output name)")
+    s.add_argument("--exclude", nargs="*", help="annotated files whose texts are skipped")
+    s.add_argument("--backend", default="auto")
+    s.set_defaults(func=_suggest)
+
+    u = sub.add_parser("curve", help="learning curve: dev F1 against the amount of annotated data")
+    u.add_argument("--train", required=True)
+    u.add_argument("--dev", required=True)
+    u.add_argument("--fractions", default="0.1,0.25,0.5,1.0")
+    u.add_argument("--output", required=True)
+    u.add_argument("--model")
+    u.add_argument("--epochs", type=float)
+    u.add_argument("--max-steps", type=int)
+    u.add_argument("--lr", type=float)
+    u.add_argument("--seed", type=int, default=42)
+    u.add_argument("--scheme", choices=["IOB1", "IOB2", "BIOES"])
+    u.add_argument("--keep-models", action="store_true", help="save each subset's model under OUTPUT")
+    u.set_defaults(func=_curve)

@@ -1,0 +1,54 @@
+"""`nerkit export` and `nerkit serve`: the fast inference path on the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _export(a: argparse.Namespace) -> None:
+    from nerkit.export import export
+
+    info = export(a.model_dir, a.output or a.model_dir, quantize=not a.no_quantize, fuse=not a.no_fuse,
+                  copy_weights=not a.no_weights, per_channel=not a.per_tensor, reduce_range=a.reduce_range)
+    print(json.dumps({"output": a.output or a.model_dir, **info}, indent=2))
+
+
+def _serve(a: argparse.Namespace) -> None:
+    import logging
+
+    from nerkit.serve import Limits, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    limits = Limits(max_chars=a.max_chars, max_texts=a.max_texts, max_body_bytes=a.max_body_bytes,
+                    max_batch_texts=a.max_batch, max_wait_ms=a.max_wait_ms)
+    serve(a.model_dir, host=a.host, port=a.port, limits=limits, backend=a.backend)
+
+
+def register(sub) -> None:
+    """Add the `export` and `serve` subcommands to the `nerkit` parser."""
+    from nerkit.export import BACKENDS
+    from nerkit.serve import Limits
+
+    e = sub.add_parser("export", help="write ONNX (fp32 + int8) graphs of a model for fast inference")
+    e.add_argument("model_dir")
+    e.add_argument("--output", help="directory to write (a complete model directory; default: MODEL_DIR itself)")
+    e.add_argument("--no-quantize", action="store_true", help="skip the int8 graph")
+    e.add_argument("--no-fuse", action="store_true", help="skip ONNX Runtime's BERT operator fusion")
+    e.add_argument("--no-weights", action="store_true", help="do not copy model.safetensors to --output "
+                                                             "(the copy then runs only with ONNX Runtime)")
+    e.add_argument("--per-tensor", action="store_true", help="int8 scales per tensor instead of per channel")
+    e.add_argument("--reduce-range", action="store_true", help="7-bit int8 weights")
+    e.set_defaults(func=_export)
+
+    d = Limits()
+    s = sub.add_parser("serve", help="HTTP service with micro-batching, OpenAPI docs and a web page")
+    s.add_argument("model_dir")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--backend", choices=BACKENDS, default="auto")
+    s.add_argument("--max-chars", type=int, default=d.max_chars, help="characters per text")
+    s.add_argument("--max-texts", type=int, default=d.max_texts, help="texts per request")
+    s.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="request body size")
+    s.add_argument("--max-batch", type=int, default=d.max_batch_texts, help="texts tagged together")
+    s.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="wait for more requests to batch")
+    s.set_defaults(func=_serve)

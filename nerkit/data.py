@@ -1,0 +1,439 @@
+"""Reading and writing NER data (CoNLL columns, JSON Lines), tokenization, span/tag conversion, statistics.
+
+Everything read here comes out as IOB2-tagged ``Document``s; problems in the input are reported as
+``DataError`` naming the file and line, or as ``DataWarning`` when nerkit can repair them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import unicodedata
+import warnings
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from nerkit.errors import DataError, NerkitError
+from nerkit.scheme import LabelScheme, chunks, convert, detect_scheme, split_tag, validate
+from nerkit.types import Document, Sentence, Span
+
+DOCSTART = "-DOCSTART-"
+Offsets = list[tuple[int, int]]  # character range [start, end) of each word
+SCHEME_ALIASES = {"IOBES": "BIOES", "BILOU": "BIOES", "BIO": "IOB2", "IOB": "IOB2"}
+
+
+class DataWarning(UserWarning):
+    """Input data had problems that nerkit repaired (invalid tag transitions, spans inside words)."""
+
+
+@dataclass
+class ConllReport:
+    """What reading a CoNLL file found: the tag scheme, invalid transitions repaired, lines read."""
+
+    scheme: LabelScheme
+    violations: dict[str, int] = field(default_factory=dict)  # kind (e.g. "O -> I-PER") -> count
+    first_lines: dict[str, int] = field(default_factory=dict)  # kind -> line of its first occurrence
+    n_lines: int = 0
+
+
+@dataclass
+class JsonlReport:
+    """What reading a JSONL file found: records read and spans whose edges fell inside words."""
+
+    n_records: int = 0
+    split_spans: int = 0
+    first_split: str | None = None  # "file:line [start, end) LABEL" of the first such span
+
+
+# ---------------------------------------------------------------- file access
+
+
+def _read_bytes(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise DataError(path, None, "is a directory, expected a file") from None
+    except OSError as e:
+        raise DataError(path, None, f"cannot read: {e.strerror}") from None
+
+
+def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line number, text)`` for each line, decoding UTF-8 line by line so errors have a line number."""
+    raw_lines = _read_bytes(path).split(b"\n")
+    if raw_lines[-1] == b"":
+        raw_lines.pop()  # the newline ending the last line does not start another
+    for n, raw in enumerate(raw_lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            bad = raw[e.start : e.end]
+            problem = f"invalid UTF-8 bytes {bad!r} at byte {e.start + 1} of the line (files must be UTF-8)"
+            raise DataError(path, n, problem) from None
+        if n == 1:
+            line = line.removeprefix("\ufeff")  # editors on Windows add a byte-order mark
+        yield n, line.rstrip("\r")
+
+
+def _atomic_write(path: str | Path, lines: Iterable[str]) -> None:
+    """Write lines to ``path`` via a temporary file in the same directory, so readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(lines)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def fingerprint(path: str | Path) -> str:
+    """First 16 hex digits of the SHA-256 of the file's bytes (to record exactly which data a run used)."""
+    return hashlib.sha256(_read_bytes(path)).hexdigest()[:16]
+
+
+def _scheme(scheme: LabelScheme | str | None) -> LabelScheme | None:
+    if scheme is None or isinstance(scheme, LabelScheme):
+        return scheme
+    name = SCHEME_ALIASES.get(scheme.upper(), scheme.upper())
+    if name not in LabelScheme.__members__:
+        raise NerkitError(f"unknown tag scheme {scheme!r}; expected IOB1, IOB2 or BIOES")
+    return LabelScheme(name)
+
+
+# ---------------------------------------------------------------- CoNLL
+
+
+def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = None) -> tuple[list[Document], ConllReport]:
+    """Read a CoNLL column file (token first, tag last) into IOB2 documents, with a report of what was found."""
+    scheme = _scheme(scheme)
+    name = Path(path).name
+    docs: list[Document] = []
+    sents: list[Sentence] = []  # all sentences in file order, tagged as in the file until converted below
+    word_lines: list[list[int]] = []  # line of each word of each sentence, to place violations
+    words: list[str] = []
+    tags: list[str] = []
+    lines: list[int] = []
+    new_doc = True
+    saw_docstart = False
+    n_lines = 0
+
+    def end_sentence() -> None:
+        nonlocal words, tags, lines, new_doc
+        if words:
+            if new_doc:  # created lazily, so -DOCSTART- blocks without sentences leave no empty document
+                docs.append(Document(f"{name}#{len(docs) + 1}"))
+                new_doc = False
+            sents.append(Sentence(words, tags, doc_id=docs[-1].id, source=f"{path}:{lines[0]}"))
+            docs[-1].sentences.append(sents[-1])
+            word_lines.append(lines)
+        words, tags, lines = [], [], []
+
+    for n, line in _lines(path):
+        n_lines = n
+        # Tab-separated files may have spaces inside tokens; otherwise any whitespace separates columns.
+        cols = [c for c in (c.strip() for c in line.split("\t")) if c] if "\t" in line else line.split()
+        if not cols:
+            end_sentence()
+        elif cols[0] == DOCSTART:
+            end_sentence()
+            new_doc = saw_docstart = True
+        elif len(cols) < 2:
+            raise DataError(path, n, f"line has 1 column ({cols[0]!r}); expected token and tag columns")
+        else:
+            try:
+                split_tag(cols[-1])
+            except ValueError:
+                problem = f"tag {cols[-1]!r} is not O or B-/I-/E-/S- followed by a type (e.g. B-PER)"
+                raise DataError(path, n, problem) from None
+            words.append(cols[0])
+            tags.append(cols[-1])
+            lines.append(n)
+    end_sentence()
+    if not sents:
+        raise DataError(path, None, "no sentences found (the file is empty or has only blank and -DOCSTART- lines)")
+    if not saw_docstart:
+        # Without -DOCSTART- markers nothing says which sentences belong together (WNUT-17 is unrelated posts),
+        # so each sentence is its own document and never borrows context from its neighbours.
+        docs = [Document(f"{name}#{i + 1}", [s]) for i, s in enumerate(sents)]
+        for d in docs:
+            d.sentences[0].doc_id = d.id
+
+    sequences = [s.tags for s in sents]
+    scheme = scheme or detect_scheme(sequences)
+    found = validate(sequences, scheme)
+    report = ConllReport(scheme, dict(found.counts), n_lines=n_lines)
+    for kind, (si, pos) in found.first.items():
+        report.first_lines[kind] = word_lines[si][min(pos, len(word_lines[si]) - 1)]  # pos == len: at sentence end
+    if found:
+        detail = "; ".join(f"'{k}' x{c} (first at line {report.first_lines[k]})" for k, c in found.counts.most_common())
+        warnings.warn(
+            f"{path}: {found.total()} invalid {scheme.value} tag transitions, "
+            f"repaired by reading entities leniently: {detail}",
+            DataWarning,
+            stacklevel=2,
+        )
+    for s in sents:
+        s.tags = convert(s.tags, scheme)  # through chunks(), which is lenient: this also repairs the violations
+    return docs, report
+
+
+def read_conll(path: str | Path, scheme: LabelScheme | str | None = None) -> list[Document]:
+    """Read a CoNLL column file into IOB2 documents (scheme auto-detected when None)."""
+    return read_conll_with_report(path, scheme)[0]
+
+
+def write_conll(docs: Iterable[Document], path: str | Path) -> None:
+    """Write documents as two-column CoNLL (``word tag``), each document opened by a ``-DOCSTART- O`` line."""
+
+    def lines() -> Iterator[str]:
+        for doc in docs:
+            yield f"{DOCSTART} O\n\n"
+            for s in doc.sentences:
+                if not s.words:
+                    continue
+                if s.tags is None:
+                    raise ValueError(f"{s.source or doc.id}: cannot write an unlabelled sentence as CoNLL")
+                yield "".join(f"{w} {t}\n" for w, t in zip(s.words, s.tags)) + "\n"
+
+    _atomic_write(path, lines())
+
+
+# ---------------------------------------------------------------- tokenization and spans
+
+
+@cache
+def _token_re() -> re.Pattern[str]:
+    # Python's \w leaves out combining marks (accents in decomposed text, Indic vowel signs, variation
+    # selectors), which would split words apart; so marks are added to word characters explicitly.
+    # Marks above U+1FFFF exist only in the variation selector supplement, hence the two ranges scanned.
+    ranges: list[list[int]] = []
+    for c in [*range(0x20000), *range(0xE0000, 0xE1000)]:
+        if unicodedata.category(chr(c))[0] == "M":
+            if ranges and ranges[-1][1] == c - 1:
+                ranges[-1][1] = c
+            else:
+                ranges.append([c, c])
+    marks = "".join(f"{chr(a)}-{chr(b)}" if b > a else re.escape(chr(a)) for a, b in ranges)
+    word = rf"[\w{marks}]+"
+    # A symbol keeps its trailing marks, skin-tone modifiers and zero-width-joined symbols (one emoji, one token).
+    symbol = rf"[^\w\s{marks}](?:[{marks}\U0001F3FB-\U0001F3FF]|\u200d[^\w\s])*"
+    return re.compile(rf"{word}(?:[-'’.]{word})*|{symbol}")
+
+
+def tokenize(text: str) -> tuple[list[str], Offsets]:
+    """Split text into words (letter/digit runs, joined by inner - ' ’ .; every other symbol alone) with exact offsets."""
+    words, offsets = [], []
+    for m in _token_re().finditer(text):
+        words.append(m.group())
+        offsets.append(m.span())
+    return words, offsets
+
+
+def spans_to_tags(offsets: Offsets, spans: Iterable[Span]) -> list[str]:
+    """IOB2 tags for words at ``offsets``: a word belongs to the span it overlaps. Raises ValueError on a shared word."""
+    tags = ["O"] * len(offsets)
+    owner: list[Span | None] = [None] * len(offsets)
+    starts, ends = [s for s, _ in offsets], [e for _, e in offsets]
+    for span in sorted(spans):
+        # Words are sorted and disjoint, so the words a span overlaps form one run, found by bisection.
+        lo, hi = bisect_right(ends, span.start), bisect_left(starts, span.end)
+        for i in range(lo, hi):
+            if owner[i] is not None:
+                raise ValueError(f"spans {owner[i]} and {span} both cover word {i} at {offsets[i]}")
+            owner[i] = span
+            tags[i] = f"{'B' if i == lo else 'I'}-{span.label}"
+    return tags
+
+
+def sentence_spans(sentence: Sentence) -> list[Span]:
+    """The sentence's entities as character spans of its text (``Sentence.surface()``)."""
+    if sentence.tags is None:
+        return []
+    _, offsets = sentence.surface()
+    return [Span(offsets[s][0], offsets[e - 1][1], label) for label, s, e in chunks(sentence.tags)]
+
+
+def _split_at(words: list[str], offsets: Offsets, cuts: Iterable[int]) -> tuple[list[str], Offsets, int]:
+    """Split words at the character positions ``cuts`` that fall strictly inside them; also return how many did."""
+    starts = [s for s, _ in offsets]
+    inner: dict[int, set[int]] = {}
+    for c in cuts:
+        i = bisect_right(starts, c) - 1
+        if i >= 0 and offsets[i][0] < c < offsets[i][1]:
+            inner.setdefault(i, set()).add(c)
+    if not inner:
+        return words, offsets, 0
+    out_w, out_o = [], []
+    for i, (w, (s, e)) in enumerate(zip(words, offsets)):
+        edges = [s, *sorted(inner.get(i, ())), e]
+        for a, b in zip(edges, edges[1:]):
+            out_w.append(w[a - s : b - s])
+            out_o.append((a, b))
+    return out_w, out_o, sum(map(len, inner.values()))
+
+
+# ---------------------------------------------------------------- JSON Lines
+
+
+def _entities(path: str | Path, n: int, text: str, items: object) -> list[Span]:
+    """Check a record's ``entities`` list and return it as sorted, non-overlapping spans."""
+    if not isinstance(items, list):
+        raise DataError(path, n, f'"entities" must be a list, got {type(items).__name__}')
+    spans = []
+    for k, ent in enumerate(items):
+        what = f"entity {k}"
+        if not isinstance(ent, dict):
+            raise DataError(path, n, f"{what} must be an object with start, end and label, got {type(ent).__name__}")
+        missing = [key for key in ("start", "end", "label") if key not in ent]
+        if missing:
+            raise DataError(path, n, f"{what} is missing {', '.join(missing)}")
+        start, end, label = ent["start"], ent["end"], ent["label"]
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
+            raise DataError(path, n, f"{what}: start and end must be integers, got {start!r} and {end!r}")
+        if not isinstance(label, str) or not label or any(ch.isspace() for ch in label):
+            raise DataError(path, n, f"{what}: label must be a non-empty string without spaces, got {label!r}")
+        if not 0 <= start < end <= len(text):
+            raise DataError(path, n, f"{what}: range [{start}, {end}) is empty or outside the text (length {len(text)})")
+        if not text[start:end].strip():
+            raise DataError(path, n, f"{what}: range [{start}, {end}) covers only whitespace")
+        spans.append(Span(start, end, label))
+    spans.sort()
+    for a, b in zip(spans, spans[1:]):
+        if b.start < a.end:
+            raise DataError(
+                path, n, f"entities overlap: [{a.start}, {a.end}) {a.label} {text[a.start:a.end]!r} "
+                f"and [{b.start}, {b.end}) {b.label} {text[b.start:b.end]!r}"
+            )
+    return spans
+
+
+def read_jsonl_with_report(path: str | Path) -> tuple[list[Document], JsonlReport]:
+    """Read JSON Lines records ``{"text", "entities": [{start, end, label}], "id"?}``, one document each."""
+    name = Path(path).name
+    docs: list[Document] = []
+    report = JsonlReport()
+    for n, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            hint = " (one JSON object per line, not a JSON array)" if n == 1 and line.lstrip().startswith("[") else ""
+            raise DataError(path, n, f"invalid JSON: {e.msg} at column {e.colno}{hint}") from None
+        if not isinstance(rec, dict):
+            hint = " (one JSON object per line, not a JSON array)" if isinstance(rec, list) else ""
+            raise DataError(path, n, f"expected a JSON object, got {type(rec).__name__}{hint}")
+        if "text" not in rec:
+            raise DataError(path, n, 'record has no "text"')
+        text = rec["text"]
+        if not isinstance(text, str):
+            raise DataError(path, n, f'"text" must be a string, got {type(text).__name__}')
+        words, offsets = tokenize(text)
+        if not words:
+            raise DataError(path, n, '"text" has no words')
+        other = next((k for k in ("spans", "ents", "labels", "annotations") if k in rec), None)
+        if "entities" not in rec and other:  # silently reading such a record as unlabelled would lose its entities
+            raise DataError(path, n, f'entities must be given as "entities" (found "{other}")')
+        # A missing "entities" key means unlabelled text (tags None); an empty list means "labelled, no entities".
+        tags = None
+        if rec.get("entities") is not None:
+            spans = _entities(path, n, text, rec["entities"])
+            # Edges inside a word would make the entity unrepresentable in word tags; split the word there instead.
+            for sp in spans:
+                words, offsets, cut = _split_at(words, offsets, (sp.start, sp.end))
+                if cut:
+                    report.split_spans += 1
+                    if report.first_split is None:
+                        report.first_split = f"{path}:{n} [{sp.start}, {sp.end}) {sp.label} {text[sp.start:sp.end]!r}"
+            tags = spans_to_tags(offsets, spans)
+        report.n_records += 1
+        doc_id = str(rec["id"]) if rec.get("id") is not None else f"{name}#{report.n_records}"
+        sentence = Sentence(words, tags, doc_id=doc_id, source=f"{path}:{n}", text=text, offsets=offsets)
+        docs.append(Document(doc_id, [sentence]))
+    if not docs:
+        raise DataError(path, None, "no records found (the file is empty)")
+    if report.split_spans:
+        warnings.warn(
+            f"{path}: {report.split_spans} spans did not fall on word boundaries; words were split at span edges "
+            f"(first: {report.first_split})",
+            DataWarning,
+            stacklevel=2,
+        )
+    return docs, report
+
+
+def read_jsonl(path: str | Path) -> list[Document]:
+    """Read a JSON Lines file of ``{"text", "entities"}`` records into one single-sentence document per record."""
+    return read_jsonl_with_report(path)[0]
+
+
+def write_jsonl(docs: Iterable[Document], path: str | Path) -> None:
+    """Write one JSON record per sentence with character-offset entities (words joined by spaces if no text)."""
+
+    def lines() -> Iterator[str]:
+        for doc in docs:
+            for k, s in enumerate(doc.sentences, 1):
+                text, _ = s.surface()
+                rec: dict = {"id": doc.id if len(doc.sentences) == 1 else f"{doc.id}/{k}", "text": text}
+                if s.tags is not None:
+                    rec["entities"] = [{"start": sp.start, "end": sp.end, "label": sp.label} for sp in sentence_spans(s)]
+                yield json.dumps(rec, ensure_ascii=False) + "\n"
+
+    _atomic_write(path, lines())
+
+
+def load(path: str | Path, scheme: LabelScheme | str | None = None) -> list[Document]:
+    """Read ``.jsonl``/``.json`` files as JSON Lines, anything else as CoNLL columns."""
+    if Path(path).suffix.lower() in (".jsonl", ".json"):
+        return read_jsonl(path)
+    return read_conll(path, scheme)
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def stats(docs: list[Document]) -> dict:
+    """Counts of documents, sentences, tokens and entities (per type), O share and the longest sentence."""
+    per_type: Counter = Counter()
+    n_sent = n_tok = n_labelled = n_o = 0
+    longest, where = 0, ""
+    for doc in docs:
+        for s in doc.sentences:
+            n_sent += 1
+            n_tok += len(s)
+            if len(s) > longest:
+                longest, where = len(s), s.source
+            if s.tags is not None:
+                n_labelled += len(s)
+                n_o += s.tags.count("O")
+                per_type.update(label for label, _, _ in chunks(s.tags))
+    return {
+        "documents": len(docs),
+        "sentences": n_sent,
+        "tokens": n_tok,
+        "entities": sum(per_type.values()),
+        "entities_per_type": dict(sorted(per_type.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "o_share": n_o / n_labelled if n_labelled else None,  # over labelled tokens only
+        "longest_sentence": longest,
+        "longest_source": where,
+    }
+
+
+def format_stats(d: dict) -> str:
+    """A readable two-column table of ``stats()`` output."""
+    rows = [(k, f"{d[k]:,}", "") for k in ("documents", "sentences", "tokens", "entities")]
+    rows += [(f"  {label}", f"{c:,}", "") for label, c in d["entities_per_type"].items()]
+    rows.append(("O share", "n/a" if d["o_share"] is None else f"{d['o_share']:.1%}", ""))
+    where = f" ({d['longest_source']})" if d["longest_source"] else ""
+    rows.append(("longest sentence", f"{d['longest_sentence']:,}", f" words{where}"))
+    kw, vw = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+    return "\n".join(f"{k:<{kw}}  {v:>{vw}}{note}" for k, v, note in rows)

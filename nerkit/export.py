@@ -1,0 +1,245 @@
+"""Fast inference: export a nerkit model directory to ONNX (fp32 + int8) and run it with ONNX Runtime.
+
+``export(MODEL_DIR, OUT)`` writes ``model.onnx`` (fp32, BERT fusions applied where ONNX Runtime's
+transformer optimizer recognises the graph) and ``model.int8.onnx`` (dynamic int8 quantization of the
+weight matrices) next to a copy of the model's config, tokenizer, label map and nerkit.json, so OUT is
+itself a model directory: ``Tagger.load(OUT)`` picks int8, else fp32 ONNX, else PyTorch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nerkit.errors import NerkitError
+
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+META_FILE = "nerkit.json"
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+OPSET = 17
+# Files that make a directory loadable by ``Tagger.load`` / ``AutoTokenizer`` besides the ONNX graphs.
+COPY_FILES = ("config.json", META_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+              "vocab.txt", "added_tokens.json", "merges.txt", "vocab.json", "sentencepiece.bpe.model",
+              "spiece.model", "tokenizer.model", "README.md")
+WEIGHT_FILES = ("model.safetensors",)
+BACKENDS = ("auto", "onnx-int8", "onnx", "torch")
+DEFAULT_BATCH_TOKENS = 512
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (the container's affinity, not the host's core count)."""
+    env = os.environ.get("NERKIT_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _batch_tokens() -> int:
+    env = os.environ.get("NERKIT_BATCH_TOKENS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_BATCH_TOKENS
+
+
+class OnnxEngine:
+    """Runs an exported token-classification graph with ONNX Runtime on the CPU.
+
+    ``batch_tokens`` (read by ``Tagger``) is the padded batch size in tokens: small batches keep the
+    activations in the CPU caches, and were measured fastest (see bench/inference.py).
+    """
+
+    def __init__(self, path: str | os.PathLike, name: str = "onnx", threads: int | None = None,
+                 batch_tokens: int | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or available_cores()
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        self.path = Path(path)
+        self.name = name
+        self.batch_tokens = batch_tokens or _batch_tokens()
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {k: np.ascontiguousarray(batch[k], dtype=np.int64) for k in self.input_names}
+        return self.session.run(None, feed)[0]
+
+    def __repr__(self) -> str:
+        return f"OnnxEngine({self.name}, {self.path})"
+
+
+def load_engine(path: str | os.PathLike, backend: str = "auto"):
+    """The ONNX engine for a model directory, or None where the backend asked for has no exported graph."""
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise NerkitError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return None
+    order = {"auto": [(INT8_FILE, "onnx-int8"), (ONNX_FILE, "onnx")],
+             "onnx-int8": [(INT8_FILE, "onnx-int8")], "onnx": [(ONNX_FILE, "onnx")]}[backend]
+    for fname, name in order:
+        if (path / fname).is_file():
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                if backend == "auto":
+                    return None
+                raise NerkitError("onnxruntime is not installed (pip install 'nerkit[serve]')") from None
+            return OnnxEngine(path / fname, name)
+    return None
+
+
+class _LogitsOnly:
+    """Wraps a HF token classifier so that ONNX sees three int64 inputs and one logits output."""
+
+    def __new__(cls, model):
+        import torch
+
+        class Wrapper(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.m(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).logits
+
+        return Wrapper(model).eval()
+
+
+def _dummy_inputs(config, batch: int = 2, seq: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    vocab = int(getattr(config, "vocab_size", 100))
+    types = max(1, int(getattr(config, "type_vocab_size", 1) or 1))
+    ids = rng.integers(min(5, vocab - 1), vocab, size=(batch, seq), dtype=np.int64)
+    mask = np.ones((batch, seq), dtype=np.int64)
+    mask[-1, seq // 2:] = 0  # one padded row, so the traced mask path handles padding
+    tt = rng.integers(0, types, size=(batch, seq), dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}
+
+
+def _torch_export(model_dir: Path, onnx_path: Path) -> None:
+    import warnings
+
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    model = AutoModelForTokenClassification.from_pretrained(model_dir, use_safetensors=True,
+                                                            attn_implementation="eager").float().eval()
+    wrapped = _LogitsOnly(model)
+    dummy = _dummy_inputs(model.config)
+    args = tuple(torch.from_numpy(dummy[k]) for k in INPUTS)
+    axes = {k: {0: "batch", 1: "sequence"} for k in (*INPUTS, "logits")}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        # The TorchScript-based exporter: the dynamo exporter needs onnxscript and gains nothing for BERT.
+        torch.onnx.export(wrapped, args, str(onnx_path), dynamo=False, input_names=list(INPUTS),
+                          output_names=["logits"], dynamic_axes=axes, opset_version=OPSET,
+                          do_constant_folding=True)
+
+
+def _fuse(onnx_path: Path, config) -> bool:
+    """Apply ONNX Runtime's BERT fusions (Attention, SkipLayerNorm, BiasGelu) in place; False if not applicable."""
+    if getattr(config, "model_type", "") not in ("bert", "roberta", "distilbert", "xlm-roberta", "electra", "camembert"):
+        return False
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+    except ImportError:
+        return False
+    import logging
+
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+    opt = optimize_model(str(onnx_path), model_type="bert", num_heads=int(config.num_attention_heads),
+                         hidden_size=int(config.hidden_size), opt_level=0)
+    opt.save_model_to_file(str(onnx_path))
+    return True
+
+
+def quantize_model(fp32_path: Path, int8_path: Path, per_channel: bool = True, reduce_range: bool = False) -> None:
+    """Dynamic int8 quantization of the weight matrices (activations quantized on the fly)."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger("root").setLevel(logging.ERROR)
+    quantize_dynamic(str(fp32_path), str(int8_path), per_channel=per_channel, reduce_range=reduce_range,
+                     weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Attention"],
+                     # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def _reference_logits(model_dir: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    model = AutoModelForTokenClassification.from_pretrained(model_dir, use_safetensors=True).float().eval()
+    with torch.no_grad():
+        return model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.numpy()
+
+
+def export(model_dir: str | os.PathLike, output: str | os.PathLike | None = None, quantize: bool = True,
+           *, fuse: bool = True, copy_weights: bool = True,
+           per_channel: bool = True, reduce_range: bool = False, atol: float = 1e-3) -> dict:
+    """Export ``model_dir`` to ONNX in ``output`` (default: in place); returns what was written and checked."""
+    src = Path(model_dir)
+    if not (src / "config.json").is_file():
+        raise NerkitError(f"{src}: not a model directory (no config.json)")
+    if not any((src / w).is_file() for w in WEIGHT_FILES):
+        raise NerkitError(f"{src}: no model.safetensors to export")
+    out = Path(output) if output is not None else src
+    out.mkdir(parents=True, exist_ok=True)
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(src)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        tmp = Path(tmp)
+        raw = tmp / ONNX_FILE
+        _torch_export(src, raw)
+        fused = _fuse(raw, config) if fuse else False
+        checks = {}
+        # Check the fp32 graph against PyTorch on inputs of other shapes than the traced ones.
+        probe = _dummy_inputs(config, batch=3, seq=23, seed=1)
+        ref = _reference_logits(src, probe)
+        got = OnnxEngine(raw, "onnx").logits(probe)
+        valid = probe["attention_mask"].astype(bool)
+        diff = float(np.abs(ref - got)[valid].max())
+        checks["onnx_max_abs_diff"] = diff
+        if not diff <= atol * max(1.0, float(np.abs(ref).max())):
+            raise NerkitError(f"ONNX export of {src} does not match PyTorch (max |diff| {diff:.3g})")
+        files = [ONNX_FILE]
+        if quantize:
+            q = tmp / INT8_FILE
+            quantize_model(raw, q, per_channel=per_channel, reduce_range=reduce_range)
+            got8 = OnnxEngine(q, "onnx-int8").logits(probe)
+            checks["int8_argmax_agreement"] = float((got8.argmax(-1) == ref.argmax(-1))[valid].mean())
+            files.append(INT8_FILE)
+        for f in files:
+            os.replace(tmp / f, out / f)
+    if not quantize and (out / INT8_FILE).is_file():
+        (out / INT8_FILE).unlink()  # a stale int8 graph would be picked before the new fp32 one
+    if out.resolve() != src.resolve():
+        for name in COPY_FILES + (WEIGHT_FILES if copy_weights else ()):
+            if (src / name).is_file():
+                shutil.copy2(src / name, out / name)
+    info = {"files": files, "opset": OPSET, "fused": fused,
+            "quantization": ({"type": "dynamic", "weight_type": "int8", "per_channel": per_channel,
+                              "reduce_range": reduce_range} if quantize else None),
+            "checks": checks, "seconds": round(time.perf_counter() - t0, 1)}
+    meta_path = out / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta["onnx"] = info
+    meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return info

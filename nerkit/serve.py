@@ -1,0 +1,413 @@
+"""HTTP service: ``POST /v1/entities`` tags texts; concurrent requests are micro-batched into one model call.
+
+``create_app(MODEL_DIR or Tagger, Limits(...))`` returns a FastAPI app; ``nerkit serve MODEL_DIR`` runs it
+with uvicorn. Requests wait in an asyncio queue; one worker thread tags everything waiting (up to
+``max_batch_texts`` texts, after at most ``max_wait_ms`` for more to arrive) in a single ``Tagger.predict``
+call and hands each request its own results, in order. Every input problem is answered with a JSON error
+that names what is wrong (413 for a limit, 422 for a malformed body); nothing a client sends stops the server.
+"""
+
+import asyncio
+import json
+import logging
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from nerkit.errors import NerkitError
+
+log = logging.getLogger("nerkit.serve")
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass
+class Limits:
+    """What one request may ask for, and how the worker batches requests together."""
+
+    max_chars: int = 20_000  # characters per text
+    max_texts: int = 256  # texts per request
+    max_body_bytes: int = 4 * 1024 * 1024  # request body size
+    max_batch_texts: int = 64  # texts tagged together in one model call (whole requests are never split)
+    max_wait_ms: float = 2.0  # how long the worker waits for more requests before tagging a partial batch
+    max_pending_texts: int = 8192  # texts queued before new requests are refused with 503
+
+    def __post_init__(self) -> None:
+        for k, v in asdict(self).items():
+            if not (isinstance(v, (int, float)) and v >= 0) or (k != "max_wait_ms" and v < 1):
+                raise NerkitError(f"limit {k} must be a positive number, got {v!r}")
+
+
+class ApiError(Exception):
+    """An error answered to the client as ``{"error": {"code", "message", ...}}``."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+
+
+class Overloaded(Exception):
+    pass
+
+
+class MicroBatcher:
+    """Collects concurrent requests from an asyncio queue and tags them together on one worker thread."""
+
+    def __init__(self, tagger, max_batch_texts: int = 64, max_wait_ms: float = 2.0, max_pending_texts: int = 8192):
+        self.tagger = tagger
+        self.max_batch_texts = max_batch_texts
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_pending_texts = max_pending_texts
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="nerkit-tagger")
+        self.queue: asyncio.Queue | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task | None = None
+        self.pending = 0
+        self.stats = {"requests": 0, "texts": 0, "batches": 0, "largest_batch": 0, "errors": 0}
+
+    def _ensure_started(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop or self.task is None or self.task.done():
+            self.loop = loop
+            self.queue = asyncio.Queue()
+            self.pending = 0
+            self.task = loop.create_task(self._run(), name="nerkit-microbatcher")
+
+    async def start(self) -> None:
+        self._ensure_started()
+
+    async def stop(self) -> None:
+        if self.task is not None and self.loop is asyncio.get_running_loop():
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+            while self.queue is not None and not self.queue.empty():
+                _, fut = self.queue.get_nowait()
+                if not fut.done():
+                    fut.set_exception(Overloaded("server is shutting down"))
+        self.task = None
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, texts: list[str]) -> list:
+        """Entities of each text, tagged together with whatever other requests are waiting."""
+        self._ensure_started()
+        if not texts:
+            return []
+        if self.pending and self.pending + len(texts) > self.max_pending_texts:
+            raise Overloaded(f"{self.pending} texts are waiting; try again shortly")
+        fut = self.loop.create_future()
+        self.pending += len(texts)
+        self.queue.put_nowait((texts, fut))
+        try:
+            return await fut
+        finally:
+            self.pending -= len(texts)
+
+    async def _run(self) -> None:
+        queue = self.queue
+        while True:
+            batch = [await queue.get()]
+            n = len(batch[0][0])
+            if n < self.max_batch_texts and self.max_wait > 0 and queue.empty():
+                await asyncio.sleep(self.max_wait)  # let requests that are arriving right now join this batch
+            while n < self.max_batch_texts and not queue.empty():
+                item = queue.get_nowait()
+                batch.append(item)
+                n += len(item[0])
+            batch = [(t, f) for t, f in batch if not f.done()]  # clients that went away
+            if batch:
+                await self._tag(batch)
+
+    async def _tag(self, batch: list[tuple[list[str], asyncio.Future]]) -> None:
+        texts = [t for ts, _ in batch for t in ts]
+        self.stats["batches"] += 1
+        self.stats["requests"] += len(batch)
+        self.stats["texts"] += len(texts)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(texts))
+        try:
+            results = await self.loop.run_in_executor(self.executor, self.tagger.predict, texts)
+        except Exception:  # noqa: BLE001 - isolate the failing request(s): tag each request alone
+            for ts, fut in batch:
+                await self._tag_alone(ts, fut)
+            return
+        k = 0
+        for ts, fut in batch:
+            if not fut.done():
+                fut.set_result(results[k:k + len(ts)])
+            k += len(ts)
+
+    async def _tag_alone(self, texts: list[str], fut: asyncio.Future) -> None:
+        try:
+            res = await self.loop.run_in_executor(self.executor, self.tagger.predict, texts)
+        except Exception as exc:  # noqa: BLE001 - reported to that client as a 500 with the reason
+            self.stats["errors"] += 1
+            log.exception("tagging failed")
+            if not fut.done():
+                fut.set_exception(exc)
+            return
+        if not fut.done():
+            fut.set_result(res)
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 to request bodies over ``max_bytes`` before anything parses them."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                return await _send_json(send, 400, ApiError(400, "bad_request", "invalid Content-Length header").body())
+            if size > self.max_bytes:
+                return await _send_json(send, 413, _body_too_large(self.max_bytes, size).body())
+        chunks, total = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            body = msg.get("body", b"")
+            total += len(body)
+            if total > self.max_bytes:
+                return await _send_json(send, 413, _body_too_large(self.max_bytes, None).body())
+            chunks.append(body)
+            if not msg.get("more_body", False):
+                break
+        whole = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": whole, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+def _body_too_large(limit: int, size: int | None) -> ApiError:
+    got = f" ({size} bytes)" if size is not None else ""
+    return ApiError(413, "limit_exceeded", f"request body is larger than max_body_bytes={limit}{got}",
+                    limit="max_body_bytes", max=limit, **({"got": size} if size is not None else {}))
+
+
+async def _send_json(send, status: int, body: dict) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": data})
+
+
+def _finite(x: Any) -> Any:
+    """JSON-safe copy (NaN/inf become null, unknown objects strings)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if x is None or isinstance(x, (str, int, bool)):
+        return x
+    return str(x)
+
+
+def _describe_validation(errors: list[dict], content_type: str = "application/json") -> tuple[str, str, list[dict]]:
+    """(code, one-line message, details) for FastAPI's validation errors."""
+    details = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+        details.append({"loc": loc, "type": e.get("type"), "msg": e.get("msg")})
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        pos = [p for p in first.get("loc", ()) if isinstance(p, int)]
+        reason = (first.get("ctx") or {}).get("error", "invalid JSON")
+        where = f" at character {pos[0]}" if pos else ""
+        return "malformed_json", f"request body is not valid JSON: {reason}{where}", details
+    at_root = not [p for p in first.get("loc", ()) if p != "body"]
+    if at_root and first.get("type") in ("missing", "model_attributes_type", "dict_type"):
+        hint = "" if "json" in content_type else f" sent with Content-Type: application/json (not {content_type or 'none'})"
+        return "invalid_request", 'request body must be a JSON object like {"texts": ["some text"]}' + hint, details
+    msgs = []
+    for d in details[:5]:
+        field = ".".join(d["loc"]) or "body"
+        msgs.append(f"{field}: {d['msg']}")
+    more = f" (and {len(details) - 5} more)" if len(details) > 5 else ""
+    return "invalid_request", "; ".join(msgs) + more, details
+
+
+def create_app(tagger_or_dir, limits: Limits | None = None, backend: str = "auto"):
+    """The FastAPI application serving a Tagger (or the model directory to load one from)."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from pydantic import BaseModel, ConfigDict, Field, StrictStr
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from nerkit.predict import Tagger
+
+    limits = limits or Limits()
+    tagger = tagger_or_dir if isinstance(tagger_or_dir, Tagger) or hasattr(tagger_or_dir, "predict") \
+        else Tagger.load(tagger_or_dir, backend=backend)
+    model_path = None if hasattr(tagger_or_dir, "predict") else str(tagger_or_dir)
+    batcher = MicroBatcher(tagger, limits.max_batch_texts, limits.max_wait_ms, limits.max_pending_texts)
+    started = time.time()
+
+    class EntitiesRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={
+            "examples": [{"texts": ["Angela Merkel met Emmanuel Macron in Paris."]}]})
+        texts: list[StrictStr] = Field(description=f"texts to tag (at most {limits.max_texts}, each at most "
+                                                   f"{limits.max_chars} characters)")
+
+    class EntityOut(BaseModel):
+        start: int = Field(description="character offset of the first character")
+        end: int = Field(description="character offset after the last character (text[start:end] == text)")
+        label: str
+        score: float = Field(description="mean probability of the entity's tags")
+        text: str
+
+    class TextResult(BaseModel):
+        text: str
+        entities: list[EntityOut]
+
+    class EntitiesResponse(BaseModel):
+        results: list[TextResult]
+
+    class ErrorDetail(BaseModel):
+        code: str
+        message: str
+        limit: str | None = None
+
+    class ErrorResponse(BaseModel):
+        error: ErrorDetail
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="nerkit", version=_version(), lifespan=lifespan,
+                  description="Named-entity recognition with a fine-tuned nerkit model. "
+                              "Concurrent requests are tagged together (micro-batching).")
+    app.state.tagger = tagger
+    app.state.batcher = batcher
+    app.state.limits = limits
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        code, message, details = _describe_validation(list(exc.errors()), request.headers.get("content-type", ""))
+        return JSONResponse({"error": {"code": code, "message": message, "details": _finite(details)}},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception):
+        log.exception("internal error")
+        return JSONResponse({"error": {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}},
+                            status_code=500)
+
+    errors = {413: {"model": ErrorResponse, "description": "a limit was exceeded (the error names it)"},
+              422: {"model": ErrorResponse, "description": "malformed JSON or wrong request shape"},
+              503: {"model": ErrorResponse, "description": "too many texts queued"}}
+
+    @app.post("/v1/entities", response_model=EntitiesResponse, responses=errors, tags=["entities"],
+              summary="Tag named entities in texts")
+    async def entities(req: EntitiesRequest):
+        texts = req.texts
+        if len(texts) > limits.max_texts:
+            raise ApiError(413, "limit_exceeded", f"{len(texts)} texts in one request; max_texts={limits.max_texts}",
+                           limit="max_texts", max=limits.max_texts, got=len(texts))
+        for i, t in enumerate(texts):
+            if len(t) > limits.max_chars:
+                raise ApiError(413, "limit_exceeded",
+                               f"texts[{i}] has {len(t)} characters; max_chars={limits.max_chars}",
+                               limit="max_chars", max=limits.max_chars, got=len(t), index=i)
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ApiError(422, "invalid_text", f"texts[{i}] is not valid Unicode: unpaired surrogate at "
+                                                    f"character {exc.start}", index=i) from None
+        try:
+            ents = await batcher.submit(texts)
+        except Overloaded as exc:
+            raise ApiError(503, "overloaded", str(exc)) from None
+        except NerkitError as exc:
+            raise ApiError(422, "invalid_text", str(exc)) from None
+        body = {"results": [{"text": t, "entities": [e.to_dict() for e in es]} for t, es in zip(texts, ents)]}
+        return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
+
+    @app.get("/v1/health", tags=["service"], summary="Liveness and batching statistics")
+    async def health():
+        return {"status": "ok", "backend": getattr(tagger.engine, "name", "unknown"),
+                "uptime_s": round(time.time() - started, 1), "pending_texts": batcher.pending,
+                "batching": dict(batcher.stats)}
+
+    @app.get("/v1/model", tags=["service"], summary="Labels, base model and evaluation metrics of the model")
+    async def model_info():
+        meta = tagger.meta or {}
+        types = sorted({lab.split("-", 1)[1] for lab in tagger.labels if "-" in lab})
+        return _finite({"path": model_path, "labels": tagger.labels, "entity_types": types,
+                        "base_model": meta.get("base_model"), "metrics": meta.get("metrics", {}),
+                        "tag_scheme": meta.get("tag_scheme", "IOB2"), "case_signal": tagger.case_signal,
+                        "backend": getattr(tagger.engine, "name", "unknown"),
+                        "nerkit_version": meta.get("nerkit_version"), "limits": asdict(limits)})
+
+    page = STATIC / "index.html"
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        try:
+            return HTMLResponse(page.read_text(encoding="utf-8"))
+        except OSError:
+            return HTMLResponse("<h1>nerkit</h1><p>The web page is missing; see <a href='/docs'>/docs</a>.</p>")
+
+    return app
+
+
+def _version() -> str:
+    try:
+        from nerkit import __version__
+
+        return __version__
+    except ImportError:
+        return "0"
+
+
+def serve(model_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
+          backend: str = "auto", log_level: str = "info") -> None:
+    """Run the service with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(model_dir, limits, backend=backend)
+    log.info("serving %s with backend %s", model_dir, app.state.tagger.engine.name)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

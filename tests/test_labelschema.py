@@ -1,0 +1,106 @@
+"""Label schemas and `nerkit validate`: unknown labels, empty types, suspicious spans, each with its location."""
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from nerkit.cli import main
+from nerkit.errors import DataError
+from nerkit.labelschema import load_schema, suspicious, validate
+from nerkit.types import Span
+
+FIX = Path(__file__).parent / "fixtures" / "annotate"
+
+
+def test_load_yaml_schema_with_lines():
+    schema = load_schema(FIX / "schema.yaml")
+    assert schema.name == "news" and schema.labels() == ["PER", "LOC", "ORG", "MISC"]
+    per = schema.types["PER"]
+    assert per.examples == ["Angela Merkel", "Tim Cook"] and per.counterexamples == ["Chancellor"]
+    assert schema.where("PER").endswith("schema.yaml:4") and schema.where("MISC").endswith("schema.yaml:15")
+    assert schema.types["LOC"].color == "#a5d8ff"
+
+
+def test_load_json_list_schema():
+    schema = load_schema(FIX / "schema.json")
+    assert schema.labels() == ["PER", "LOC"] and schema.types["LOC"].description == "Places."
+
+
+@pytest.mark.parametrize("name,match", [
+    ("schema_no_examples.yaml", r"schema_no_examples.yaml:5: type LOC has no examples"),
+    ("schema_typo.yaml", r"unknown keys 'exmaples' \(did you mean 'examples'\?\)"),
+])
+def test_schema_errors_point_at_the_type(name, match):
+    with pytest.raises(DataError, match=match):
+        load_schema(FIX / name)
+
+
+def test_schema_syntax_and_shape_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text("types:\n  PER: [unclosed\n")
+    with pytest.raises(DataError, match=r"a.yaml:\d+: invalid YAML"):
+        load_schema(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("- PER\n- LOC\n")
+    with pytest.raises(DataError, match="'types' entry"):
+        load_schema(tmp_path / "b.yaml")
+    (tmp_path / "c.yaml").write_text("types:\n  PER:\n    examples: [x]\n")
+    with pytest.raises(DataError, match="PER has no description"):
+        load_schema(tmp_path / "c.yaml")
+
+
+def test_labelstudio_config_from_schema():
+    root = ET.fromstring(load_schema(FIX / "schema.yaml").labelstudio_config())
+    labels = root.find("Labels")
+    assert labels.get("name") == "label" and labels.get("toName") == "text"
+    assert [x.get("value") for x in labels] == ["PER", "LOC", "ORG", "MISC"]
+    assert labels[0].get("hint").startswith("Names of people")
+
+
+def test_validate_findings_with_locations():
+    findings = validate(FIX / "schema.yaml", FIX / "suspicious.jsonl")
+    got = {(f.severity, f.kind, f.where.split("/")[-1]) for f in findings}
+    assert got == {
+        ("warning", "counterexample", "suspicious.jsonl:1 entity 1"),
+        ("warning", "edge-punct", "suspicious.jsonl:1 entity 3"),  # 'Paris.'
+        ("warning", "overlap", "suspicious.jsonl:1 entity 3"),
+        ("warning", "crosses-sentence", "suspicious.jsonl:1 entity 4"),  # 'Paris. Then Berlin'
+        ("warning", "edge-punct", "suspicious.jsonl:2 entity 1"),  # '(IBM'
+        ("error", "unknown-label", "suspicious.jsonl:2 entity 3"),  # PRODUCT
+        ("warning", "edge-space", "suspicious.jsonl:2 entity 3"),  # ' deal'
+        ("error", "unknown-label", "suspicious.jsonl:3 entity 2"),  # per
+        ("warning", "partial-word", "suspicious.jsonl:3 entity 2"),  # 'Sh'
+        ("warning", "edge-space", "suspicious.jsonl:3 entity 1"),  # '  Paris'
+        ("warning", "empty-type", "schema.yaml:15"),  # MISC
+    }
+    hint = next(f for f in findings if "'per'" in f.message)
+    assert "did you mean PER?" in hint.message
+
+
+def test_validate_other_formats_and_reading_problems():
+    findings = validate(FIX / "schema.yaml", [FIX / "doccano_problems.jsonl", FIX / "brat"])
+    kinds = {(f.severity, f.kind) for f in findings}
+    assert ("error", "zero-length") in kinds and ("error", "out-of-range") in kinds
+    assert ("warning", "discontinuous") in kinds and ("warning", "nested") in kinds
+    assert ("warning", "partial-word") in kinds  # [0, 4) 'Visi'
+    assert not any(f.kind == "empty-type" for f in findings)
+    conll = validate(FIX / "schema.yaml", FIX / "iob2.conll")
+    assert {f.kind for f in conll} == {"empty-type"}
+
+
+def test_abbreviations_are_not_sentence_ends():
+    text = "Mr. J. R. Smith of the U.S. Army met Dr. Who."
+    assert suspicious(text, Span(0, 15, "PER")) == []
+    assert suspicious(text, Span(23, 32, "ORG")) == []
+    assert suspicious("Acme Corp. and Apple Inc.", Span(0, 10, "ORG")) == []
+    assert [k for k, _ in suspicious("He left Paris. She stayed.", Span(8, 18, "LOC"))] == ["crosses-sentence"]
+    assert [k for k, _ in suspicious("Is it Paris? Yes", Span(6, 16, "LOC"))] == ["crosses-sentence"]
+    assert suspicious('"Big Apple" is', Span(0, 11, "LOC")) == []  # balanced quotes are fine
+
+
+def test_cli_validate_exit_codes(capsys):
+    assert main(["validate", str(FIX / "schema.yaml"), str(FIX / "suspicious.jsonl")]) == 2
+    captured = capsys.readouterr()
+    assert "2 errors, 9 warnings" in captured.out and "suspicious.jsonl:3 entity 2: error: label 'per'" in captured.out
+    assert "2 errors and 9 warnings" in captured.err
+    assert main(["validate", str(FIX / "schema.json"), str(FIX / "nerkit.jsonl")]) == 2  # ORG not in this schema
+    assert main(["validate", str(FIX / "schema.yaml"), str(FIX / "iob2.conll")]) == 0
+    assert main(["validate", str(FIX / "schema.yaml"), str(FIX / "iob2.conll"), "--strict"]) == 2

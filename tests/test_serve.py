@@ -1,0 +1,240 @@
+"""The HTTP service: endpoints, limits, error messages, micro-batching (tiny random BERT; seconds on CPU)."""
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("torch")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from nerkit.errors import DataError  # noqa: E402
+from nerkit.predict import Entity, Tagger  # noqa: E402
+from nerkit.serve import Limits, create_app  # noqa: E402
+
+from tiny import LABELS, make_tiny_model  # noqa: E402
+
+TEXTS = ["John Smith lives in Paris and visited New York City today.", "Mary Jones met John in London.",
+         "", "Zürich 😀 Berlin visited John-Paul", "the"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def tagger(model_dir):
+    return Tagger.load(model_dir, backend="torch")
+
+
+@pytest.fixture(scope="module")
+def client(tagger):
+    limits = Limits(max_chars=500, max_texts=8, max_body_bytes=20_000)
+    with TestClient(create_app(tagger, limits)) as c:
+        yield c
+
+
+def expected(tagger, texts):
+    return [{"text": t, "entities": [e.to_dict() for e in es]} for t, es in zip(texts, tagger.predict(texts))]
+
+
+def test_entities_same_as_predict(client, tagger):
+    r = client.post("/v1/entities", json={"texts": TEXTS})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body == {"results": expected(tagger, TEXTS)}
+    assert any(res["entities"] for res in body["results"]), "the tiny model should predict some entities"
+    for res in body["results"]:
+        for e in res["entities"]:
+            assert set(e) == {"start", "end", "label", "score", "text"}
+            assert res["text"][e["start"]:e["end"]] == e["text"]
+    assert client.post("/v1/entities", json={"texts": []}).json() == {"results": []}
+
+
+def test_health_model_docs_and_page(client):
+    h = client.get("/v1/health").json()
+    assert h["status"] == "ok" and h["backend"] == "torch"
+    m = client.get("/v1/model").json()
+    assert m["labels"] == LABELS and m["entity_types"] == ["LOC", "PER"]
+    assert m["base_model"] == "tiny-random-bert" and m["metrics"] == {"test": {"f1": 0.5}}
+    assert m["limits"]["max_texts"] == 8
+    spec = client.get("/openapi.json").json()
+    assert "/v1/entities" in spec["paths"] and "/v1/health" in spec["paths"] and "/v1/model" in spec["paths"]
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "/v1/entities" in page.text and "http://" not in page.text and "https://" not in page.text
+
+
+@pytest.mark.parametrize("payload, limit", [
+    ({"texts": ["a"] * 9}, "max_texts"),
+    ({"texts": ["ok", "x" * 501]}, "max_chars"),
+])
+def test_limits_name_the_limit(client, payload, limit):
+    r = client.post("/v1/entities", json=payload)
+    assert r.status_code == 413
+    err = r.json()["error"]
+    assert err["limit"] == limit and limit in err["message"]
+
+
+def test_body_size_limit(client):
+    big = json.dumps({"texts": ["word " * 90] * 60})
+    r = client.post("/v1/entities", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["limit"] == "max_body_bytes"
+
+    def chunks():  # no Content-Length: counted while streaming
+        for _ in range(30):
+            yield b"x" * 1000
+
+    r = client.post("/v1/entities", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["limit"] == "max_body_bytes"
+
+
+@pytest.mark.parametrize("body, code, words", [
+    (b'{"texts": ["a", ]}', "malformed_json", ["JSON"]),
+    (b'{"texts": ["a"', "malformed_json", ["JSON"]),
+    (b"\xff\xfe garbage", "malformed_json", ["JSON"]),
+    (b"", "invalid_request", ["texts"]),
+    (b"[1, 2]", "invalid_request", []),
+    (b'{"texts": "one text"}', "invalid_request", ["texts", "list"]),
+    (b'{"texts": ["ok", 3]}', "invalid_request", ["texts.1", "string"]),
+    (b'{"text": ["a"]}', "invalid_request", ["texts"]),
+    (b'{"texts": ["a"], "extra": 1}', "invalid_request", ["extra"]),
+    (b'{"texts": null}', "invalid_request", ["texts"]),
+    (b'{"texts": ["\\ud800 lone surrogate"]}', "invalid_text", ["surrogate"]),
+])
+def test_malformed_requests_get_422_saying_what_is_wrong(client, body, code, words):
+    r = client.post("/v1/entities", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["code"] == code
+    for w in words:
+        assert w in err["message"], err["message"]
+
+
+def test_other_errors_are_json(client):
+    r = client.get("/v1/entities")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert client.get("/nope").json()["error"]["code"] == "not_found"
+    r = client.post("/v1/entities", content=b"xx", headers={"content-length": "abc"})
+    assert r.status_code in (400, 422)
+    assert client.get("/v1/health").json()["status"] == "ok"  # still serving
+
+
+class Recording:
+    """Wraps a tagger: records each batch it is given, optionally slowly, and fails on a poisoned text."""
+
+    def __init__(self, tagger, delay=0.0):
+        self.inner, self.delay, self.batches = tagger, delay, []
+        self.engine, self.labels, self.meta, self.case_signal = tagger.engine, tagger.labels, tagger.meta, False
+
+    def predict(self, texts):
+        self.batches.append(list(texts))
+        time.sleep(self.delay)
+        if "POISON" in texts:
+            raise RuntimeError("boom")
+        return self.inner.predict(texts)
+
+
+def test_concurrent_requests_are_batched_and_ordered(tagger):
+    rec = Recording(tagger, delay=0.05)
+    app = create_app(rec, Limits(max_batch_texts=64, max_wait_ms=5))
+    requests = [[f"John met Mary in Paris {i}.", f"request {i} text {k}"] for i in range(24) for k in range(1)]
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            rs = await asyncio.gather(*[c.post("/v1/entities", json={"texts": t}) for t in requests])
+            return [r.json() for r in rs]
+
+    bodies = asyncio.run(run())
+    for texts, body in zip(requests, bodies):
+        assert body == {"results": expected(tagger, texts)}
+    assert len(rec.batches) < len(requests)  # requests were tagged together
+    assert max(len(b) for b in rec.batches) > 2
+    assert sorted(t for b in rec.batches for t in b) == sorted(t for r in requests for t in r)  # each text once
+
+
+def test_a_failing_request_does_not_fail_the_others(tagger):
+    rec = Recording(tagger, delay=0.02)
+    app = create_app(rec, Limits(max_wait_ms=10))
+    payloads = [["John in Paris."], ["POISON"], ["Mary in London."]]
+
+    async def run():
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await asyncio.gather(*[c.post("/v1/entities", json={"texts": t}) for t in payloads])
+
+    ok1, bad, ok2 = asyncio.run(run())
+    assert ok1.status_code == 200 and ok1.json() == {"results": expected(tagger, payloads[0])}
+    assert ok2.status_code == 200 and ok2.json() == {"results": expected(tagger, payloads[2])}
+    assert bad.status_code == 500 and "boom" in bad.json()["error"]["message"]
+
+
+def test_tagger_data_errors_are_422():
+    class Picky:
+        engine = type("E", (), {"name": "stub"})()
+        labels, meta, case_signal = ["O"], {}, False
+
+        def predict(self, texts):
+            raise DataError("text 0", None, "cannot tag this")
+
+    with TestClient(create_app(Picky())) as c:
+        r = c.post("/v1/entities", json={"texts": ["x"]})
+    assert r.status_code == 422 and "cannot tag this" in r.json()["error"]["message"]
+
+
+def test_limits_are_validated():
+    from nerkit.errors import NerkitError
+
+    with pytest.raises(NerkitError, match="max_texts"):
+        Limits(max_texts=0)
+    Limits(max_wait_ms=0)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_uvicorn_server_with_concurrent_clients(model_dir, tagger):
+    """A real uvicorn server on a free port: concurrent clients get their own results, in order."""
+    uvicorn = pytest.importorskip("uvicorn")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(model_dir, Limits(max_texts=64)), host="127.0.0.1",
+                                           port=port, log_level="warning", access_log=False))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    try:
+        deadline = time.time() + 30
+        while not server.started:
+            assert time.time() < deadline and th.is_alive(), "server did not start"
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        payloads = [[TEXTS[i % len(TEXTS)], f"Paris {i} John Smith"] for i in range(40)]
+
+        async def run():
+            async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+                rs = await asyncio.gather(*[c.post("/v1/entities", json={"texts": p}) for p in payloads])
+                garbage = await c.post("/v1/entities", content=b"{nope", headers={"content-type": "application/json"})
+                huge = await c.post("/v1/entities", json={"texts": ["a"] * 65})
+                health = await c.get("/v1/health")
+                return rs, garbage, huge, health
+
+        rs, garbage, huge, health = asyncio.run(run())
+        for p, r in zip(payloads, rs):
+            assert r.status_code == 200 and r.json() == {"results": expected(tagger, p)}
+        assert garbage.status_code == 422 and huge.status_code == 413
+        stats = health.json()["batching"]
+        assert stats["requests"] == len(payloads) and stats["texts"] == 2 * len(payloads)
+        assert stats["batches"] < len(payloads)
+    finally:
+        server.should_exit = True
+        th.join(10)

@@ -8,7 +8,6 @@ CoNLL-2003 test set, one to four texts per request) from ``--concurrency`` concu
 throughput, latency p50/p99 and errors. Every nerkit response is checked: its texts must equal the
 request's texts in order, and its entities must match a direct ``Tagger`` call on the same model.
 """
-from __future__ import annotations
 
 import argparse
 import asyncio

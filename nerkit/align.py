@@ -94,11 +94,12 @@ def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, in
 
 
 def plan_windows(lengths: Sequence[int], sentence_starts: Sequence[int], max_tokens: int,
-                 target_tokens: int) -> list[tuple[int, int, int, int]]:
+                 target_tokens: int, fill_context: bool = True) -> list[tuple[int, int, int, int]]:
     """Cut a document into windows: pack whole sentences as targets, split over-long ones, add context.
 
     ``lengths`` are subword counts per word; ``max_tokens`` excludes the special tokens. Returns
     ``(ctx_start, tgt_start, tgt_end, ctx_end)`` word ranges; the target ranges tile the document exactly.
+    Without ``fill_context`` a window holds its targets only (training: packed sentences are their own context).
     """
     n = len(lengths)
     target_tokens = max(1, min(target_tokens, max_tokens))
@@ -131,7 +132,7 @@ def plan_windows(lengths: Sequence[int], sentence_starts: Sequence[int], max_tok
     for ts, te in groups:
         used = sum(lengths[ts:te])
         cs, ce = ts, te
-        grow = True
+        grow = fill_context
         while grow:
             grow = False
             if ce < n and used + lengths[ce] <= max_tokens:
@@ -147,7 +148,7 @@ def plan_windows(lengths: Sequence[int], sentence_starts: Sequence[int], max_tok
 
 
 def make_windows(encoded: Sequence[EncodedDoc], max_tokens: int, target_tokens: int,
-                 sentence_level: bool = False) -> list[Window]:
+                 sentence_level: bool = False, fill_context: bool = True) -> list[Window]:
     """Windows for every encoded document (``max_tokens`` counts the two special tokens).
 
     ``sentence_level`` windows each sentence alone (no document context), as the classic recipe does,
@@ -161,7 +162,7 @@ def make_windows(encoded: Sequence[EncodedDoc], max_tokens: int, target_tokens: 
         parts = zip(bounds[:-1], bounds[1:]) if sentence_level else [(0, len(lengths))]
         for a, b in parts:
             starts = [s - a for s in doc.sentence_starts if a <= s < b]
-            for cs, ts, te, ce in plan_windows(lengths[a:b], starts, inner, target_tokens):
+            for cs, ts, te, ce in plan_windows(lengths[a:b], starts, inner, target_tokens, fill_context):
                 out.append(Window(d, a + cs, a + ts, a + te, a + ce, sum(lengths[a + cs:a + ce]) + 2))
     return out
 

@@ -95,9 +95,6 @@ class MicroBatcher:
                     fut.set_exception(Overloaded("server is shutting down"))
         self.task = None
 
-    def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
     async def submit(self, texts: list[str]) -> list:
         """Entities of each text, tagged together with whatever other requests are waiting."""
         self._ensure_started()
@@ -125,8 +122,15 @@ class MicroBatcher:
                 batch.append(item)
                 n += len(item[0])
             batch = [(t, f) for t, f in batch if not f.done()]  # clients that went away
-            if batch:
+            if not batch:
+                continue
+            try:
                 await self._tag(batch)
+            except Exception as exc:  # noqa: BLE001 - never let the worker loop die with requests waiting
+                log.exception("micro-batch failed")
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
 
     async def _tag(self, batch: list[tuple[list[str], asyncio.Future]]) -> None:
         texts = [t for ts, _ in batch for t in ts]

@@ -46,8 +46,10 @@ class TrainConfig:
     early_stopping: int | None = None  # evaluations without dev F1 gain before stopping
     warmup: float = 0.1
     weight_decay: float = 0.01
-    head_lr_scale: float = 1.0  # learning rate of the new classifier head relative to the encoder's
+    head_lr_scale: float = 10.0  # learning rate of the new classifier head relative to the encoder's
     case_signal: bool | None = None  # None: on for uncased tokenizers
+    hidden_dropout: float | None = None  # None keeps the model's
+    attention_dropout: float | None = 0.0  # None keeps the model's; 0 is ~1.4x faster on CPU (no dropout mask on scores)
     label_all_subwords: bool = False
     evals_per_epoch: int = 1
     progress: bool = True
@@ -56,10 +58,10 @@ class TrainConfig:
         """A copy with every default filled in."""
         c = copy.copy(self)
         c.model = c.model or default_model()
-        c.epochs = 3.0 if c.epochs is None else c.epochs
-        c.lr = 1.5e-4 if c.lr is None else c.lr
-        c.batch_tokens = 4096 if c.batch_tokens is None else c.batch_tokens
-        c.context = 256 if c.context is None else c.context
+        c.epochs = 2.0 if c.epochs is None else c.epochs
+        c.lr = 3e-4 if c.lr is None else c.lr
+        c.batch_tokens = 2048 if c.batch_tokens is None else c.batch_tokens
+        c.context = 128 if c.context is None else c.context
         c.early_stopping = 2 if c.early_stopping is None else c.early_stopping
         return c
 
@@ -126,7 +128,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     import torch
     from accelerate import Accelerator
     from tqdm.auto import tqdm
-    from transformers import AutoModelForTokenClassification, AutoTokenizer, set_seed
+    from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, set_seed
 
     from nerkit.evaluate import evaluate
     from nerkit.predict import Tagger, TorchEngine, default_threads
@@ -145,9 +147,16 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     default_threads()
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        mconfig = AutoConfig.from_pretrained(cfg.model, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                                             label2id=label2id)
+        for value, names in ((cfg.attention_dropout, ("attention_probs_dropout_prob", "attention_dropout")),
+                             (cfg.hidden_dropout, ("hidden_dropout_prob", "dropout"))):
+            for name in names if value is not None else ():
+                if hasattr(mconfig, name):
+                    setattr(mconfig, name, value)
         model = AutoModelForTokenClassification.from_pretrained(
-            cfg.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id,
-            use_safetensors=True)
+            cfg.model, config=mconfig, use_safetensors=True,
+            ignore_mismatched_sizes=True)  # a NER model with other labels gets a new head
     except (OSError, ValueError) as exc:
         raise NerkitError(f"cannot load model {cfg.model!r}: {str(exc).splitlines()[0]}") from None
     if not getattr(tokenizer, "is_fast", False):
@@ -163,10 +172,10 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     # Training windows pack whole sentences end to end (context=0: one sentence per window, as the classic recipe).
     train_target = window - 2
     windows_meta = {"max_tokens": window, "train_target_tokens": train_target, "sentence_level": not context,
-                    "predict_target_tokens": max(1, (window - 2) // 2) if context else window - 2}
+                    "predict_target_tokens": window - 2}
 
     enc = align.encode_documents(train_docs, tokenizer, label2id)
-    wins = align.make_windows(enc, window, train_target, sentence_level=not context)
+    wins = align.make_windows(enc, window, train_target, sentence_level=not context, fill_context=False)
     continuation = {label2id[t]: label2id["I-" + t[2:]] for t in labels if t.startswith("B-")}
     feats = [align.window_feature(enc[w.doc], w, tokenizer.cls_token_id, tokenizer.sep_token_id, case_signal,
                                   cfg.label_all_subwords, continuation) for w in wins]
@@ -188,7 +197,8 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
          "weight_decay": 0.0},
         {"params": head, "weight_decay": 0.0, "lr": cfg.lr * cfg.head_lr_scale},
     ]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=False)
+    # The fused kernel updates all parameters in one pass: ~10% of a CPU training step saved.
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     warm = max(1, int(cfg.warmup * total_steps))
 
     def lr_lambda(step: int) -> float:

@@ -126,3 +126,24 @@ def test_export_rejects_a_non_model_dir(tmp_path):
     with pytest.raises(NerkitError, match="not a model directory"):
         export(tmp_path, tmp_path / "out")
     assert main(["export", str(tmp_path)]) == 2
+
+
+def test_export_keeps_the_plain_graph_when_fusion_fails(model_dir, tmp_path, monkeypatch):
+    import nerkit.export as ex
+
+    def broken(*a, **k):
+        raise RuntimeError("pattern not supported")
+
+    monkeypatch.setattr(ex, "_fuse", broken)
+    info = export(model_dir, tmp_path / "out", quantize=False, copy_weights=False)
+    assert info["fused"] is False and info["checks"]["onnx_max_abs_diff"] < 1e-3
+    assert Tagger.load(tmp_path / "out").engine.name == "onnx"
+
+
+def test_engine_settings(exported, monkeypatch):
+    out, _ = exported
+    monkeypatch.setenv("NERKIT_BATCH_TOKENS", "300")
+    monkeypatch.setenv("NERKIT_THREADS", "1")
+    tagger = Tagger.load(out)
+    assert tagger.batch_tokens == 300  # Tagger batches as the engine prefers
+    assert tagger.engine.session.get_session_options().intra_op_num_threads == 1

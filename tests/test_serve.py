@@ -238,3 +238,15 @@ def test_uvicorn_server_with_concurrent_clients(model_dir, tagger):
     finally:
         server.should_exit = True
         th.join(10)
+
+
+def test_cli_serve_passes_options(monkeypatch, model_dir):
+    import nerkit.serve
+    from nerkit.cli import main
+
+    seen = {}
+    monkeypatch.setattr(nerkit.serve, "serve", lambda d, **kw: seen.update(kw, model_dir=d))
+    assert main(["serve", str(model_dir), "--port", "8123", "--max-texts", "5", "--max-wait-ms", "0",
+                 "--backend", "torch"]) == 0
+    assert seen["port"] == 8123 and seen["host"] == "127.0.0.1" and seen["backend"] == "torch"
+    assert seen["limits"].max_texts == 5 and seen["limits"].max_wait_ms == 0

@@ -1,0 +1,34 @@
+"""Shared fixtures: where the shared NER data lives, and tiny random models."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def data_root() -> Path | None:
+    """The shared data folder: $NERKIT_DATA, else ../shared/data beside the repository."""
+    for cand in (os.environ.get("NERKIT_DATA"), ROOT.parent / "shared" / "data"):
+        if cand and (Path(cand) / "conll2003" / "train.txt").is_file():
+            return Path(cand)
+    return None
+
+
+@pytest.fixture
+def conll_dir() -> Path:
+    root = data_root()
+    if root is None:
+        pytest.skip("CoNLL-2003 not found (set NERKIT_DATA)")
+    return root / "conll2003"
+
+
+@pytest.fixture
+def tiny_model(tmp_path) -> Path:
+    from tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path / "tiny")

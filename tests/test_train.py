@@ -1,0 +1,114 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+from nerkit.demo import corpus_path
+from nerkit.predict import Tagger
+from nerkit.train import TrainConfig, fit
+
+
+def small_corpus(tmp_path, n_train=30):
+    """The first sentences of the embedded corpus (train/dev), as files."""
+    out = {}
+    for split, n in (("train", n_train), ("dev", 10)):
+        blocks = corpus_path(split).read_text().split("\n\n")
+        keep = [b for b in blocks if b.strip()][:n]
+        p = tmp_path / f"{split}.conll"
+        p.write_text("\n\n".join(keep) + "\n")
+        out[split] = p
+    return out
+
+
+def test_fit_writes_a_model_dir_the_hf_pipeline_loads(tiny_model, tmp_path):
+    from transformers import pipeline
+
+    data = small_corpus(tmp_path)
+    out = tmp_path / "model"
+    res = fit(data["train"], dev=data["dev"], test=data["dev"], output=out,
+              config=TrainConfig(model=str(tiny_model), max_steps=6, batch_tokens=512, progress=False))
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "nerkit.json", "README.md"):
+        assert (out / f).is_file(), f
+    assert not list(out.glob("*.bin"))
+    meta = json.loads((out / "nerkit.json").read_text())
+    assert meta["tag_scheme"] == "IOB2" and meta["train_args"]["max_steps"] == 6
+    assert meta["data"]["train"]["sha256_16"] and "test" in meta["metrics"]
+    cfg = json.loads((out / "config.json").read_text())
+    from nerkit.data import load
+
+    types = {t[2:] for f in (data["train"], data["dev"]) for d in load(f) for s in d.sentences for t in s.tags if t != "O"}
+    assert len(types) >= 3 and set(cfg["label2id"]) == {"O"} | {f"{p}-{t}" for p in "BI" for t in types}
+    assert "| micro avg" in (out / "README.md").read_text().replace("**micro avg**", "micro avg")
+    nlp = pipeline("token-classification", model=str(out), aggregation_strategy="simple")
+    assert isinstance(nlp("The composer Bach was born in Eisenach."), list)
+    ents = Tagger.load(out)("The composer Bach was born in Eisenach.")
+    assert all(isinstance(e.start, int) for e in ents)
+    assert res["metrics"]["dev"]["support"] > 0
+
+
+def test_training_is_deterministic_with_seed(tiny_model, tmp_path):
+    data = small_corpus(tmp_path, n_train=12)
+    outs = []
+    for k in range(2):
+        fit(data["train"], output=tmp_path / f"m{k}",
+            config=TrainConfig(model=str(tiny_model), max_steps=3, batch_tokens=256, seed=7, progress=False))
+        outs.append(load_file(str(tmp_path / f"m{k}" / "model.safetensors")))
+    assert outs[0].keys() == outs[1].keys()
+    assert all((outs[0][k] == outs[1][k]).all() for k in outs[0])
+
+
+def test_class_weights_and_sentence_level_options_train(tiny_model, tmp_path):
+    data = small_corpus(tmp_path, n_train=8)
+    res = fit(data["train"], dev=data["dev"], output=None,
+              config=TrainConfig(model=str(tiny_model), max_steps=2, batch_tokens=256, class_weights="balanced",
+                                 context=0, label_all_subwords=True, progress=False))
+    assert res["meta"]["windows"]["sentence_level"] is True
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "nerkit.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("John B-PER\nsmith\n", ":2: line has 1 column"),
+    ("John PERSON\n", ":1: tag 'PERSON'"),
+    ("", "no sentences"),
+])
+def test_cli_reports_bad_files_without_traceback(tmp_path, content, needle):
+    p = tmp_path / "bad.conll"
+    p.write_text(content)
+    for verb in (["stats", str(p)], ["train", "--train", str(p), "--output", str(tmp_path / "o")]):
+        r = run_cli(*verb)
+        assert r.returncode == 2, r.stderr
+        assert needle in r.stderr and str(p) in r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_cli_reports_undecodable_bytes_and_overlaps(tmp_path):
+    p = tmp_path / "bad.conll"
+    p.write_bytes(b"John B-PER\n\xff\xfe O\n")
+    r = run_cli("stats", str(p))
+    assert r.returncode == 2 and ":2:" in r.stderr and "Traceback" not in r.stderr
+    j = tmp_path / "bad.jsonl"
+    j.write_text(json.dumps({"text": "New York City", "entities": [
+        {"start": 0, "end": 8, "label": "LOC"}, {"start": 4, "end": 13, "label": "LOC"}]}) + "\n")
+    r = run_cli("stats", str(j))
+    assert r.returncode == 2 and "bad.jsonl:1:" in r.stderr and "overlap" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_predict_and_evaluate(tiny_model, tmp_path):
+    texts = tmp_path / "in.txt"
+    texts.write_text("John Smith visited Paris.\n\n  Mary  Jones   \n")
+    r = run_cli("predict", str(tiny_model), "--input", str(texts), "--backend", "torch")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x["text"] for x in lines] == ["John Smith visited Paris.", "  Mary  Jones   "]
+    for x in lines:
+        assert all(x["text"][e["start"]:e["end"]] == e["text"] for e in x["entities"])
+    data = small_corpus(tmp_path, n_train=5)
+    r = run_cli("evaluate", str(tiny_model), str(data["dev"]), "--json", "--backend", "torch")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["support"] == sum(v["support"] for v in rep["per_type"].values()) > 0

@@ -9,7 +9,7 @@ def _export(a: argparse.Namespace) -> None:
     from nerkit.export import export
 
     info = export(a.model_dir, a.output or a.model_dir, quantize=not a.no_quantize, fuse=not a.no_fuse,
-                  copy_weights=not a.no_weights, per_channel=not a.per_tensor, reduce_range=a.reduce_range)
+                  copy_weights=not a.no_weights, per_channel=not a.per_tensor, reduce_range=not a.full_range)
     print(json.dumps({"output": a.output or a.model_dir, **info}, indent=2))
 
 
@@ -37,7 +37,8 @@ def register(sub) -> None:
     e.add_argument("--no-weights", action="store_true", help="do not copy model.safetensors to --output "
                                                              "(the copy then runs only with ONNX Runtime)")
     e.add_argument("--per-tensor", action="store_true", help="int8 scales per tensor instead of per channel")
-    e.add_argument("--reduce-range", action="store_true", help="7-bit int8 weights")
+    e.add_argument("--full-range", action="store_true", help="8-bit int8 weights (default 7-bit, which avoids "
+                                                             "saturation on CPUs without VNNI)")
     e.set_defaults(func=_export)
 
     d = Limits()

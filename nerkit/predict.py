@@ -5,7 +5,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -281,13 +281,3 @@ def read_texts(path: str | os.PathLike) -> list[str]:
             texts.append(line)
     return texts
 
-
-def iter_chunks(items: Iterable, n: int):
-    buf = []
-    for x in items:
-        buf.append(x)
-        if len(buf) == n:
-            yield buf
-            buf = []
-    if buf:
-        yield buf

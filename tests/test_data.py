@@ -78,9 +78,17 @@ def test_conll_documents_ids_and_sources(tmp_path):
 
 def test_conll_multi_column_tabs_and_spaces(tmp_path):
     p = put(tmp_path, "t.tsv", "EU\tNNP\tB-NP\tB-ORG\nNew York\tNNP\tI-NP\tB-LOC\r\n\nrejects  VBZ   B-VP O\n")
-    [doc] = read_conll(p)
-    assert [s.words for s in doc.sentences] == [["EU", "New York"], ["rejects"]]
-    assert tags_of([doc]) == [["B-ORG", "B-LOC"], ["O"]]
+    docs = read_conll(p)
+    assert [s.words for d in docs for s in d.sentences] == [["EU", "New York"], ["rejects"]]
+    assert tags_of(docs) == [["B-ORG", "B-LOC"], ["O"]]
+
+
+def test_conll_without_docstart_reads_independent_sentences(tmp_path):
+    # No -DOCSTART- (WNUT-17): nothing says sentences belong together, so none borrows another's context.
+    p = put(tmp_path, "w.txt", "a O\n\nb B-PER\n\nc O\n")
+    docs = read_conll(p)
+    assert [len(d.sentences) for d in docs] == [1, 1, 1]
+    assert [d.sentences[0].doc_id for d in docs] == [d.id for d in docs]
 
 
 def test_conll_bom_and_crlf(tmp_path):

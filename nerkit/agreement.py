@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from nerkit.errors import NerkitError
-from nerkit.formats import Record, Report, atomic_write_text, flatten, one_per_text, read, split_words
+from nerkit.data import split_words
+from nerkit.formats import Record, Report, atomic_write_text, flatten, one_per_text, read
 from nerkit.types import Span
 
 

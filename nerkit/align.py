@@ -39,7 +39,6 @@ class EncodedDoc:
     tag_ids: list[int]
     cases: list[int]
     sentence_starts: list[int]  # index of the first word of each sentence (non-empty sentences only)
-    sentence_index: list[tuple[int, int]]  # (sentence number in the document, word position) per word
 
 
 @dataclass
@@ -51,7 +50,6 @@ class Window:
     tgt_start: int
     tgt_end: int
     ctx_end: int
-    n_tokens: int  # subword pieces plus the two special tokens
 
 
 def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, int] | None) -> list[EncodedDoc]:
@@ -69,7 +67,6 @@ def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, in
         tags: list[int] = []
         cases: list[int] = []
         starts: list[int] = []
-        index: list[tuple[int, int]] = []
         for si, sent in enumerate(doc.sentences):
             if not sent.words:
                 continue
@@ -84,12 +81,11 @@ def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, in
                 # A word the tokenizer erases (control or zero-width characters) still needs a slot to be predicted.
                 pieces.append(p or [unk])
                 cases.append(case_type(word))
-                index.append((si, wi))
                 if label2id is not None and sent.tags is not None:
                     tags.append(label2id.get(sent.tags[wi], IGNORE))
                 else:
                     tags.append(IGNORE)
-        out.append(EncodedDoc(pieces, tags, cases, starts, index))
+        out.append(EncodedDoc(pieces, tags, cases, starts))
     return out
 
 
@@ -163,7 +159,7 @@ def make_windows(encoded: Sequence[EncodedDoc], max_tokens: int, target_tokens: 
         for a, b in parts:
             starts = [s - a for s in doc.sentence_starts if a <= s < b]
             for cs, ts, te, ce in plan_windows(lengths[a:b], starts, inner, target_tokens, fill_context):
-                out.append(Window(d, a + cs, a + ts, a + te, a + ce, sum(lengths[a + cs:a + ce]) + 2))
+                out.append(Window(d, a + cs, a + ts, a + te, a + ce))
     return out
 
 
@@ -245,11 +241,3 @@ def collate(features: Sequence[Feature], pad_id: int) -> dict[str, np.ndarray]:
         mask[i, :k] = 1
         labels[i, :k] = f.labels
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
-
-
-def iter_word_rows(windows: Sequence[Window], features: Sequence[Feature], logits: Sequence[np.ndarray]
-                   ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(doc, word, logit row)`` for every target word of the windows."""
-    for w, f, lg in zip(windows, features, logits):
-        for k, pos in enumerate(f.word_positions):
-            yield w.doc, w.tgt_start + k, lg[pos]

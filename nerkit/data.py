@@ -262,8 +262,8 @@ def sentence_spans(sentence: Sentence) -> list[Span]:
     return [Span(offsets[s][0], offsets[e - 1][1], label) for label, s, e in chunks(sentence.tags)]
 
 
-def _split_at(words: list[str], offsets: Offsets, cuts: Iterable[int]) -> tuple[list[str], Offsets, int]:
-    """Split words at the character positions ``cuts`` that fall strictly inside them; also return how many did."""
+def split_words(words: list[str], offsets: Offsets, cuts: Iterable[int]) -> tuple[list[str], Offsets, set[int]]:
+    """Split words at the character positions ``cuts`` that fall strictly inside them; also return those positions."""
     starts = [s for s, _ in offsets]
     inner: dict[int, set[int]] = {}
     for c in cuts:
@@ -271,14 +271,14 @@ def _split_at(words: list[str], offsets: Offsets, cuts: Iterable[int]) -> tuple[
         if i >= 0 and offsets[i][0] < c < offsets[i][1]:
             inner.setdefault(i, set()).add(c)
     if not inner:
-        return words, offsets, 0
+        return words, offsets, set()
     out_w, out_o = [], []
     for i, (w, (s, e)) in enumerate(zip(words, offsets)):
         edges = [s, *sorted(inner.get(i, ())), e]
         for a, b in zip(edges, edges[1:]):
             out_w.append(w[a - s : b - s])
             out_o.append((a, b))
-    return out_w, out_o, sum(map(len, inner.values()))
+    return out_w, out_o, {c for cs in inner.values() for c in cs}
 
 
 # ---------------------------------------------------------------- JSON Lines
@@ -349,7 +349,7 @@ def read_jsonl_with_report(path: str | Path) -> tuple[list[Document], JsonlRepor
             spans = _entities(path, n, text, rec["entities"])
             # Edges inside a word would make the entity unrepresentable in word tags; split the word there instead.
             for sp in spans:
-                words, offsets, cut = _split_at(words, offsets, (sp.start, sp.end))
+                words, offsets, cut = split_words(words, offsets, (sp.start, sp.end))
                 if cut:
                     report.split_spans += 1
                     if report.first_split is None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from nerkit.data import split_words
 from nerkit.errors import DataError, NerkitError
 from nerkit.scheme import LabelScheme, convert as convert_tags
 from nerkit.types import Document, Sentence, Span
@@ -763,26 +764,6 @@ def write_conll(records: Sequence[Record], path: str | os.PathLike, report: Repo
 
 
 # ---------------------------------------------------------------- records <-> documents
-
-
-def split_words(words: list[str], offsets: list[tuple[int, int]], cuts: Iterable[int]
-                ) -> tuple[list[str], list[tuple[int, int]], set[int]]:
-    """Split words at the character positions ``cuts`` falling strictly inside them; also return those positions."""
-    starts = [s for s, _ in offsets]
-    inner: dict[int, set[int]] = {}
-    for c in cuts:
-        i = bisect_right(starts, c) - 1
-        if i >= 0 and offsets[i][0] < c < offsets[i][1]:
-            inner.setdefault(i, set()).add(c)
-    if not inner:
-        return words, offsets, set()
-    out_w, out_o = [], []
-    for i, (w, (s, e)) in enumerate(zip(words, offsets)):
-        edges = [s, *sorted(inner.get(i, ())), e]
-        for a, b in zip(edges, edges[1:]):
-            out_w.append(w[a - s: b - s])
-            out_o.append((a, b))
-    return out_w, out_o, {c for cs in inner.values() for c in cs}
 
 
 def flatten(rec: Record, report: Report) -> list[Span]:

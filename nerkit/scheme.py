@@ -93,14 +93,16 @@ def validate(sequences: Sequence[Sequence[str]], scheme: LabelScheme) -> Violati
 
 
 def chunks(tags: Sequence[str], scheme: LabelScheme = LabelScheme.IOB2) -> list[Chunk]:
-    """Entities in a tag sequence as ``(label, start, end)`` word ranges; lenient like seqeval's default mode."""
+    """Entities in a tag sequence as ``(label, start, end)`` word ranges; lenient like seqeval's default mode.
+
+    One reading serves IOB1, IOB2 and BIOES alike; ``scheme`` is accepted for call-site clarity.
+    """
     out: list[Chunk] = []
     label, start = None, 0
     for i, tag in enumerate(list(tags) + ["O"]):
         p, t = split_tag(tag)
+        # B- and S- always begin an entity, in every scheme; I-/E- of another type begin one leniently.
         begins = p in "BS" or (p in "IE" and (label != t))
-        if scheme is LabelScheme.IOB1 and p == "B":
-            begins = True
         if label is not None and (p == "O" or begins):
             out.append((label, start, i))
             label = None

@@ -8,6 +8,7 @@ truncation, and predictions merge back without voting.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ MAX_PIECES_PER_WORD = 24  # a pathological "word" (a URL, a base64 blob) keeps i
 CASE_TYPES = 4  # token_type ids used for the casing signal: 0 lower/none, 1 Title, 2 UPPER, 3 other mixed
 
 
+@lru_cache(maxsize=1 << 16)  # called for every word at inference; words repeat, so most calls are hits
 def case_type(word: str) -> int:
     """Casing class of a word, fed to uncased encoders through token_type_ids."""
     letters = [c for c in word if c.isalpha()]

@@ -9,8 +9,10 @@ The runtime was chosen by measurement on the 2-core AMD EPYC (AVX2, no AVX-512/V
 on, with the default MiniLM-L6 model on CoNLL-2003 test sentences (engine only, same batches): ONNX Runtime
 int8 with fused BERT operators was fastest (about 1.4x its fp32 graph and 2x PyTorch fp32); unfused graphs
 were 5-15% slower; OpenVINO 2026.4 fp32 fell between ONNX Runtime fp32 and int8 with large batches and was
-slower than both with small ones; PyTorch bf16 autocast was 7x slower than fp32 (no native bf16 on this CPU).
-Small batches (~512 tokens) beat large ones (8192) by up to 2.5x here.
+slower than both with small ones; PyTorch bf16 autocast was 7x slower than fp32 (no native bf16 on this CPU);
+ONNX Runtime's 8-bit block-quantized MatMulNBits was batch-invariant and closer to fp32 but 2-2.5x slower than
+the dynamic int8 graph. On AVX-512 VNNI/AMX cores (a Xeon pinned to 2 cores) the int8 graph ran 2.4x its fp32
+graph (bench/results/inference_vnni.md). Small batches (~512 tokens) beat large ones (8192) by up to 2.5x here.
 
 Note: int8 activations are quantized with one scale per batch (dynamic quantization), so an int8 result
 can depend slightly on which other texts share its batch; the fp32 graph (backend "onnx") is batch-invariant.
@@ -43,6 +45,9 @@ COPY_FILES = ("config.json", META_FILE, "tokenizer.json", "tokenizer_config.json
 WEIGHT_FILES = ("model.safetensors",)
 BACKENDS = ("auto", "onnx-int8", "onnx", "torch")
 DEFAULT_BATCH_TOKENS = 512
+# ONNX Runtime's SkipLayerNormalization CPU kernel took 4x the time of the Add + LayerNormalization it replaces
+# (12-14% of an int8 forward pass of MiniLM-L6 on AVX2; onnxruntime 1.32), so that fusion stays off.
+UNFUSED = ["SkipLayerNormFusion"]
 
 
 def available_cores() -> int:
@@ -88,7 +93,8 @@ class OnnxEngine:
         self.path = Path(path)
         self.name = name
         self.batch_tokens = batch_tokens or _batch_tokens()
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=UNFUSED)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -174,9 +180,13 @@ def _fuse(onnx_path: Path, fused_path: Path, config) -> bool:
         from onnxruntime.transformers.optimizer import optimize_model
     except ImportError:
         return False
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = False  # see UNFUSED: Add + LayerNormalization is faster on the CPU
     opt = optimize_model(str(onnx_path), model_type="bert", num_heads=int(config.num_attention_heads),
-                         hidden_size=int(config.hidden_size), opt_level=0)
+                         hidden_size=int(config.hidden_size), opt_level=0, optimization_options=options)
     if not opt.get_fused_operator_statistics().get("Attention"):
         return False  # the attention pattern was not recognised: nothing gained
     opt.save_model_to_file(str(fused_path))

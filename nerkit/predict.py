@@ -80,6 +80,9 @@ class TorchEngine:
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.bf16 = bf16
+        # Padded tokens per forward pass. On 2 AVX2 cores 1,024-token batches ran 1.6x faster than 8,192-token
+        # ones (activations stay in cache); GPUs want large batches.
+        self.batch_tokens = 1024 if self.device.type == "cpu" else 8192
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         torch = self.torch
@@ -158,31 +161,33 @@ class Tagger:
         return cls(engine, tokenizer, labels, meta)
 
     # -- core: documents in, per-word log-probabilities out -------------------------------------------------
-    def _word_logprobs(self, docs: Sequence[Document]) -> list[list[np.ndarray]]:
-        """Per document, per word (in order across its sentences): log-probabilities over ``labels``."""
+    def _word_logprobs(self, docs: Sequence[Document]) -> list[np.ndarray]:
+        """Per document, a (words x labels) array of log-probabilities, words in order across its sentences."""
         encoded = align.encode_documents(docs, self.tokenizer, None)
         windows = align.make_windows(encoded, self.max_tokens, self.target_tokens, self.sentence_level)
         tok = self.tokenizer
         feats = [align.window_feature(encoded[w.doc], w, tok.cls_token_id, tok.sep_token_id, self.case_signal)
                  for w in windows]
-        out = [[None] * len(e.pieces) for e in encoded]
+        out = [np.empty((len(e.pieces), len(self.labels))) for e in encoded]
         lengths = [len(f.input_ids) for f in feats]
         for batch in align.length_grouped_batches(lengths, self.batch_tokens, None):
             b = align.collate([feats[i] for i in batch], tok.pad_token_id)
-            logits = self.engine.logits(b)
+            lp = log_softmax(self.engine.logits(b).astype(np.float64))
             for row, i in enumerate(batch):
                 w, f = windows[i], feats[i]
-                lp = log_softmax(logits[row][f.word_positions].astype(np.float64))
-                for k in range(len(f.word_positions)):
-                    out[w.doc][w.tgt_start + k] = lp[k]
+                out[w.doc][w.tgt_start:w.tgt_start + len(f.word_positions)] = lp[row, f.word_positions]
         return out
 
-    def _decode(self, lp: Sequence[np.ndarray]) -> tuple[list[str], np.ndarray]:
+    def _decode(self, lp: np.ndarray) -> tuple[list[str], np.ndarray]:
         if not len(lp):
             return [], np.zeros(0)
-        m = np.stack(lp)
-        path = viterbi(m, self._trans, self._start)
-        return [self.labels[i] for i in path], np.exp(m[np.arange(len(path)), path])
+        path = lp.argmax(-1)
+        # The unconstrained best path is also the constrained one whenever it is valid IOB2 (almost always).
+        if np.isfinite(self._start[path[0]]) and np.isfinite(self._trans[path[:-1], path[1:]]).all():
+            path = path.tolist()
+        else:
+            path = viterbi(lp, self._trans, self._start)
+        return [self.labels[i] for i in path], np.exp(lp[np.arange(len(path)), path])
 
     def tag_documents(self, docs: Sequence[Document]) -> list[list[list[str]]]:
         """Predicted IOB2 tags for every sentence of every document (document context used)."""
@@ -202,7 +207,7 @@ class Tagger:
         out = []
         for doc, lps in zip(docs, self._word_logprobs(docs)):
             s = doc.sentences[0]
-            probs = np.exp(np.stack(lps)) if lps else np.zeros((0, len(self.labels)))
+            probs = np.exp(lps)
             out.append((s.words, s.offsets, probs))
         return out
 

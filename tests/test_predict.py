@@ -4,7 +4,7 @@ from hypothesis import given, settings, strategies as st
 
 from nerkit.data import read_conll
 from nerkit.evaluate import evaluate, score
-from nerkit.predict import Tagger, allowed_transitions, viterbi
+from nerkit.predict import Tagger, allowed_transitions, log_softmax, viterbi
 from nerkit.scheme import LabelScheme, validate
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -23,6 +23,20 @@ def test_viterbi_matches_argmax_when_it_is_valid():
     trans, start = allowed_transitions(LABELS)
     lp = np.log(np.array([[0.1, 0.8, 0.05, 0.03, 0.02], [0.1, 0.05, 0.8, 0.03, 0.02], [0.9, 0.05, 0.02, 0.02, 0.01]]))
     assert viterbi(lp, trans, start) == [1, 2, 0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 25), st.integers(0, 10_000), st.floats(0.1, 8.0))
+def test_decode_is_the_constrained_best_path(n, seed, scale):
+    """The argmax shortcut in Tagger._decode gives exactly Viterbi's path and that path's probabilities."""
+    rng = np.random.default_rng(seed)
+    lp = log_softmax(rng.normal(size=(n, len(LABELS))) * scale)
+    tagger = Tagger(None, None, LABELS)
+    tags, probs = tagger._decode(lp)
+    trans, start = allowed_transitions(LABELS)
+    path = viterbi(lp, trans, start)
+    assert tags == [LABELS[i] for i in path]
+    assert np.allclose(probs, np.exp(lp[np.arange(n), path]))
 
 
 TEXTS = [

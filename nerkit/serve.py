@@ -194,6 +194,12 @@ class BodyLimit:
             if not msg.get("more_body", False):
                 break
         whole = b"".join(chunks)
+        try:  # FastAPI answers undecodable bytes with a bare 400; say what is wrong, as for any bad JSON
+            whole.decode(json.detect_encoding(whole))
+        except UnicodeDecodeError as exc:
+            return await _send_json(send, 422, ApiError(
+                422, "malformed_json", f"request body is not valid JSON: not {exc.encoding} text "
+                                       f"(byte 0x{whole[exc.start]:02x} at position {exc.start})").body())
         replayed = False
 
         async def replay():

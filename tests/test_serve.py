@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -100,6 +101,7 @@ def test_body_size_limit(client):
     (b'{"texts": ["a", ]}', "malformed_json", ["JSON"]),
     (b'{"texts": ["a"', "malformed_json", ["JSON"]),
     (b"\xff\xfe garbage", "malformed_json", ["JSON"]),
+    (b'{"texts": ["\x80"]}', "malformed_json", ["utf-8", "0x80", "position 12"]),
     (b"", "invalid_request", ["texts"]),
     (b"[1, 2]", "invalid_request", []),
     (b'{"texts": "one text"}', "invalid_request", ["texts", "list"]),
@@ -116,6 +118,34 @@ def test_malformed_requests_get_422_saying_what_is_wrong(client, body, code, wor
     assert err["code"] == code
     for w in words:
         assert w in err["message"], err["message"]
+
+
+_ANY_TEXT = st.text(st.characters(blacklist_categories=()), max_size=40)  # lone surrogates included
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | _ANY_TEXT,
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_ANY_TEXT, inner, max_size=3),
+                     max_leaves=10)
+_BODIES = st.one_of(
+    st.binary(max_size=300),
+    _JSON.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(st.sampled_from(["texts", "text", "extra"]), _JSON, max_size=2).map(lambda v: json.dumps(v).encode()),
+    st.lists(_ANY_TEXT | st.text(max_size=700), max_size=10).map(lambda ts: json.dumps({"texts": ts}).encode()),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=_BODIES)
+def test_any_body_gets_a_json_answer_and_the_server_keeps_serving(client, body):
+    r = client.post("/v1/entities", content=body, headers={"content-type": "application/json"})
+    assert r.status_code in (200, 413, 422), r.text
+    data = r.json()
+    if r.status_code == 200:
+        texts = json.loads(body)["texts"]
+        assert [res["text"] for res in data["results"]] == texts
+        for t, res in zip(texts, data["results"]):
+            assert all(t[e["start"]:e["end"]] == e["text"] for e in res["entities"])
+    else:
+        assert data["error"]["code"] and data["error"]["message"]
+    assert client.get("/v1/health").status_code == 200
 
 
 def test_other_errors_are_json(client):

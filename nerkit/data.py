@@ -398,6 +398,15 @@ def load(path: str | Path, scheme: LabelScheme | str | None = None) -> list[Docu
     return read_conll(path, scheme)
 
 
+def as_documents(data, scheme: LabelScheme | str | None = None) -> list[Document]:
+    """Documents from a file path (read with ``load``), an iterable of Documents, or None (no documents)."""
+    if data is None:
+        return []
+    if isinstance(data, (str, os.PathLike)):
+        return load(data, scheme=scheme)
+    return list(data)
+
+
 # ---------------------------------------------------------------- statistics
 
 

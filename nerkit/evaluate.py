@@ -61,9 +61,9 @@ def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
 
 def evaluate(tagger, data: str | os.PathLike | Sequence[Document], scheme: str | None = None) -> dict:
     """Tag every sentence of labelled data with ``tagger`` (document context, windows merged) and score it."""
-    from nerkit import data as data_mod
+    from nerkit.data import as_documents
 
-    docs = data_mod.load(data, scheme=scheme) if isinstance(data, (str, os.PathLike)) else list(data)
+    docs = as_documents(data, scheme)
     pred_docs = tagger.tag_documents(docs)
     gold, pred = [], []
     for doc, p_doc in zip(docs, pred_docs):

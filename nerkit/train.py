@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from nerkit import align
+from nerkit.data import as_documents
 from nerkit.errors import NerkitError
 from nerkit.scheme import iob2_labels, labels_of, split_tag
 from nerkit.types import Document
@@ -65,16 +66,6 @@ class TrainConfig:
         c.context = 128 if c.context is None else c.context
         c.early_stopping = 2 if c.early_stopping is None else c.early_stopping
         return c
-
-
-def _load(data, scheme) -> list[Document]:
-    if data is None:
-        return []
-    if isinstance(data, (str, os.PathLike)):
-        from nerkit.data import load
-
-        return load(data, scheme=scheme)
-    return list(data)
 
 
 def _use_bf16(setting: str, device) -> bool:
@@ -136,7 +127,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
 
     cfg = (config or TrainConfig()).resolved()
     t_start = time.time()
-    train_docs, dev_docs, test_docs = _load(train, scheme), _load(dev, scheme), _load(test, scheme)
+    train_docs, dev_docs, test_docs = (as_documents(d, scheme) for d in (train, dev, test))
     if not any(s.tags for d in train_docs for s in d.sentences):
         raise NerkitError(f"{train}: no labelled sentences to train on")
     types = labels_of(t for docs in (train_docs, dev_docs, test_docs) for d in docs for s in d.sentences

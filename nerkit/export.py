@@ -9,9 +9,10 @@ The runtime was chosen by measurement on the 2-core AMD EPYC (AVX2, no AVX-512/V
 on, with the default MiniLM-L6 model on CoNLL-2003 test sentences (engine only, same batches): ONNX Runtime
 int8 with fused BERT operators was fastest (about 1.4x its fp32 graph and 2x PyTorch fp32); unfused graphs
 were 5-15% slower; OpenVINO 2026.4 fp32 fell between ONNX Runtime fp32 and int8 with large batches and was
-slower than both with small ones; OpenVINO static int8 (NNCF, calibrated on CoNLL train) and ONNX Runtime's
-8-bit block-quantized MatMulNBits were both batch-invariant and closer to fp32 (argmax agreement 99.6% and 99.9%
-vs 99.4%) but 2x and 2-2.5x slower than the dynamic int8 graph; PyTorch bf16 autocast was 7x slower than fp32
+slower than both with small ones. Static int8 (OpenVINO with NNCF, and ONNX Runtime QDQ, both calibrated on
+CoNLL train) and ONNX Runtime's 8-bit block-quantized MatMulNBits were batch-invariant and closer to fp32 (argmax
+agreement 99.6%, 99.6% and 99.9% vs 99.4%) but 2x, 2x and 2-2.5x slower than the dynamic int8 graph, so dynamic
+int8 it is. PyTorch bf16 autocast was 7x slower than fp32
 (no native bf16 on this CPU). On AVX-512 VNNI/AMX cores (a Xeon pinned to 2 cores) the int8 graph ran 2.4x its
 fp32 graph (bench/results/inference_vnni.md). Small batches (~512 tokens) beat large ones (8192) by up to 2.5x.
 

@@ -111,6 +111,33 @@ def _nerkit_runner(model_dir: str, backend: str):
     return run, name
 
 
+def _model_only_runner(model_dir: str, backend: str):
+    """The model's forward passes alone: replays the batches ``Tagger`` formed for the same texts, so that
+    tokenization, windowing and decoding cost nothing. A ceiling for the whole path, not a way to tag."""
+    from nerkit.predict import Tagger
+
+    tagger = Tagger.load(model_dir, backend=backend)
+    engine, forward, recorded = tagger.engine, tagger.engine.logits, {}
+
+    def prepare(texts):
+        batches = []
+        engine.logits = lambda b: (batches.append(b), forward(b))[1]
+        try:
+            spans = [[(e.start, e.end, e.label) for e in es] for es in tagger.predict([texts] if isinstance(texts, str) else texts)]
+        finally:
+            engine.logits = forward
+        recorded[texts if isinstance(texts, str) else tuple(texts)] = (batches, spans)
+
+    def run(texts):
+        batches, spans = recorded[texts if isinstance(texts, str) else tuple(texts)]
+        for b in batches:
+            forward(b)
+        return spans
+
+    run.prepare = prepare
+    return run, engine.name + ", model only"
+
+
 def worker(spec: dict) -> dict:
     import numpy as np
 
@@ -120,6 +147,10 @@ def worker(spec: dict) -> dict:
     t0 = time.perf_counter()
     if spec["kind"] == "pipeline":
         run, engine = _pipeline_runner(spec["model"], spec["batch_size"])
+    elif spec["kind"] == "ceiling":
+        run, engine = _model_only_runner(spec["model"], spec["backend"])
+        for t in (texts[:32], texts, single_text(sentences)):
+            run.prepare(t)
     else:
         if spec["backend"] == "torch" and spec.get("bf16") is not None:
             os.environ["NERKIT_BF16"] = "1" if spec["bf16"] else "0"
@@ -218,6 +249,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fast", help="an exported model dir (default: MODEL if exported, else export to a temp dir)")
     ap.add_argument("--batch-sizes", default="1,8,16,32", help="HF pipeline batch sizes to try")
     ap.add_argument("--backends", default="onnx-int8,onnx,torch", help="nerkit backends to measure")
+    ap.add_argument("--ceiling", default="onnx-int8",
+                    help="also time this backend's model alone on the same batches ('' to skip)")
     ap.add_argument("--limit", type=int, help="first N sentences only (quick runs)")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes over the texts per path; the best counts")
     ap.add_argument("--json", help="write all figures here")
@@ -260,6 +293,10 @@ def main(argv=None) -> int:
         # the reference row is fp32 PyTorch (no bf16 autocast even where the CPU has it)
         r = run_worker({**base_spec, "kind": "nerkit", "model": str(src), "backend": backend, "bf16": False})
         rows.append({"label": f"nerkit {backend}", "kind": "nerkit", "backend": backend, **r})
+    if a.ceiling:
+        print(f"nerkit backend={a.ceiling}, model only ...", file=sys.stderr)
+        r = run_worker({**base_spec, "kind": "ceiling", "model": str(fast), "backend": a.ceiling})
+        rows.append({"label": f"nerkit {a.ceiling}, model only (ceiling)", "kind": "ceiling", "backend": a.ceiling, **r})
     load1 = os.getloadavg()
 
     pipes = [r for r in rows if r["kind"] == "pipeline"]
@@ -286,6 +323,10 @@ def main(argv=None) -> int:
         print(f"- {r['label']}: throughput {r['words_per_s'] / best['words_per_s']:.2f}x (target ≥5x: "
               f"{'met' if ok_speed else 'NOT met'}), p50 {r['p50_ms'] / best['p50_ms']:.2f}x of the pipeline's "
               f"(target ≤0.5: {'met' if ok_lat else 'NOT met'}), {f1_note}")
+    for r in [x for x in rows if x["kind"] == "ceiling"]:
+        print(f"- ceiling: {r['backend']}'s forward passes alone, on the batches nerkit formed (tokenization, windowing "
+              f"and decoding free): {r['words_per_s']:,.0f} words/s = {r['words_per_s'] / best['words_per_s']:.2f}x "
+              "the pipeline; no change outside the model can take the path past this")
     if export_s is not None:
         print(f"\n(The model was exported for this run in {export_s:.1f} s.)")
     other = max(r.get("other_cpu", 0) for r in rows)

@@ -3,11 +3,13 @@
     python bench/inference.py [MODEL_DIR] [--data test.txt] [--fast EXPORTED_DIR] [--limit N]
 
 The model directory defaults to $NERKIT_MODEL or runs/conll; the data is the CoNLL test file or a data
-folder holding conll2003/test.txt, from argv, else $NERKIT_DATA, else ../shared/data beside the repository. Each path runs in its own subprocess (honest peak RSS, no shared
-warm caches), on the test sentences given as raw text (words joined by spaces). Measured per path:
-words per second over the whole set (best of ``--repeats`` passes), latency of one ~20-word text (p50/p99), peak RSS, and entity-level F1
-(seqeval), mapping predicted character spans back onto the gold words. The HF pipeline is measured at
-batch sizes 1, 8 and 32 and compared at its best. Prints a markdown table; ``--json FILE`` saves the figures.
+folder holding conll2003/test.txt, from argv, else $NERKIT_DATA, else ../shared/data beside the repository.
+Each path runs in its own subprocess (honest peak RSS, no shared warm caches), on the test sentences given as
+raw text (words joined by spaces). Measured per path: words per second over the whole set (best of
+``--repeats`` passes), latency of one ~20-word text (p50/p99), peak RSS, and entity-level F1 (seqeval), mapping
+predicted character spans back onto the gold words. The HF pipeline is measured at batch sizes 1, 8, 16 and 32
+and compared at its best. A "ceiling" row times the int8 model's forward passes alone on the batches nerkit
+formed. Prints a markdown table; ``--json FILE`` saves the figures.
 """
 from __future__ import annotations
 

@@ -195,7 +195,8 @@ class BodyLimit:
                 break
         whole = b"".join(chunks)
         try:  # FastAPI answers undecodable bytes with a bare 400; say what is wrong, as for any bad JSON
-            whole.decode(json.detect_encoding(whole))
+            if scope["path"].startswith("/v1/"):
+                whole.decode(json.detect_encoding(whole))
         except UnicodeDecodeError as exc:
             return await _send_json(send, 422, ApiError(
                 422, "malformed_json", f"request body is not valid JSON: not {exc.encoding} text "

@@ -16,7 +16,8 @@ from typing import Sequence
 
 from nerkit.agreement import Aligned, context, regions
 from nerkit.errors import DataError, NerkitError
-from nerkit.formats import Record, atomic_write_text, json_values
+from nerkit.data import atomic_write_text
+from nerkit.formats import Record, json_values
 from nerkit.types import Span
 
 

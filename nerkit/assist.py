@@ -12,7 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from nerkit.errors import NerkitError
-from nerkit.formats import Record, Report, atomic_write_text, labelstudio_tasks, write
+from nerkit.data import atomic_write_text
+from nerkit.formats import Record, Report, labelstudio_tasks, write
 from nerkit.types import Span
 
 STRATEGIES = ("margin", "entropy")

@@ -82,16 +82,19 @@ def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
         yield n, line.rstrip("\r")
 
 
-def _atomic_write(path: str | Path, lines: Iterable[str]) -> None:
-    """Write lines to ``path`` via a temporary file in the same directory, so readers never see half a file."""
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text to ``path`` through a temporary file and ``os.replace``: readers never see half a file."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(lines)
+        # newline="" keeps "\r" and "\n" exactly as given: character offsets must survive the round trip.
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
 
 
@@ -204,7 +207,7 @@ def write_conll(docs: Iterable[Document], path: str | Path) -> None:
                     raise ValueError(f"{s.source or doc.id}: cannot write an unlabelled sentence as CoNLL")
                 yield "".join(f"{w} {t}\n" for w, t in zip(s.words, s.tags)) + "\n"
 
-    _atomic_write(path, lines())
+    atomic_write_text(path, "".join(lines()))
 
 
 # ---------------------------------------------------------------- tokenization and spans
@@ -388,7 +391,7 @@ def write_jsonl(docs: Iterable[Document], path: str | Path) -> None:
                     rec["entities"] = [{"start": sp.start, "end": sp.end, "label": sp.label} for sp in sentence_spans(s)]
                 yield json.dumps(rec, ensure_ascii=False) + "\n"
 
-    _atomic_write(path, lines())
+    atomic_write_text(path, "".join(lines()))
 
 
 def load(path: str | Path, scheme: LabelScheme | str | None = None) -> list[Document]:

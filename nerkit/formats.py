@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import warnings
 from bisect import bisect_right
 from collections import Counter
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from nerkit.data import split_words
+from nerkit.data import atomic_write_text, split_words
 from nerkit.errors import DataError, NerkitError
 from nerkit.scheme import LabelScheme, convert as convert_tags
 from nerkit.types import Document, Sentence, Span
@@ -126,22 +125,6 @@ class Report:
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to ``path`` through a temporary file and ``os.replace``: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # newline="" keeps "\r" and "\n" exactly as given: character offsets must survive the round trip.
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _read_text(path: str | os.PathLike) -> str:

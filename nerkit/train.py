@@ -9,7 +9,7 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +18,7 @@ import numpy as np
 from nerkit import align
 from nerkit.data import as_documents
 from nerkit.errors import NerkitError
-from nerkit.scheme import iob2_labels, labels_of, split_tag
+from nerkit.scheme import iob2_labels, labels_of
 from nerkit.types import Document
 
 

@@ -15,7 +15,7 @@ pytest.importorskip("torch")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from nerkit.errors import DataError  # noqa: E402
-from nerkit.predict import Entity, Tagger  # noqa: E402
+from nerkit.predict import Tagger  # noqa: E402
 from nerkit.serve import Limits, create_app  # noqa: E402
 
 from tiny import LABELS, make_tiny_model  # noqa: E402

@@ -54,6 +54,52 @@ class Window:
     ctx_end: int
 
 
+class WordTokenizer:
+    """What nerkit needs of a Hugging Face fast tokenizer, run directly on the ``tokenizers`` library.
+
+    Importing transformers (and with it torch) costs seconds and hundreds of MB at start-up; ``nerkit export``
+    saves the exact backend tokenizer transformers built (checked equal on probe words), so the ONNX path
+    needs neither. Only pre-split words are supported, without special tokens: that is how nerkit calls it.
+    """
+
+    def __init__(self, tokenizer, cls_token_id: int, sep_token_id: int, pad_token_id: int, unk_token_id: int | None):
+        tokenizer.no_truncation()  # never cut a text short, whatever the saved file says
+        tokenizer.no_padding()
+        self.backend = tokenizer
+        self.cls_token_id, self.sep_token_id = cls_token_id, sep_token_id
+        self.pad_token_id, self.unk_token_id = pad_token_id, unk_token_id
+
+    @classmethod
+    def from_file(cls, path, special: dict) -> "WordTokenizer":
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_file(str(path)), special["cls_token_id"], special["sep_token_id"],
+                   special["pad_token_id"], special.get("unk_token_id"))
+
+    def __call__(self, words: Sequence[Sequence[str]], is_split_into_words: bool = True,
+                 add_special_tokens: bool = False) -> "_Encodings":
+        if not is_split_into_words or add_special_tokens:
+            raise ValueError("WordTokenizer encodes pre-split words without special tokens only")
+        return _Encodings(self.backend.encode_batch([list(w) for w in words], is_pretokenized=True,
+                                                    add_special_tokens=False))
+
+
+class _Encodings:
+    """``tokenizer(...)``'s result as far as encode_documents reads it: ``["input_ids"][k]`` and ``word_ids(k)``."""
+
+    def __init__(self, encodings):
+        self.encodings = encodings
+        self.input_ids = [e.ids for e in encodings]
+
+    def __getitem__(self, key: str) -> list[list[int]]:
+        if key != "input_ids":
+            raise KeyError(key)
+        return self.input_ids
+
+    def word_ids(self, k: int) -> list[int | None]:
+        return self.encodings[k].word_ids
+
+
 def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, int] | None) -> list[EncodedDoc]:
     """Tokenize every word of every document into subword ids (one batched call to the fast tokenizer)."""
     flat_words: list[list[str]] = []

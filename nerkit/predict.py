@@ -130,9 +130,6 @@ class Tagger:
         if not (path / "config.json").is_file():
             raise NerkitError(f"{path}: not a model directory (no config.json)")
         meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).is_file() else {}
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(path)
         engine = None
         if backend != "torch":
             try:
@@ -143,21 +140,24 @@ class Tagger:
                 engine = load_engine(path, backend)
             if engine is None and backend not in ("auto",):
                 raise NerkitError(f"{path}: backend {backend!r} is not available for this model (run `nerkit export`)")
-        config = None
-        if engine is None:
-            from transformers import AutoConfig, AutoModelForTokenClassification
+        if engine is not None:
+            # ONNX Runtime path: no transformers or torch import (seconds and hundreds of MB saved at start-up).
+            tokenizer = _word_tokenizer(path, meta)
+            labels = _config_labels(path)
+        else:
+            from transformers import AutoModelForTokenClassification
 
             default_threads()
-            config = AutoConfig.from_pretrained(path)
             model = AutoModelForTokenClassification.from_pretrained(path, use_safetensors=True)
             if device:
                 model.to(device)
             engine = TorchEngine(model, bf16=_bf16_inference_ok(model))
-        if config is None:
-            from transformers import AutoConfig
+            tokenizer = None
+            labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+        if tokenizer is None:
+            from transformers import AutoTokenizer
 
-            config = AutoConfig.from_pretrained(path)
-        labels = [config.id2label[i] for i in range(len(config.id2label))]
+            tokenizer = AutoTokenizer.from_pretrained(path)
         return cls(engine, tokenizer, labels, meta)
 
     # -- core: documents in, per-word log-probabilities out -------------------------------------------------
@@ -238,6 +238,26 @@ class Tagger:
         if isinstance(texts, str):
             return self.predict([texts])[0]
         return self.predict(list(texts))
+
+
+def _word_tokenizer(path: Path, meta: dict):
+    """The torch-free tokenizer ``nerkit export`` saved (see align.WordTokenizer), or None."""
+    spec = (meta.get("onnx") or {}).get("word_tokenizer")
+    if not spec or not (path / spec["file"]).is_file():
+        return None
+    try:
+        return align.WordTokenizer.from_file(path / spec["file"], spec)
+    except ImportError:
+        return None
+
+
+def _config_labels(path: Path) -> list[str]:
+    """Labels in id order from a model directory's config.json (without importing transformers)."""
+    try:
+        id2label = json.loads((path / "config.json").read_text(encoding="utf-8"))["id2label"]
+        return [id2label[str(i)] for i in range(len(id2label))]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NerkitError(f"{path / 'config.json'}: no usable id2label ({exc})") from None
 
 
 def _bf16_inference_ok(model) -> bool:

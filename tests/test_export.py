@@ -1,8 +1,11 @@
 """ONNX export and the ONNX Runtime engine, on a tiny randomly initialised BERT (seconds on CPU)."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -11,7 +14,7 @@ torch = pytest.importorskip("torch")
 from nerkit import align  # noqa: E402
 from nerkit.cli import main  # noqa: E402
 from nerkit.errors import NerkitError  # noqa: E402
-from nerkit.export import INT8_FILE, ONNX_FILE, OnnxEngine, export, load_engine  # noqa: E402
+from nerkit.export import INT8_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, OnnxEngine, export, load_engine  # noqa: E402
 from nerkit.predict import Tagger, TorchEngine  # noqa: E402
 
 from tiny import make_tiny_model  # noqa: E402
@@ -52,7 +55,7 @@ def test_export_writes_a_loadable_model_dir(exported, model_dir):
     for name in ("config.json", "nerkit.json", "tokenizer.json", "vocab.txt", ONNX_FILE, INT8_FILE, "model.safetensors"):
         assert (out / name).is_file(), name
     meta = json.loads((out / "nerkit.json").read_text())
-    assert meta["onnx"]["files"] == [ONNX_FILE, INT8_FILE]
+    assert meta["onnx"]["files"] == [ONNX_FILE, INT8_FILE, WORD_TOKENIZER_FILE]
     assert meta["base_model"] == "tiny-random-bert"  # the source model's metadata is kept
     assert info["checks"]["onnx_max_abs_diff"] < 1e-3
     assert not (model_dir / ONNX_FILE).exists()  # the source directory is left alone
@@ -114,7 +117,7 @@ def test_cli_export_without_int8_and_stale_graphs(model_dir, tmp_path, capsys):
     (out / INT8_FILE).write_bytes(b"stale")
     assert main(["export", str(model_dir), "--output", str(out), "--no-quantize", "--no-weights"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["files"] == [ONNX_FILE]
+    assert printed["files"] == [ONNX_FILE, WORD_TOKENIZER_FILE]
     assert not (out / INT8_FILE).exists() and not (out / "model.safetensors").exists()
     assert Tagger.load(out).engine.name == "onnx"
     assert main(["predict", str(out), "John Smith lives in Paris."]) == 0
@@ -147,3 +150,46 @@ def test_engine_settings(exported, monkeypatch):
     tagger = Tagger.load(out)
     assert tagger.batch_tokens == 300  # Tagger batches as the engine prefers
     assert tagger.engine.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_onnx_path_loads_neither_torch_nor_transformers(exported):
+    out, _ = exported
+    code = ("import sys, json; from nerkit.predict import Tagger; t = Tagger.load(sys.argv[1]); "
+            "ents = [[(e.start, e.end, e.label) for e in es] for es in t(json.loads(sys.argv[2]))]; "
+            "print(json.dumps([t.engine.name, 'torch' in sys.modules, 'transformers' in sys.modules, ents]))")
+    res = subprocess.run([sys.executable, "-c", code, str(out), json.dumps(TEXTS)], capture_output=True, text=True,
+                         check=True)
+    name, torch_loaded, transformers_loaded, ents = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (name, torch_loaded, transformers_loaded) == ("onnx-int8", False, False)
+    direct = Tagger.load(out, backend="onnx-int8")  # same graph; tokenizer through the same file
+    assert ents == [[list(x) for x in [(e.start, e.end, e.label) for e in es]] for es in direct(TEXTS)]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.lists(st.text(min_size=1, max_size=12).filter(lambda w: w.strip() == w and w), min_size=1,
+                         max_size=6), min_size=1, max_size=4))
+def test_saved_tokenizer_encodes_like_transformers(exported, words):
+    from transformers import AutoTokenizer
+
+    out, _ = exported
+    spec = json.loads((out / "nerkit.json").read_text())["onnx"]["word_tokenizer"]
+    mine = align.WordTokenizer.from_file(out / spec["file"], spec)
+    ref = AutoTokenizer.from_pretrained(out)
+    want = ref(words, is_split_into_words=True, add_special_tokens=False)
+    got = mine(words)
+    for k in range(len(words)):
+        assert got["input_ids"][k] == list(want["input_ids"][k])
+        assert got.word_ids(k) == list(want.word_ids(k))
+
+
+def test_tagger_without_saved_tokenizer_falls_back_to_transformers(exported, tmp_path):
+    import shutil
+
+    out, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / WORD_TOKENIZER_FILE).unlink()  # e.g. exported by an older nerkit
+    old = Tagger.load(copy, backend="onnx")
+    new = Tagger.load(out, backend="onnx")
+    assert type(old.tokenizer).__name__ != "WordTokenizer" and isinstance(new.tokenizer, align.WordTokenizer)
+    assert old(TEXTS) == new(TEXTS)

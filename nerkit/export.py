@@ -159,14 +159,19 @@ def _dummy_inputs(config, batch: int = 2, seq: int = 16, seed: int = 0) -> dict[
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}
 
 
-def _torch_export(model_dir: Path, onnx_path: Path) -> None:
+def _load_model(model_dir: Path):
+    """The fp32 token classifier with eager attention: plain matrix operations that trace into ONNX cleanly."""
+    from transformers import AutoModelForTokenClassification
+
+    return AutoModelForTokenClassification.from_pretrained(model_dir, use_safetensors=True,
+                                                           attn_implementation="eager").float().eval()
+
+
+def _torch_export(model, onnx_path: Path) -> None:
     import warnings
 
     import torch
-    from transformers import AutoModelForTokenClassification
 
-    model = AutoModelForTokenClassification.from_pretrained(model_dir, use_safetensors=True,
-                                                            attn_implementation="eager").float().eval()
     wrapped = _logits_module(model)
     dummy = _dummy_inputs(model.config)
     args = tuple(torch.from_numpy(dummy[k]) for k in INPUTS)
@@ -223,11 +228,9 @@ def quantize_model(fp32_path: Path, int8_path: Path, per_channel: bool = True, r
         root.setLevel(level)
 
 
-def _reference_logits(model_dir: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
+def _reference_logits(model, inputs: dict[str, np.ndarray]) -> np.ndarray:
     import torch
-    from transformers import AutoModelForTokenClassification
 
-    model = AutoModelForTokenClassification.from_pretrained(model_dir, use_safetensors=True).float().eval()
     with torch.no_grad():
         return model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.numpy()
 
@@ -281,17 +284,16 @@ def export(model_dir: str | os.PathLike, output: str | os.PathLike | None = None
         raise NerkitError(f"{src}: no model.safetensors to export")
     out = Path(output) if output is not None else src
     out.mkdir(parents=True, exist_ok=True)
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(src)
     t0 = time.perf_counter()
+    model = _load_model(src)  # loaded once: traced for ONNX, then the reference the graphs are checked against
+    config = model.config
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         tmp = Path(tmp)
         raw = tmp / "raw.onnx"
-        _torch_export(src, raw)
+        _torch_export(model, raw)
         # Check the graphs against PyTorch on inputs of another shape than the traced one, with padding.
         probe = _dummy_inputs(config, batch=3, seq=23, seed=1)
-        ref = _reference_logits(src, probe)
+        ref = _reference_logits(model, probe)
         valid = probe["attention_mask"].astype(bool)
         tol = atol * max(1.0, float(np.abs(ref).max()))
 

@@ -127,6 +127,8 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
 
     cfg = (config or TrainConfig()).resolved()
     t_start = time.time()
+    if output is not None:
+        check_output(output)  # before training: never find out after an hour that the output cannot be written
     train_docs, dev_docs, test_docs = (as_documents(d, scheme) for d in (train, dev, test))
     if not any(s.tags for d in train_docs for s in d.sentences):
         raise NerkitError(f"{train}: no labelled sentences to train on")
@@ -313,11 +315,43 @@ def _describe(src, docs: Sequence[Document]) -> dict:
     return d
 
 
+def is_nerkit_model_dir(path: Path) -> bool:
+    """True if ``path`` is a model directory that nerkit wrote (config.json and a nerkit.json naming its version)."""
+    try:
+        meta = json.loads((path / "nerkit.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "nerkit_version" in meta and (path / "config.json").is_file()
+
+
+def check_output(output: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output path that nerkit may not replace: only a new or empty directory, or a
+    model directory nerkit wrote, is ever replaced (never a user's folder, a file, or the working directory)."""
+    out = Path(output)
+    resolved = out.resolve()
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
+        raise NerkitError(f"--output {output}: is the working directory (or holds it); give a new directory")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise NerkitError(f"--output {output}: exists and is not a directory; nerkit will not replace it")
+    if out.is_dir() and any(out.iterdir()) and not is_nerkit_model_dir(out):
+        raise NerkitError(f"--output {output}: is a directory that is not a nerkit model; nerkit replaces only "
+                          "model directories it wrote. Give a new or empty directory")
+    parent = resolved.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise NerkitError(f"--output {output}: cannot write in {parent} (permission denied)")
+    return out
+
+
 def save(model, tokenizer, meta: dict, output: str | os.PathLike) -> Path:
-    """Write the model directory atomically: built in a temporary sibling folder, then moved into place."""
+    """Write the model directory atomically: built in a temporary sibling folder, then moved into place.
+
+    Only an empty directory or a model directory nerkit wrote is replaced (``check_output``, checked again here).
+    """
     from nerkit.model_card import model_card
 
-    out = Path(output)
+    out = check_output(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -326,9 +360,12 @@ def save(model, tokenizer, meta: dict, output: str | os.PathLike) -> Path:
         (tmp / "nerkit.json").write_text(json.dumps(meta, indent=2, default=str))
         (tmp / "README.md").write_text(model_card(meta))
         old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
+        if out.is_dir():
+            if any(out.iterdir()):
+                old = out.with_name(f".{out.name}.old-{os.getpid()}")
+                os.replace(out, old)  # a nerkit model directory (checked above): replaced whole
+            else:
+                out.rmdir()
         os.replace(tmp, out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

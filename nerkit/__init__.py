@@ -1,22 +1,26 @@
-"""nerkit: fine-tune, evaluate and serve BERT-family named-entity recognizers."""
-from nerkit.errors import DataError, NerkitError
-from nerkit.scheme import LabelScheme
-from nerkit.types import Document, Sentence, Span
+"""nerkit: fine-tune, evaluate and serve BERT-family named-entity recognizers.
 
-__version__ = "0.1.0"
+The package root only re-exports, lazily (no nerkit module imports it): data -> align -> train -> evaluate ->
+predict -> engines/export -> serve, with annotate/ beside; see "How the code is laid out" in the README.
+"""
+from nerkit._version import __version__
 
-__all__ = ["DataError", "NerkitError", "LabelScheme", "Document", "Sentence", "Span", "Tagger", "fit", "evaluate"]
+__all__ = ["DataError", "NerkitError", "LabelScheme", "Span", "Sentence", "Document", "Entity", "Tagger", "fit",
+           "evaluate", "__version__"]
+
+_EXPORTS = {"DataError": "nerkit.errors", "NerkitError": "nerkit.errors", "LabelScheme": "nerkit.scheme",
+            "Span": "nerkit.types", "Sentence": "nerkit.types", "Document": "nerkit.types", "Entity": "nerkit.types",
+            "Tagger": "nerkit.predict", "fit": "nerkit.train", "evaluate": "nerkit.evaluate"}
 
 
 def __getattr__(name: str):
     # Heavy modules (torch, transformers) load only when their API is used.
-    if name == "Tagger":
-        from nerkit.predict import Tagger
-        return Tagger
-    if name == "fit":
-        from nerkit.train import fit
-        return fit
-    if name == "evaluate":
-        from nerkit.evaluate import evaluate
-        return evaluate
-    raise AttributeError(name)
+    if name in _EXPORTS:
+        from importlib import import_module
+
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'nerkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

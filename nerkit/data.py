@@ -5,11 +5,9 @@ Everything read here comes out as IOB2-tagged ``Document``s; problems in the inp
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import tempfile
 import unicodedata
 import warnings
 from bisect import bisect_left, bisect_right
@@ -19,7 +17,9 @@ from functools import cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from nerkit import files
 from nerkit.errors import DataError, NerkitError
+from nerkit.files import atomic_write_text
 from nerkit.scheme import LabelScheme, chunks, convert, detect_scheme, split_tag, validate
 from nerkit.types import Document, Sentence, Span
 
@@ -33,7 +33,7 @@ class DataWarning(UserWarning):
 
 
 @dataclass
-class ConllReport:
+class ConllReadReport:
     """What reading a CoNLL file found: the tag scheme, invalid transitions repaired, lines read."""
 
     scheme: LabelScheme
@@ -43,64 +43,12 @@ class ConllReport:
 
 
 @dataclass
-class JsonlReport:
+class JsonlReadReport:
     """What reading a JSONL file found: records read and spans whose edges fell inside words."""
 
     n_records: int = 0
     split_spans: int = 0
     first_split: str | None = None  # "file:line [start, end) LABEL" of the first such span
-
-
-# ---------------------------------------------------------------- file access
-
-
-def _read_bytes(path: str | Path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DataError(path, None, "no such file") from None
-    except IsADirectoryError:
-        raise DataError(path, None, "is a directory, expected a file") from None
-    except OSError as e:
-        raise DataError(path, None, f"cannot read: {e.strerror}") from None
-
-
-def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line number, text)`` for each line, decoding UTF-8 line by line so errors have a line number."""
-    raw_lines = _read_bytes(path).split(b"\n")
-    if raw_lines[-1] == b"":
-        raw_lines.pop()  # the newline ending the last line does not start another
-    for n, raw in enumerate(raw_lines, 1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            bad = raw[e.start : e.end]
-            problem = f"invalid UTF-8 bytes {bad!r} at byte {e.start + 1} of the line (files must be UTF-8)"
-            raise DataError(path, n, problem) from None
-        if n == 1:
-            line = line.removeprefix("\ufeff")  # editors on Windows add a byte-order mark
-        yield n, line.rstrip("\r")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to ``path`` through a temporary file and ``os.replace``: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # newline="" keeps "\r" and "\n" exactly as given: character offsets must survive the round trip.
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def fingerprint(path: str | Path) -> str:
-    """First 16 hex digits of the SHA-256 of the file's bytes (to record exactly which data a run used)."""
-    return hashlib.sha256(_read_bytes(path)).hexdigest()[:16]
 
 
 def _scheme(scheme: LabelScheme | str | None) -> LabelScheme | None:
@@ -115,7 +63,7 @@ def _scheme(scheme: LabelScheme | str | None) -> LabelScheme | None:
 # ---------------------------------------------------------------- CoNLL
 
 
-def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = None) -> tuple[list[Document], ConllReport]:
+def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = None) -> tuple[list[Document], ConllReadReport]:
     """Read a CoNLL column file (token first, tag last) into IOB2 documents, with a report of what was found."""
     scheme = _scheme(scheme)
     name = Path(path).name
@@ -140,7 +88,7 @@ def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = 
             word_lines.append(lines)
         words, tags, lines = [], [], []
 
-    for n, line in _lines(path):
+    for n, line in files.lines(path):
         n_lines = n
         # Tab-separated files may have spaces inside tokens; otherwise any whitespace separates columns.
         cols = [c for c in (c.strip() for c in line.split("\t")) if c] if "\t" in line else line.split()
@@ -173,7 +121,7 @@ def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = 
     sequences = [s.tags for s in sents]
     scheme = scheme or detect_scheme(sequences)
     found = validate(sequences, scheme)
-    report = ConllReport(scheme, dict(found.counts), n_lines=n_lines)
+    report = ConllReadReport(scheme, dict(found.counts), n_lines=n_lines)
     for kind, (si, pos) in found.first.items():
         report.first_lines[kind] = word_lines[si][min(pos, len(word_lines[si]) - 1)]  # pos == len: at sentence end
     if found:
@@ -197,7 +145,7 @@ def read_conll(path: str | Path, scheme: LabelScheme | str | None = None) -> lis
 def write_conll(docs: Iterable[Document], path: str | Path) -> None:
     """Write documents as two-column CoNLL (``word tag``), each document opened by a ``-DOCSTART- O`` line."""
 
-    def lines() -> Iterator[str]:
+    def out_lines() -> Iterator[str]:
         for doc in docs:
             yield f"{DOCSTART} O\n\n"
             for s in doc.sentences:
@@ -207,7 +155,7 @@ def write_conll(docs: Iterable[Document], path: str | Path) -> None:
                     raise ValueError(f"{s.source or doc.id}: cannot write an unlabelled sentence as CoNLL")
                 yield "".join(f"{w} {t}\n" for w, t in zip(s.words, s.tags)) + "\n"
 
-    atomic_write_text(path, "".join(lines()))
+    atomic_write_text(path, "".join(out_lines()))
 
 
 # ---------------------------------------------------------------- tokenization and spans
@@ -319,12 +267,12 @@ def _entities(path: str | Path, n: int, text: str, items: object) -> list[Span]:
     return spans
 
 
-def read_jsonl_with_report(path: str | Path) -> tuple[list[Document], JsonlReport]:
+def read_jsonl_with_report(path: str | Path) -> tuple[list[Document], JsonlReadReport]:
     """Read JSON Lines records ``{"text", "entities": [{start, end, label}], "id"?}``, one document each."""
     name = Path(path).name
     docs: list[Document] = []
-    report = JsonlReport()
-    for n, line in _lines(path):
+    report = JsonlReadReport()
+    for n, line in files.lines(path):
         if not line.strip():
             continue
         try:
@@ -382,7 +330,7 @@ def read_jsonl(path: str | Path) -> list[Document]:
 def write_jsonl(docs: Iterable[Document], path: str | Path) -> None:
     """Write one JSON record per sentence with character-offset entities (words joined by spaces if no text)."""
 
-    def lines() -> Iterator[str]:
+    def out_lines() -> Iterator[str]:
         for doc in docs:
             for k, s in enumerate(doc.sentences, 1):
                 text, _ = s.surface()
@@ -391,7 +339,7 @@ def write_jsonl(docs: Iterable[Document], path: str | Path) -> None:
                     rec["entities"] = [{"start": sp.start, "end": sp.end, "label": sp.label} for sp in sentence_spans(s)]
                 yield json.dumps(rec, ensure_ascii=False) + "\n"
 
-    atomic_write_text(path, "".join(lines()))
+    atomic_write_text(path, "".join(out_lines()))
 
 
 def load(path: str | Path, scheme: LabelScheme | str | None = None) -> list[Document]:

@@ -1,4 +1,4 @@
-"""Fast inference: export a nerkit model directory to ONNX (fp32 + int8) and run it with ONNX Runtime.
+"""Fast inference: export a nerkit model directory to ONNX (fp32 + int8) for ONNX Runtime (``engines.OnnxEngine``).
 
 ``export(MODEL_DIR, OUT)`` writes ``model.onnx`` (fp32, BERT fusions applied where ONNX Runtime's
 transformer optimizer recognises the graph) and ``model.int8.onnx`` (dynamic int8 quantization of the
@@ -24,7 +24,6 @@ can depend slightly on which other texts share its batch; the fp32 graph (backen
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -34,15 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from nerkit.data import atomic_write_text
+from nerkit.engines import OnnxEngine
 from nerkit.errors import NerkitError
+from nerkit.modeldir import INT8_FILE, META_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, read_meta, write_meta
 
 log = logging.getLogger("nerkit.export")
 
-ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
-WORD_TOKENIZER_FILE = "nerkit.tokenizer.json"  # the backend tokenizer transformers builds; see align.WordTokenizer
-META_FILE = "nerkit.json"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17
 # Files that make a directory loadable by ``Tagger.load`` / ``AutoTokenizer`` besides the ONNX graphs.
@@ -50,87 +46,6 @@ COPY_FILES = ("config.json", META_FILE, "tokenizer.json", "tokenizer_config.json
               "vocab.txt", "added_tokens.json", "merges.txt", "vocab.json", "sentencepiece.bpe.model",
               "spiece.model", "tokenizer.model", "README.md")
 WEIGHT_FILES = ("model.safetensors",)
-BACKENDS = ("auto", "onnx-int8", "onnx", "torch")
-DEFAULT_BATCH_TOKENS = 512
-# ONNX Runtime's SkipLayerNormalization CPU kernel took 4x the time of the Add + LayerNormalization it replaces
-# (12-14% of an int8 forward pass of MiniLM-L6 on AVX2; onnxruntime 1.32), so that fusion stays off.
-UNFUSED = ["SkipLayerNormFusion"]
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (the container's affinity, not the host's core count)."""
-    env = os.environ.get("NERKIT_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n = os.cpu_count() or 1
-    try:  # a cgroup v2 CPU quota (docker --cpus) caps what the affinity mask allows
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, -(-int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return n
-
-
-def _batch_tokens() -> int:
-    env = os.environ.get("NERKIT_BATCH_TOKENS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_BATCH_TOKENS
-
-
-class OnnxEngine:
-    """Runs an exported token-classification graph with ONNX Runtime on the CPU.
-
-    ``batch_tokens`` (read by ``Tagger``) is the padded batch size in tokens: small batches keep the
-    activations in the CPU caches, and were measured fastest (see bench/inference.py).
-    """
-
-    def __init__(self, path: str | os.PathLike, name: str = "onnx", threads: int | None = None,
-                 batch_tokens: int | None = None):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or available_cores()
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        self.path = Path(path)
-        self.name = name
-        self.batch_tokens = batch_tokens or _batch_tokens()
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
-                                            disabled_optimizers=UNFUSED)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-
-    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {k: np.ascontiguousarray(batch[k], dtype=np.int64) for k in self.input_names}
-        return self.session.run(None, feed)[0]
-
-    def __repr__(self) -> str:
-        return f"OnnxEngine({self.name}, {self.path})"
-
-
-def load_engine(path: str | os.PathLike, backend: str = "auto"):
-    """The ONNX engine for a model directory, or None where the backend asked for has no exported graph."""
-    path = Path(path)
-    if backend not in BACKENDS:
-        raise NerkitError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if backend == "torch":
-        return None
-    order = {"auto": [(INT8_FILE, "onnx-int8"), (ONNX_FILE, "onnx")],
-             "onnx-int8": [(INT8_FILE, "onnx-int8")], "onnx": [(ONNX_FILE, "onnx")]}[backend]
-    for fname, name in order:
-        if (path / fname).is_file():
-            try:
-                import onnxruntime  # noqa: F401
-            except ImportError:
-                if backend == "auto":
-                    return None
-                raise NerkitError("onnxruntime is not installed (pip install 'nerkit[serve]')") from None
-            return OnnxEngine(path / fname, name)
-    return None
 
 
 def _logits_module(model):
@@ -196,7 +111,7 @@ def _fuse(onnx_path: Path, fused_path: Path, config) -> bool:
 
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
     options = FusionOptions("bert")
-    options.enable_skip_layer_norm = False  # see UNFUSED: Add + LayerNormalization is faster on the CPU
+    options.enable_skip_layer_norm = False  # see engines.UNFUSED: Add + LayerNormalization is faster on the CPU
     opt = optimize_model(str(onnx_path), model_type="bert", num_heads=int(config.num_attention_heads),
                          hidden_size=int(config.hidden_size), opt_level=0, optimization_options=options)
     if not opt.get_fused_operator_statistics().get("Attention"):
@@ -344,8 +259,7 @@ def export(model_dir: str | os.PathLike, output: str | os.PathLike | None = None
             "quantization": ({"type": "dynamic", "weight_type": "int8", "per_channel": per_channel,
                               "reduce_range": reduce_range} if quantize else None),
             "word_tokenizer": word_tok, "checks": checks, "seconds": round(time.perf_counter() - t0, 1)}
-    meta_path = out / META_FILE
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    meta["onnx"] = info
-    atomic_write_text(meta_path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    meta = read_meta(out)
+    meta.onnx = info
+    write_meta(out, meta)
     return info

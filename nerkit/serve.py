@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from nerkit._version import __version__
 from nerkit.errors import NerkitError
+from nerkit.modeldir import ModelMeta
 
 log = logging.getLogger("nerkit.serve")
 STATIC = Path(__file__).parent / "static"
@@ -317,7 +319,7 @@ def create_app(tagger_or_dir, limits: Limits | None = None, backend: str = "auto
         yield
         await batcher.stop()
 
-    app = FastAPI(title="nerkit", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="nerkit", version=__version__, lifespan=lifespan,
                   description="Named-entity recognition with a fine-tuned nerkit model. "
                               "Concurrent requests are tagged together (micro-batching).")
     app.state.tagger = tagger
@@ -385,13 +387,13 @@ def create_app(tagger_or_dir, limits: Limits | None = None, backend: str = "auto
 
     @app.get("/v1/model", tags=["service"], summary="Labels, base model and evaluation metrics of the model")
     async def model_info():
-        meta = tagger.meta or {}
+        meta = getattr(tagger, "meta", None) or ModelMeta()
         types = sorted({lab.split("-", 1)[1] for lab in tagger.labels if "-" in lab})
         return _finite({"path": model_path, "labels": tagger.labels, "entity_types": types,
-                        "base_model": meta.get("base_model"), "metrics": meta.get("metrics", {}),
-                        "tag_scheme": meta.get("tag_scheme", "IOB2"), "case_signal": tagger.case_signal,
+                        "base_model": meta.base_model, "metrics": meta.metrics or {},
+                        "tag_scheme": meta.tag_scheme or "IOB2", "case_signal": tagger.case_signal,
                         "backend": getattr(tagger.engine, "name", "unknown"),
-                        "nerkit_version": meta.get("nerkit_version"), "limits": asdict(limits)})
+                        "nerkit_version": meta.nerkit_version, "limits": asdict(limits)})
 
     page = STATIC / "index.html"
 
@@ -403,15 +405,6 @@ def create_app(tagger_or_dir, limits: Limits | None = None, backend: str = "auto
             return HTMLResponse("<h1>nerkit</h1><p>The web page is missing; see <a href='/docs'>/docs</a>.</p>")
 
     return app
-
-
-def _version() -> str:
-    try:
-        from nerkit import __version__
-
-        return __version__
-    except ImportError:
-        return "0"
 
 
 def serve(model_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,

@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import platform
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,8 +13,13 @@ from typing import Sequence
 import numpy as np
 
 from nerkit import align
+from nerkit._version import __version__
 from nerkit.data import as_documents
+from nerkit.decode import WindowTagger
+from nerkit.engines import TorchEngine, set_torch_threads, use_bf16
 from nerkit.errors import NerkitError
+from nerkit.files import fingerprint
+from nerkit.modeldir import ModelMeta, check_output, save_model_dir
 from nerkit.scheme import iob2_labels, labels_of
 from nerkit.types import Document
 
@@ -68,20 +70,6 @@ class TrainConfig:
         return c
 
 
-def _use_bf16(setting: str, device) -> bool:
-    import torch
-
-    if setting == "on":
-        return True
-    if setting == "off":
-        return False
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    from nerkit.predict import cpu_has_bf16
-
-    return cpu_has_bf16()
-
-
 def _add_case_types(model) -> bool:
     """Widen the token-type embedding so token_type_ids can carry word casing; False if the model has none."""
     import torch
@@ -123,7 +111,6 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, set_seed
 
     from nerkit.evaluate import evaluate
-    from nerkit.predict import Tagger, TorchEngine, default_threads
 
     cfg = (config or TrainConfig()).resolved()
     t_start = time.time()
@@ -138,7 +125,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     label2id = {t: i for i, t in enumerate(labels)}
 
     set_seed(cfg.seed)
-    default_threads()
+    set_torch_threads()
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.model)
         mconfig = AutoConfig.from_pretrained(cfg.model, num_labels=len(labels), id2label=dict(enumerate(labels)),
@@ -178,7 +165,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
     device = accelerator.device
     model.to(device)
-    bf16 = _use_bf16(cfg.bf16, device)
+    bf16 = use_bf16(cfg.bf16, device)
     rng = np.random.default_rng(cfg.seed)
     steps_per_epoch = len(align.length_grouped_batches(lengths, cfg.batch_tokens, np.random.default_rng(0)))
     total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
@@ -206,8 +193,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
                                         ignore_index=align.IGNORE)
 
-    meta = {"windows": windows_meta, "case_signal": case_signal, "labels": labels}
-    eval_tagger = Tagger(TorchEngine(model, bf16=bf16), tokenizer, labels, meta)
+    eval_tagger = WindowTagger(TorchEngine(model, bf16=bf16), tokenizer, labels, windows_meta, case_signal)
     history, best_f1, best_state, best_step, bad, best_dev = [], -1.0, None, 0, 0, None
     step, epoch, stop = 0, 0, False
     bar = tqdm(total=total_steps, desc="training", unit="step", disable=not cfg.progress, dynamic_ncols=True)
@@ -263,19 +249,20 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
         metrics["dev"] = _summary(best_dev or evaluate(eval_tagger, dev_docs))
     if test_docs:
         metrics["test"] = _summary(evaluate(eval_tagger, test_docs))
-    meta.update({
-        "nerkit_version": _version(), "base_model": _model_name(cfg.model), "tag_scheme": "IOB2",
-        "train_args": {k: v for k, v in asdict(cfg).items() if k != "progress"},
-        "data": {name: _describe(src, docs) for name, src, docs in
-                 (("train", train, train_docs), ("dev", dev, dev_docs), ("test", test, test_docs)) if docs},
-        "metrics": metrics, "history": history, "best_step": best_step, "steps": step,
-        "train_seconds": round(train_s, 1), "total_seconds": round(time.time() - t_start, 1),
-        "bf16": bf16, "device": str(device), "platform": platform.platform(),
-    })
+    meta = ModelMeta(
+        windows=windows_meta, case_signal=case_signal, labels=labels,
+        nerkit_version=__version__, base_model=_model_name(cfg.model), tag_scheme="IOB2",
+        train_args={k: v for k, v in asdict(cfg).items() if k != "progress"},
+        data={name: _describe(src, docs) for name, src, docs in
+              (("train", train, train_docs), ("dev", dev, dev_docs), ("test", test, test_docs)) if docs},
+        metrics=metrics, history=history, best_step=best_step, steps=step,
+        train_seconds=round(train_s, 1), total_seconds=round(time.time() - t_start, 1),
+        bf16=bf16, device=str(device), platform=platform.platform(),
+    )
     out_dir = None
     if output is not None:
-        out_dir = save(model.to("cpu"), tokenizer, meta, output)
-    return {"metrics": metrics, "output": str(out_dir) if out_dir else None, "meta": meta, "model": model,
+        out_dir = save_model_dir(model.to("cpu"), tokenizer, meta, output)
+    return {"metrics": metrics, "output": str(out_dir) if out_dir else None, "meta": meta.to_dict(), "model": model,
             "tokenizer": tokenizer}
 
 
@@ -290,12 +277,6 @@ def _summary(report: dict) -> dict:
     return {k: report[k] for k in ("precision", "recall", "f1", "support", "per_type", "errors")}
 
 
-def _version() -> str:
-    from nerkit import __version__
-
-    return __version__
-
-
 def _model_name(model: str) -> str:
     try:
         if model == default_model():
@@ -306,70 +287,8 @@ def _model_name(model: str) -> str:
 
 
 def _describe(src, docs: Sequence[Document]) -> dict:
-    from nerkit.data import fingerprint
-
     d = {"documents": len(docs), "sentences": sum(len(x.sentences) for x in docs)}
     if isinstance(src, (str, os.PathLike)):
         d["path"] = str(src)
         d["sha256_16"] = fingerprint(src)
     return d
-
-
-def is_nerkit_model_dir(path: Path) -> bool:
-    """True if ``path`` is a model directory that nerkit wrote (config.json and a nerkit.json naming its version)."""
-    try:
-        meta = json.loads((path / "nerkit.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and "nerkit_version" in meta and (path / "config.json").is_file()
-
-
-def check_output(output: str | os.PathLike) -> Path:
-    """Refuse, before any work, an output path that nerkit may not replace: only a new or empty directory, or a
-    model directory nerkit wrote, is ever replaced (never a user's folder, a file, or the working directory)."""
-    out = Path(output)
-    resolved = out.resolve()
-    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
-        raise NerkitError(f"--output {output}: is the working directory (or holds it); give a new directory")
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise NerkitError(f"--output {output}: exists and is not a directory; nerkit will not replace it")
-    if out.is_dir() and any(out.iterdir()) and not is_nerkit_model_dir(out):
-        raise NerkitError(f"--output {output}: is a directory that is not a nerkit model; nerkit replaces only "
-                          "model directories it wrote. Give a new or empty directory")
-    parent = resolved.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise NerkitError(f"--output {output}: cannot write in {parent} (permission denied)")
-    return out
-
-
-def save(model, tokenizer, meta: dict, output: str | os.PathLike) -> Path:
-    """Write the model directory atomically: built in a temporary sibling folder, then moved into place.
-
-    Only an empty directory or a model directory nerkit wrote is replaced (``check_output``, checked again here).
-    """
-    from nerkit.model_card import model_card
-
-    out = check_output(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "nerkit.json").write_text(json.dumps(meta, indent=2, default=str))
-        (tmp / "README.md").write_text(model_card(meta))
-        old = None
-        if out.is_dir():
-            if any(out.iterdir()):
-                old = out.with_name(f".{out.name}.old-{os.getpid()}")
-                os.replace(out, old)  # a nerkit model directory (checked above): replaced whole
-            else:
-                out.rmdir()
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out

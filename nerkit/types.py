@@ -1,7 +1,7 @@
-"""Core domain types: character spans, sentences and documents."""
+"""Core domain types: character spans, sentences, documents and predicted entities."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True, order=True)
@@ -52,3 +52,18 @@ class Document:
 
     id: str
     sentences: list[Sentence] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A predicted entity: ``text[start:end] == self.text``; ``score`` is the mean probability of its tags."""
+
+    start: int
+    end: int
+    label: str
+    score: float
+    text: str
+
+    def to_dict(self) -> dict:
+        """The entity as a JSON-ready dict."""
+        return asdict(self)

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from nerkit import agreement as ag
-from nerkit.adjudicate import adjudicate, apply_review, write_review
+from nerkit.annotate import agreement as ag
+from nerkit.annotate.adjudicate import adjudicate, apply_review, write_review
 from nerkit.cli import main
 from nerkit.errors import DataError, NerkitError
-from nerkit.formats import Record, read
+from nerkit.annotate.formats import Record, read
 from nerkit.types import Span
 
 FIX = Path(__file__).parent / "fixtures" / "annotate"

@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nerkit import assist
+from nerkit.annotate import assist
 from nerkit.cli import main
-from nerkit.curve import learning_curve, parse_fractions, subsets
+from nerkit.annotate.curve import learning_curve, parse_fractions, subsets
 from nerkit.errors import NerkitError
-from nerkit.formats import Report, read
+from nerkit.annotate.formats import Report, read
 from nerkit.types import Document, Sentence
 
 pytest.importorskip("nerkit.predict")

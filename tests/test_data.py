@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from nerkit.data import (
     DataWarning,
-    fingerprint,
     format_stats,
     load,
     read_conll,
@@ -26,6 +25,7 @@ from nerkit.data import (
     write_jsonl,
 )
 from nerkit.errors import DataError, NerkitError
+from nerkit.files import fingerprint
 from nerkit.scheme import LabelScheme
 from nerkit.types import Document, Sentence, Span
 

@@ -14,8 +14,10 @@ torch = pytest.importorskip("torch")
 from nerkit import align  # noqa: E402
 from nerkit.cli import main  # noqa: E402
 from nerkit.errors import NerkitError  # noqa: E402
-from nerkit.export import INT8_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, OnnxEngine, export, load_engine  # noqa: E402
-from nerkit.predict import Tagger, TorchEngine  # noqa: E402
+from nerkit.engines import OnnxEngine, TorchEngine, load_engine  # noqa: E402
+from nerkit.export import export  # noqa: E402
+from nerkit.modeldir import INT8_FILE, ONNX_FILE, WORD_TOKENIZER_FILE  # noqa: E402
+from nerkit.predict import Tagger  # noqa: E402
 
 from tiny import make_tiny_model  # noqa: E402
 
@@ -61,9 +63,11 @@ def test_export_writes_a_loadable_model_dir(exported, model_dir):
     assert not (model_dir / ONNX_FILE).exists()  # the source directory is left alone
 
 
-def test_onnx_logits_match_torch(exported, model_dir):
+def test_onnx_logits_match_torch(exported, model_dir, monkeypatch):
     out, _ = exported
+    monkeypatch.setenv("NERKIT_BF16", "off")  # compare fp32 with fp32 (bf16 autocast is on where the CPU has it)
     torch_tagger = Tagger.load(model_dir, backend="torch")
+    assert torch_tagger.engine.bf16 is False
     batch = _batch(torch_tagger, TEXTS)
     assert batch["input_ids"].shape[0] > len(TEXTS)  # the long text made several windows
     assert batch["token_type_ids"].max() >= 1  # casing types reach the graph

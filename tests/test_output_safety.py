@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from nerkit.errors import NerkitError
-from nerkit.train import TrainConfig, check_output, fit
+from nerkit.modeldir import check_output
+from nerkit.train import TrainConfig, fit
 from test_train import small_corpus
 
 

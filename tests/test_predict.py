@@ -4,7 +4,8 @@ from hypothesis import given, settings, strategies as st
 
 from nerkit.data import read_conll
 from nerkit.evaluate import evaluate, score
-from nerkit.predict import Tagger, allowed_transitions, log_softmax, viterbi
+from nerkit.decode import allowed_transitions, log_softmax, viterbi
+from nerkit.predict import Tagger
 from nerkit.scheme import LabelScheme, validate
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]

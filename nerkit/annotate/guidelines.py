@@ -49,7 +49,7 @@ class EntityType:
 
 
 @dataclass
-class LabelSchema:
+class Guidelines:
     """The entity types of a project, in the order the schema file lists them."""
 
     types: dict[str, EntityType]
@@ -113,7 +113,7 @@ def _strings(value: object, where: str, what: str) -> list[str]:
     return [str(v) for v in value]
 
 
-def load_schema(path: str | os.PathLike) -> LabelSchema:
+def load_guidelines(path: str | os.PathLike) -> Guidelines:
     """Read and check a schema file: every type needs a name, a description and at least one example."""
     import yaml
 
@@ -168,7 +168,7 @@ def load_schema(path: str | os.PathLike) -> LabelSchema:
                                  f"type {name}: counterexamples"), e.get("color"), line)
     if not types:
         raise DataError(p, None, "the schema lists no entity types")
-    return LabelSchema(types, str(p), doc.get("name"))
+    return Guidelines(types, str(p), doc.get("name"))
 
 
 # ---------------------------------------------------------------- checking data
@@ -231,7 +231,7 @@ def suspicious(text: str, span: Span) -> list[tuple[str, str]]:
     return out
 
 
-def check_records(records: Sequence, schema: LabelSchema | None = None) -> tuple[list[Finding], Counter]:
+def check_records(records: Sequence, schema: Guidelines | None = None) -> tuple[list[Finding], Counter]:
     """Findings for records (``formats.Record``) and the number of spans per label."""
     from nerkit.data import tokenize
 
@@ -268,13 +268,13 @@ def check_records(records: Sequence, schema: LabelSchema | None = None) -> tuple
     return findings, per_label
 
 
-def validate(schema: LabelSchema | str | os.PathLike, data: str | os.PathLike | Iterable[str | os.PathLike],
+def validate(schema: Guidelines | str | os.PathLike, data: str | os.PathLike | Iterable[str | os.PathLike],
              fmt: str | None = None) -> list[Finding]:
     """Check datasets against a schema: unknown labels, types without examples, suspicious spans, bad records."""
-    from nerkit import formats
+    from nerkit.annotate import formats
 
-    if not isinstance(schema, LabelSchema):
-        schema = load_schema(schema)
+    if not isinstance(schema, Guidelines):
+        schema = load_guidelines(schema)
     paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
     findings: list[Finding] = []
     total: Counter = Counter()

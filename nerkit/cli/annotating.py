@@ -6,9 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from nerkit.cli._util import FORMAT_HELP, add_backend, add_scheme, add_training_options, training_config
 from nerkit.errors import NerkitError
-
-FORMAT_HELP = "labelstudio, doccano, brat, spacy (Prodigy), conll, conll-iob1, conll-iob2, conll-bioes, nerkit"
 
 
 def _print_report(report, details: int) -> None:
@@ -20,27 +19,30 @@ def _print_report(report, details: int) -> None:
             print(f"... {len(report.changes) - details} more (--details -1 lists all)")
 
 
-def _validate(a: argparse.Namespace) -> None:
-    from nerkit.labelschema import format_findings, validate
+def validate(a: argparse.Namespace) -> None:
+    """Check annotated data against guidelines; fail on errors (or warnings with --strict)."""
+    from nerkit.annotate.guidelines import format_findings, validate as check
 
-    findings = validate(a.schema, a.data, a.fmt)
+    findings = check(a.schema, a.data, a.fmt)
     print(format_findings(findings))
     errors = sum(f.severity == "error" for f in findings)
     if errors or (a.strict and findings):
         raise NerkitError(f"{errors} errors and {len(findings) - errors} warnings in {', '.join(a.data)}")
 
 
-def _convert(a: argparse.Namespace) -> None:
-    from nerkit.formats import convert
+def convert(a: argparse.Namespace) -> None:
+    """Convert annotations between formats; print what changed."""
+    from nerkit.annotate.formats import convert as convert_file
 
-    report = convert(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict)
+    report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict)
     _print_report(report, a.details)
     print(f"wrote {a.output}")
 
 
-def _agree(a: argparse.Namespace) -> None:
-    from nerkit import agreement as ag
-    from nerkit.formats import Report
+def agree(a: argparse.Namespace) -> None:
+    """Print inter-annotator agreement and the disagreements."""
+    from nerkit.annotate import agreement as ag
+    from nerkit.annotate.formats import Report
 
     report = Report()
     names, sets = ag.load_annotators(a.files, a.fmt, report)
@@ -62,9 +64,10 @@ def _agree(a: argparse.Namespace) -> None:
             print(f"wrote {path}", file=sys.stderr)
 
 
-def _adjudicate(a: argparse.Namespace) -> None:
-    from nerkit import formats
-    from nerkit.adjudicate import adjudicate, apply_review, write_review
+def adjudicate(a: argparse.Namespace) -> None:
+    """Merge annotators (or apply a decided review file)."""
+    from nerkit.annotate import formats
+    from nerkit.annotate.adjudicate import adjudicate as merge, apply_review, write_review
 
     if a.apply:
         if len(a.files) != 1:
@@ -77,12 +80,12 @@ def _adjudicate(a: argparse.Namespace) -> None:
         _print_report(report, 20)
         print(f"wrote {a.output}")
         return
-    from nerkit import agreement as ag
+    from nerkit.annotate import agreement as ag
 
     report = formats.Report()
     names, sets = ag.load_annotators(a.files, a.fmt, report)
     al = ag.align(names, sets)
-    out = adjudicate(al, a.strategy)
+    out = merge(al, a.strategy)
     formats.write(out.records, a.output, a.to, report)
     review = a.review or str(Path(a.output).with_suffix("")) + ".review.jsonl"
     write_review(out.conflicts, review)
@@ -95,18 +98,20 @@ def _adjudicate(a: argparse.Namespace) -> None:
               f"  nerkit adjudicate --apply {review} {a.output} --output FINAL")
 
 
-def _preannotate(a: argparse.Namespace) -> None:
-    from nerkit.assist import preannotate
+def preannotate(a: argparse.Namespace) -> None:
+    """Tag texts with a model and write annotation tasks."""
+    from nerkit.annotate.assist import preannotate as tag_texts
     from nerkit.predict import read_texts
 
     output = a.output or str(Path(a.texts).with_suffix("")) + {"labelstudio": ".tasks.json", "brat": ".brat"}.get(
         a.to, ".jsonl" if not a.to.startswith("conll") else ".conll")
-    report = preannotate(a.model_dir, read_texts(a.texts), output, a.to, a.backend)
+    report = tag_texts(a.model_dir, read_texts(a.texts), output, a.to, a.backend)
     print(f"pre-annotated {report.records_out} texts with {report.spans_out} entities; wrote {output}")
 
 
-def _suggest(a: argparse.Namespace) -> None:
-    from nerkit import assist, formats
+def suggest(a: argparse.Namespace) -> None:
+    """Rank unlabelled texts by model uncertainty."""
+    from nerkit.annotate import assist, formats
 
     exclude: list[str] = []
     for path in a.exclude or []:
@@ -122,12 +127,11 @@ def _suggest(a: argparse.Namespace) -> None:
         print(f"{s.rank}\t{s.score:.4f}\t{s.text}")
 
 
-def _curve(a: argparse.Namespace) -> None:
-    from nerkit.curve import format_curve, learning_curve, parse_fractions
-    from nerkit.train import TrainConfig
+def curve(a: argparse.Namespace) -> None:
+    """Train on growing subsets; print and plot dev F1."""
+    from nerkit.annotate.curve import format_curve, learning_curve, parse_fractions
 
-    cfg = TrainConfig(model=a.model, epochs=a.epochs, max_steps=a.max_steps, lr=a.lr, seed=a.seed)
-    rows = learning_curve(a.train, a.dev, parse_fractions(a.fractions), a.output, cfg, seed=a.seed,
+    rows = learning_curve(a.train, a.dev, parse_fractions(a.fractions), a.output, training_config(a), seed=a.seed,
                           scheme=a.scheme, keep_models=a.keep_models)
     print(format_curve(rows))
     print(f"wrote {a.output}/curve.tsv, curve.json and curve.png")
@@ -140,7 +144,7 @@ def register(sub) -> None:
     v.add_argument("data", nargs="+")
     v.add_argument("--from", dest="fmt", help=f"data format ({FORMAT_HELP}); default: guessed from the name")
     v.add_argument("--strict", action="store_true", help="fail on warnings too")
-    v.set_defaults(func=_validate)
+    v.set_defaults(func=validate)
 
     c = sub.add_parser("convert", help="convert annotations between tools' formats")
     c.add_argument("input")
@@ -151,7 +155,7 @@ def register(sub) -> None:
                    help="span edge inside a word, for token formats: split the word (default) or widen the span")
     c.add_argument("--strict", action="store_true", help="fail instead of changing anything")
     c.add_argument("--details", type=int, default=20, help="list this many changes (-1: all)")
-    c.set_defaults(func=_convert)
+    c.set_defaults(func=convert)
 
     g = sub.add_parser("agree", help="inter-annotator agreement of two or more annotators' files")
     g.add_argument("files", nargs="+", help="one file per annotator (or one Label Studio export with several)")
@@ -159,7 +163,7 @@ def register(sub) -> None:
     g.add_argument("--json", action="store_true")
     g.add_argument("--report", help="write the disagreements as text here (default: print them)")
     g.add_argument("--html", help="write the disagreements as an HTML page here")
-    g.set_defaults(func=_agree)
+    g.set_defaults(func=agree)
 
     j = sub.add_parser("adjudicate", help="merge annotators by majority; conflicts go to a review file")
     j.add_argument("files", nargs="+")
@@ -170,15 +174,15 @@ def register(sub) -> None:
     j.add_argument("--strategy", choices=["majority", "plurality"], default="majority")
     j.add_argument("--apply", metavar="REVIEW", help="apply a decided review file to the merged file given")
     j.add_argument("--allow-undecided", action="store_true", help="with --apply: leave undecided items without entities")
-    j.set_defaults(func=_adjudicate)
+    j.set_defaults(func=adjudicate)
 
     p = sub.add_parser("preannotate", help="tag texts with a model and write annotation tasks")
     p.add_argument("model_dir")
     p.add_argument("texts", help=".txt (one text per line) or .jsonl with a text field")
     p.add_argument("--to", default="labelstudio", help=f"output format ({FORMAT_HELP})")
     p.add_argument("--output")
-    p.add_argument("--backend", default="auto")
-    p.set_defaults(func=_preannotate)
+    add_backend(p)
+    p.set_defaults(func=preannotate)
 
     s = sub.add_parser("suggest", help="rank unlabelled texts by model uncertainty (active learning)")
     s.add_argument("model_dir")
@@ -188,19 +192,15 @@ def register(sub) -> None:
     s.add_argument("--output", help="write the texts here (default: print rank, score, text)")
     s.add_argument("--to", help="txt, jsonl, or an annotation format (default: from the output name)")
     s.add_argument("--exclude", nargs="*", help="annotated files whose texts are skipped")
-    s.add_argument("--backend", default="auto")
-    s.set_defaults(func=_suggest)
+    add_backend(s)
+    s.set_defaults(func=suggest)
 
     u = sub.add_parser("curve", help="learning curve: dev F1 against the amount of annotated data")
     u.add_argument("--train", required=True)
     u.add_argument("--dev", required=True)
     u.add_argument("--fractions", default="0.1,0.25,0.5,1.0")
     u.add_argument("--output", required=True)
-    u.add_argument("--model")
-    u.add_argument("--epochs", type=float)
-    u.add_argument("--max-steps", type=int)
-    u.add_argument("--lr", type=float)
-    u.add_argument("--seed", type=int, default=42)
-    u.add_argument("--scheme", choices=["IOB1", "IOB2", "BIOES"])
+    add_training_options(u)
+    add_scheme(u)
     u.add_argument("--keep-models", action="store_true", help="save each subset's model under OUTPUT")
-    u.set_defaults(func=_curve)
+    u.set_defaults(func=curve)

@@ -4,29 +4,32 @@ from __future__ import annotations
 import argparse
 import json
 
+from nerkit.cli._util import add_backend
 
-def _export(a: argparse.Namespace) -> None:
-    from nerkit.export import export
 
-    info = export(a.model_dir, a.output or a.model_dir, quantize=not a.no_quantize, fuse=not a.no_fuse,
+def export(a: argparse.Namespace) -> None:
+    """Write ONNX graphs of a model directory; print what was written."""
+    from nerkit.export import export as export_onnx
+
+    info = export_onnx(a.model_dir, a.output or a.model_dir, quantize=not a.no_quantize, fuse=not a.no_fuse,
                   copy_weights=not a.no_weights, per_channel=not a.per_tensor, reduce_range=not a.full_range)
     print(json.dumps({"output": a.output or a.model_dir, **info}, indent=2))
 
 
-def _serve(a: argparse.Namespace) -> None:
+def serve(a: argparse.Namespace) -> None:
+    """Run the HTTP service until interrupted."""
     import logging
 
-    from nerkit.serve import Limits, serve
+    from nerkit.serve import Limits, serve as run_service
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     limits = Limits(max_chars=a.max_chars, max_texts=a.max_texts, max_body_bytes=a.max_body_bytes,
                     max_batch_texts=a.max_batch, max_wait_ms=a.max_wait_ms)
-    serve(a.model_dir, host=a.host, port=a.port, limits=limits, backend=a.backend)
+    run_service(a.model_dir, host=a.host, port=a.port, limits=limits, backend=a.backend)
 
 
 def register(sub) -> None:
     """Add the `export` and `serve` subcommands to the `nerkit` parser."""
-    from nerkit.export import BACKENDS
     from nerkit.serve import Limits
 
     e = sub.add_parser("export", help="write ONNX (fp32 + int8) graphs of a model for fast inference")
@@ -39,17 +42,17 @@ def register(sub) -> None:
     e.add_argument("--per-tensor", action="store_true", help="int8 scales per tensor instead of per channel")
     e.add_argument("--full-range", action="store_true", help="8-bit int8 weights (default 7-bit, which avoids "
                                                              "saturation on CPUs without VNNI)")
-    e.set_defaults(func=_export)
+    e.set_defaults(func=export)
 
     d = Limits()
     s = sub.add_parser("serve", help="HTTP service with micro-batching, OpenAPI docs and a web page")
     s.add_argument("model_dir")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--backend", choices=BACKENDS, default="auto")
+    add_backend(s)
     s.add_argument("--max-chars", type=int, default=d.max_chars, help="characters per text")
     s.add_argument("--max-texts", type=int, default=d.max_texts, help="texts per request")
     s.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="request body size")
     s.add_argument("--max-batch", type=int, default=d.max_batch_texts, help="texts tagged together")
     s.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="wait for more requests to batch")
-    s.set_defaults(func=_serve)
+    s.set_defaults(func=serve)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from nerkit.errors import NerkitError
-from nerkit.data import atomic_write_text
+from nerkit.files import atomic_write_text
 from nerkit.scheme import chunks
 from nerkit.types import Document
 

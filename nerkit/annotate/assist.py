@@ -12,8 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from nerkit.errors import NerkitError
-from nerkit.data import atomic_write_text
-from nerkit.formats import Record, Report, labelstudio_tasks, write
+from nerkit.files import atomic_write_text
+from nerkit.annotate.formats import Record, Report, labelstudio_tasks, write
 from nerkit.types import Span
 
 STRATEGIES = ("margin", "entropy")
@@ -21,7 +21,7 @@ BATCH_TEXTS = 256  # texts per model call: bounds the memory held by per-word pr
 
 
 def _model_version(model_dir: str | os.PathLike, tagger) -> str:
-    base = tagger.meta.get("base_model") if getattr(tagger, "meta", None) else None
+    base = getattr(getattr(tagger, "meta", None), "base_model", None)
     return f"nerkit:{Path(model_dir).resolve().name}" + (f" ({base})" if base else "")
 
 

@@ -6,14 +6,14 @@ import pytest
 
 from nerkit.cli import main
 from nerkit.errors import DataError
-from nerkit.labelschema import load_schema, suspicious, validate
+from nerkit.annotate.guidelines import load_guidelines, suspicious, validate
 from nerkit.types import Span
 
 FIX = Path(__file__).parent / "fixtures" / "annotate"
 
 
 def test_load_yaml_schema_with_lines():
-    schema = load_schema(FIX / "schema.yaml")
+    schema = load_guidelines(FIX / "schema.yaml")
     assert schema.name == "news" and schema.labels() == ["PER", "LOC", "ORG", "MISC"]
     per = schema.types["PER"]
     assert per.examples == ["Angela Merkel", "Tim Cook"] and per.counterexamples == ["Chancellor"]
@@ -22,7 +22,7 @@ def test_load_yaml_schema_with_lines():
 
 
 def test_load_json_list_schema():
-    schema = load_schema(FIX / "schema.json")
+    schema = load_guidelines(FIX / "schema.json")
     assert schema.labels() == ["PER", "LOC"] and schema.types["LOC"].description == "Places."
 
 
@@ -32,23 +32,23 @@ def test_load_json_list_schema():
 ])
 def test_schema_errors_point_at_the_type(name, match):
     with pytest.raises(DataError, match=match):
-        load_schema(FIX / name)
+        load_guidelines(FIX / name)
 
 
 def test_schema_syntax_and_shape_errors(tmp_path):
     (tmp_path / "a.yaml").write_text("types:\n  PER: [unclosed\n")
     with pytest.raises(DataError, match=r"a.yaml:\d+: invalid YAML"):
-        load_schema(tmp_path / "a.yaml")
+        load_guidelines(tmp_path / "a.yaml")
     (tmp_path / "b.yaml").write_text("- PER\n- LOC\n")
     with pytest.raises(DataError, match="'types' entry"):
-        load_schema(tmp_path / "b.yaml")
+        load_guidelines(tmp_path / "b.yaml")
     (tmp_path / "c.yaml").write_text("types:\n  PER:\n    examples: [x]\n")
     with pytest.raises(DataError, match="PER has no description"):
-        load_schema(tmp_path / "c.yaml")
+        load_guidelines(tmp_path / "c.yaml")
 
 
 def test_labelstudio_config_from_schema():
-    root = ET.fromstring(load_schema(FIX / "schema.yaml").labelstudio_config())
+    root = ET.fromstring(load_guidelines(FIX / "schema.yaml").labelstudio_config())
     labels = root.find("Labels")
     assert labels.get("name") == "label" and labels.get("toName") == "text"
     assert [x.get("value") for x in labels] == ["PER", "LOC", "ORG", "MISC"]

@@ -14,10 +14,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-from nerkit.agreement import Aligned, context, regions
+from nerkit.annotate.agreement import Aligned, context, regions
 from nerkit.errors import DataError, NerkitError
-from nerkit.data import atomic_write_text
-from nerkit.formats import Record, json_values
+from nerkit.files import atomic_write_text
+from nerkit.annotate.formats import Record, json_values
 from nerkit.types import Span
 
 

@@ -17,8 +17,8 @@ from typing import Sequence
 
 from nerkit.errors import NerkitError
 from nerkit.data import split_words
-from nerkit.data import atomic_write_text
-from nerkit.formats import Record, Report, flatten, one_per_text, read
+from nerkit.files import atomic_write_text
+from nerkit.annotate.formats import Record, Report, flatten, one_per_text, read
 from nerkit.types import Span
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from nerkit.data import atomic_write_text, split_words
+from nerkit.data import split_words
+from nerkit.files import atomic_write_text
 from nerkit.errors import DataError, NerkitError
 from nerkit.scheme import LabelScheme, convert as convert_tags
 from nerkit.types import Document, Sentence, Span

@@ -1,0 +1,6 @@
+"""`python -m nerkit.cli`."""
+import sys
+
+from nerkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""Options shared by several `nerkit` verbs, defined once."""
+from __future__ import annotations
+
+import argparse
+
+from nerkit.engines import BACKENDS
+
+SCHEMES = ("IOB1", "IOB2", "BIOES")
+FORMAT_HELP = "labelstudio, doccano, brat, spacy (Prodigy), conll, conll-iob1, conll-iob2, conll-bioes, nerkit"
+
+
+def add_scheme(p: argparse.ArgumentParser) -> None:
+    """``--scheme``: the tag scheme of CoNLL input (default: detected)."""
+    p.add_argument("--scheme", choices=SCHEMES, help="tag scheme of CoNLL input (default: detect)")
+
+
+def add_backend(p: argparse.ArgumentParser) -> None:
+    """``--backend``: which engine runs the model."""
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="auto (exported int8, else fp32 ONNX, else PyTorch), onnx-int8, onnx or torch")
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """The fine-tuning settings (``TrainConfig``) of `nerkit train` and `nerkit curve`."""
+    p.add_argument("--model", help="HF model id or local directory (default: offline all-MiniLM-L6-v2)")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-tokens", type=int, help="subword tokens per batch")
+    p.add_argument("--batch-size", dest="batch_tokens", type=lambda v: int(v) * 128,
+                   help="sequences per batch (converted to tokens at 128 per sequence)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--class-weights", choices=["none", "balanced", "sqrt"], default="none")
+    p.add_argument("--context", type=int, help="subword window size for document context (0: sentences alone)")
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--early-stopping", type=int, help="stop after N evaluations without dev F1 gain")
+
+
+def training_config(a: argparse.Namespace):
+    """The ``TrainConfig`` of the options ``add_training_options`` added."""
+    from nerkit.train import TrainConfig
+
+    return TrainConfig(model=a.model, epochs=a.epochs, max_steps=a.max_steps, lr=a.lr, batch_tokens=a.batch_tokens,
+                       seed=a.seed, class_weights=a.class_weights, context=a.context, bf16=a.bf16,
+                       early_stopping=a.early_stopping)

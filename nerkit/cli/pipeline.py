@@ -1,0 +1,99 @@
+"""`nerkit stats | train | evaluate | predict | demo`: the training and inference pipeline on the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from nerkit.cli._util import add_backend, add_scheme, add_training_options, training_config
+
+
+def stats(a: argparse.Namespace) -> None:
+    """Print corpus statistics of each file."""
+    from nerkit import data
+
+    for path in a.data:
+        print(f"== {path}")
+        print(data.format_stats(data.stats(data.load(path, scheme=a.scheme))))
+
+
+def train(a: argparse.Namespace) -> None:
+    """Fine-tune a model; print its metrics."""
+    from nerkit.train import fit
+
+    result = fit(a.train, dev=a.dev, test=a.test, output=a.output, config=training_config(a), scheme=a.scheme)
+    print(json.dumps(result.get("metrics", {}), indent=2))
+
+
+def evaluate(a: argparse.Namespace) -> None:
+    """Print the entity-level evaluation of a model on labelled data."""
+    from nerkit.evaluate import evaluate, format_report
+    from nerkit.predict import Tagger
+
+    tagger = Tagger.load(a.model_dir, backend=a.backend)
+    report = evaluate(tagger, a.data, scheme=a.scheme)
+    print(json.dumps(report, indent=2) if a.json else format_report(report))
+
+
+def predict(a: argparse.Namespace) -> None:
+    """Tag texts (arguments, --input, or stdin); write one JSON line per text."""
+    from nerkit.predict import Tagger, read_texts
+
+    texts = list(a.text)
+    if a.input:
+        texts += read_texts(a.input)
+    if not texts:
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    tagger = Tagger.load(a.model_dir, backend=a.backend)
+    out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout
+    try:
+        for text, ents in zip(texts, tagger(texts)):
+            out.write(json.dumps({"text": text, "entities": [e.to_dict() for e in ents]}, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+def demo(a: argparse.Namespace) -> None:
+    """Train on the embedded corpus, evaluate, tag a sentence."""
+    from nerkit.demo import run_demo
+
+    run_demo(output=a.output, epochs=a.epochs)
+
+
+def register(sub) -> None:
+    """Add the pipeline subcommands to `nerkit`'s subparsers."""
+    s = sub.add_parser("stats", help="corpus statistics of CoNLL/JSONL files")
+    s.add_argument("data", nargs="+")
+    add_scheme(s)
+    s.set_defaults(func=stats)
+
+    t = sub.add_parser("train", help="fine-tune an encoder on labelled data")
+    t.add_argument("--train", required=True)
+    t.add_argument("--dev")
+    t.add_argument("--test")
+    t.add_argument("--output", required=True)
+    add_training_options(t)
+    add_scheme(t)
+    t.set_defaults(func=train)
+
+    e = sub.add_parser("evaluate", help="entity-level P/R/F1 of a model on labelled data")
+    e.add_argument("model_dir")
+    e.add_argument("data")
+    e.add_argument("--json", action="store_true")
+    add_scheme(e)
+    add_backend(e)
+    e.set_defaults(func=evaluate)
+
+    r = sub.add_parser("predict", help="tag raw texts; JSONL out")
+    r.add_argument("model_dir")
+    r.add_argument("text", nargs="*")
+    r.add_argument("--input", help=".txt (one text per line) or .jsonl with a text field")
+    r.add_argument("--output", help="write JSONL here (default: stdout)")
+    add_backend(r)
+    r.set_defaults(func=predict)
+
+    d = sub.add_parser("demo", help="fine-tune the default model on the embedded corpus, evaluate, tag a sentence")
+    d.add_argument("--output", default="runs/demo")
+    d.add_argument("--epochs", type=float)
+    d.set_defaults(func=demo)

@@ -1,0 +1,115 @@
+"""Model over windows: documents in, per-word log-probabilities and constrained IOB2 tags out.
+
+This is the core that training (dev evaluation) and inference share: ``WindowTagger`` cuts documents into
+the windows the model was trained on (``align``), runs an engine (``engines``) on length-grouped batches and
+decodes each sentence with the IOB2 constraints. ``predict.Tagger`` adds raw text and entities on top.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from nerkit import align
+from nerkit.scheme import split_tag
+from nerkit.types import Document
+
+
+def allowed_transitions(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """IOB2 constraints: ``trans[i, j]`` is 0 if tag j may follow tag i, else -inf; and allowed first tags."""
+    n = len(labels)
+    parts = [split_tag(t) for t in labels]
+    trans = np.zeros((n, n))
+    start = np.zeros(n)
+    for j, (pj, tj) in enumerate(parts):
+        if pj == "I":
+            start[j] = -np.inf
+            for i, (pi, ti) in enumerate(parts):
+                if not (pi in "BI" and ti == tj):
+                    trans[i, j] = -np.inf
+    return trans, start
+
+
+def viterbi(logprobs: np.ndarray, trans: np.ndarray, start: np.ndarray) -> list[int]:
+    """Most probable tag path that obeys the transition constraints."""
+    n = logprobs.shape[0]
+    if n == 0:
+        return []
+    score = logprobs[0] + start
+    back = np.zeros((n, logprobs.shape[1]), dtype=np.int64)
+    for i in range(1, n):
+        cand = score[:, None] + trans
+        back[i] = cand.argmax(0)
+        score = cand.max(0) + logprobs[i]
+    path = [int(score.argmax())]
+    for i in range(n - 1, 0, -1):
+        path.append(int(back[i, path[-1]]))
+    return path[::-1]
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis, computed stably."""
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+class WindowTagger:
+    """Tags documents with a model: windows as in training, batches as the engine prefers, IOB2-valid tags out.
+
+    ``windows`` is the model directory's window settings (``max_tokens``, ``predict_target_tokens``,
+    ``sentence_level``); ``case_signal`` says whether the model reads word casing from token_type_ids.
+    """
+
+    def __init__(self, engine, tokenizer, labels: Sequence[str], windows: Mapping | None = None,
+                 case_signal: bool = False):
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.labels = list(labels)
+        self.label2id = {t: i for i, t in enumerate(self.labels)}
+        cfg = windows or {}
+        self.max_tokens = int(cfg.get("max_tokens", 256))
+        self.target_tokens = int(cfg.get("predict_target_tokens", self.max_tokens // 2))
+        self.sentence_level = bool(cfg.get("sentence_level", False))
+        self.case_signal = bool(case_signal)
+        self.batch_tokens = int(getattr(engine, "batch_tokens", 8192))  # the engine may prefer smaller batches
+        self._trans, self._start = allowed_transitions(self.labels)
+
+    def _word_logprobs(self, docs: Sequence[Document]) -> list[np.ndarray]:
+        """Per document, a (words x labels) array of log-probabilities, words in order across its sentences."""
+        encoded = align.encode_documents(docs, self.tokenizer, None)
+        windows = align.make_windows(encoded, self.max_tokens, self.target_tokens, self.sentence_level)
+        tok = self.tokenizer
+        feats = [align.window_feature(encoded[w.doc], w, tok.cls_token_id, tok.sep_token_id, self.case_signal)
+                 for w in windows]
+        out = [np.empty((len(e.pieces), len(self.labels))) for e in encoded]
+        lengths = [len(f.input_ids) for f in feats]
+        for batch in align.length_grouped_batches(lengths, self.batch_tokens, None):
+            b = align.collate([feats[i] for i in batch], tok.pad_token_id)
+            lp = log_softmax(self.engine.logits(b).astype(np.float64))
+            for row, i in enumerate(batch):
+                w, f = windows[i], feats[i]
+                out[w.doc][w.tgt_start:w.tgt_start + len(f.word_positions)] = lp[row, f.word_positions]
+        return out
+
+    def _decode(self, lp: np.ndarray) -> tuple[list[str], np.ndarray]:
+        if not len(lp):
+            return [], np.zeros(0)
+        path = lp.argmax(-1)
+        # The unconstrained best path is also the constrained one whenever it is valid IOB2 (almost always).
+        if np.isfinite(self._start[path[0]]) and np.isfinite(self._trans[path[:-1], path[1:]]).all():
+            path = path.tolist()
+        else:
+            path = viterbi(lp, self._trans, self._start)
+        return [self.labels[i] for i in path], np.exp(lp[np.arange(len(path)), path])
+
+    def tag_documents(self, docs: Sequence[Document]) -> list[list[list[str]]]:
+        """Predicted IOB2 tags for every sentence of every document (document context used)."""
+        result = []
+        for doc, lps in zip(docs, self._word_logprobs(docs)):
+            sents, k = [], 0
+            for s in doc.sentences:
+                tags, _ = self._decode(lps[k:k + len(s.words)])
+                sents.append(tags)
+                k += len(s.words)
+            result.append(sents)
+        return result

@@ -1,0 +1,178 @@
+"""Inference engines: what runs the network on a padded batch (PyTorch or ONNX Runtime), with one thread policy
+and one bf16 policy for both.
+
+An engine is anything with ``name``, ``batch_tokens`` (padded tokens per forward pass it runs best with) and
+``logits(batch) -> np.ndarray``; ``decode.WindowTagger`` drives it. ``load_engine`` picks the exported ONNX graph
+of a model directory (int8, else fp32); ``TorchEngine`` wraps a loaded transformers model.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from nerkit.errors import NerkitError
+from nerkit.modeldir import INT8_FILE, ONNX_FILE
+
+BACKENDS = ("auto", "onnx-int8", "onnx", "torch")
+DEFAULT_BATCH_TOKENS = 512
+# ONNX Runtime's SkipLayerNormalization CPU kernel took 4x the time of the Add + LayerNormalization it replaces
+# (12-14% of an int8 forward pass of MiniLM-L6 on AVX2; onnxruntime 1.32), so that fusion stays off.
+UNFUSED = ["SkipLayerNormFusion"]
+
+
+class Engine(Protocol):
+    """What ``decode.WindowTagger`` needs from a model runner."""
+
+    name: str
+    batch_tokens: int
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """(batch x sequence x labels) scores for a padded batch of input_ids/attention_mask/token_type_ids."""
+        ...
+
+
+# ---------------------------------------------------------------- thread and bf16 policy
+
+
+def available_cores() -> int:
+    """CPU cores this process may use: NERKIT_THREADS if set, else the affinity mask capped by a cgroup CPU quota."""
+    env = os.environ.get("NERKIT_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    try:  # a cgroup v2 CPU quota (docker --cpus) caps what the affinity mask allows
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return n
+
+
+def set_torch_threads() -> None:
+    """Give torch ``available_cores()`` threads (its default may count the host's cores), unless OMP_NUM_THREADS is set."""
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        return  # the user chose
+    n = available_cores()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def cpu_has_bf16() -> bool:
+    """True if this CPU has AVX512-BF16 or AMX (fast bf16 matmuls in oneDNN)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(setting: str, device) -> bool:
+    """Whether to autocast to bf16: "on"/"off" as given; "auto" only where the hardware has native bf16 units
+    (without them bf16 autocast ran 7x slower than fp32 on an AVX2 CPU) and NERKIT_BF16 is not off."""
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    if setting != "auto":
+        raise NerkitError(f"bf16 must be auto, on or off, not {setting!r}")
+    if os.environ.get("NERKIT_BF16", "").lower() in ("0", "off", "no"):
+        return False
+    if getattr(device, "type", str(device).split(":")[0]) == "cuda":
+        import torch
+
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_bf16()
+
+
+# ---------------------------------------------------------------- engines
+
+
+class TorchEngine:
+    """Runs a token-classification model with PyTorch (bf16 autocast where asked; see ``use_bf16``)."""
+
+    name = "torch"
+
+    def __init__(self, model, bf16: bool = False):
+        import torch
+
+        self.torch = torch
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.bf16 = bf16
+        # Padded tokens per forward pass. On 2 AVX2 cores 1,024-token batches ran 1.6x faster than 8,192-token
+        # ones (activations stay in cache); GPUs want large batches.
+        self.batch_tokens = 1024 if self.device.type == "cpu" else 8192
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self.torch
+        inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in ("input_ids", "attention_mask", "token_type_ids")}
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(**inputs).logits
+        return out.float().cpu().numpy()
+
+
+def _batch_tokens() -> int:
+    env = os.environ.get("NERKIT_BATCH_TOKENS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_BATCH_TOKENS
+
+
+class OnnxEngine:
+    """Runs an exported token-classification graph with ONNX Runtime on the CPU.
+
+    ``batch_tokens`` is the padded batch size in tokens: small batches keep the activations in the CPU caches,
+    and were measured fastest (see bench/inference.py).
+    """
+
+    def __init__(self, path: str | os.PathLike, name: str = "onnx", threads: int | None = None,
+                 batch_tokens: int | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or available_cores()
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        self.path = Path(path)
+        self.name = name
+        self.batch_tokens = batch_tokens or _batch_tokens()
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=UNFUSED)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {k: np.ascontiguousarray(batch[k], dtype=np.int64) for k in self.input_names}
+        return self.session.run(None, feed)[0]
+
+    def __repr__(self) -> str:
+        return f"OnnxEngine({self.name}, {self.path})"
+
+
+def load_engine(path: str | os.PathLike, backend: str = "auto") -> OnnxEngine | None:
+    """The ONNX engine for a model directory, or None where the backend asked for has no exported graph."""
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise NerkitError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return None
+    order = {"auto": [(INT8_FILE, "onnx-int8"), (ONNX_FILE, "onnx")],
+             "onnx-int8": [(INT8_FILE, "onnx-int8")], "onnx": [(ONNX_FILE, "onnx")]}[backend]
+    for fname, name in order:
+        if (path / fname).is_file():
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                if backend == "auto":
+                    return None
+                raise NerkitError("onnxruntime is not installed (pip install 'nerkit[serve]')") from None
+            return OnnxEngine(path / fname, name)
+    return None

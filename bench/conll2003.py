@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench/results/conll2003.json"))
     ap.add_argument("--workdir", default=None)
     a = ap.parse_args()
+    from nerkit.modeldir import read_meta
     from nerkit.train import default_model
 
     data, base = Path(a.data), default_model()
@@ -70,11 +71,11 @@ def main() -> None:
             cmd += ["--epochs", str(a.epochs)]
         print("running nerkit:", " ".join(cmd), flush=True)
         r = run(cmd, work / "nerkit.log")
-        meta = json.loads((out / "nerkit.json").read_text())
-        r.update({"dev_f1": meta["metrics"]["dev"]["f1"], "test_f1": meta["metrics"]["test"]["f1"],
-                  "test_precision": meta["metrics"]["test"]["precision"],
-                  "test_recall": meta["metrics"]["test"]["recall"], "train_s": meta["train_seconds"],
-                  "model_dir": str(out), "history": meta["history"]})
+        meta = read_meta(out)
+        r.update({"dev_f1": meta.metrics["dev"]["f1"], "test_f1": meta.metrics["test"]["f1"],
+                  "test_precision": meta.metrics["test"]["precision"],
+                  "test_recall": meta.metrics["test"]["recall"], "train_s": meta.train_seconds,
+                  "model_dir": str(out), "history": meta.history})
         results["nerkit"] = r
         print(json.dumps(r), flush=True)
     if a.only != "nerkit":

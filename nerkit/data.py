@@ -65,6 +65,7 @@ def _scheme(scheme: LabelScheme | str | None) -> LabelScheme | None:
 
 def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = None) -> tuple[list[Document], ConllReadReport]:
     """Read a CoNLL column file (token first, tag last) into IOB2 documents, with a report of what was found."""
+    # One pass over the lines, then one scheme conversion: a straight sequence that reads best in one function.
     scheme = _scheme(scheme)
     name = Path(path).name
     docs: list[Document] = []

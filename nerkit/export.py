@@ -192,6 +192,7 @@ def export(model_dir: str | os.PathLike, output: str | os.PathLike | None = None
            *, fuse: bool = True, copy_weights: bool = True,
            per_channel: bool = True, reduce_range: bool = True, atol: float = 1e-3) -> dict:
     """Export ``model_dir`` to ONNX in ``output`` (default: in place); returns what was written and checked."""
+    # One straight sequence (trace, check, fuse, check, quantize, check, move into place) reads best as one function.
     src = Path(model_dir)
     if not (src / "config.json").is_file():
         raise NerkitError(f"{src}: not a model directory (no config.json)")

@@ -6,6 +6,8 @@ with uvicorn. Requests wait in an asyncio queue; one worker thread tags everythi
 call and hands each request its own results, in order. Every input problem is answered with a JSON error
 that names what is wrong (413 for a limit, 422 for a malformed body); nothing a client sends stops the server.
 """
+# size: ~420 lines because the HTTP contract (limits, request and error bodies, the micro-batcher and the routes
+# that use them) reads best in one file; the routes are one closure over the app's state.
 
 import asyncio
 import json
@@ -268,6 +270,7 @@ def _describe_validation(errors: list[dict], content_type: str = "application/js
 
 def create_app(tagger_or_dir, limits: Limits | None = None, backend: str = "auto"):
     """The FastAPI application serving a Tagger (or the model directory to load one from)."""
+    # Long: the request/response models and the routes close over this app's tagger, batcher and limits.
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request

@@ -9,42 +9,17 @@ from nerkit.annotate import assist
 from nerkit.cli import main
 from nerkit.annotate.curve import learning_curve, parse_fractions, subsets
 from nerkit.errors import NerkitError
-from nerkit.annotate.formats import Report, read
+from nerkit.annotate.formats import ChangeLog, read
 from nerkit.types import Document, Sentence
+from tiny import make_tiny_model
 
-pytest.importorskip("nerkit.predict")
-torch = pytest.importorskip("torch")
-
-LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 TEXTS = ["John Smith lives in Paris", "Mary visited London today", "the city of Berlin", "john smith lives in paris",
          "It was 12 degrees in New York", "It was 30 degrees in New York"]
 
 
-def tiny_model(directory: Path) -> Path:
-    """A 2-layer, 32-wide BERT token classifier with a WordPiece vocabulary written here."""
-    from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
-
-    directory.mkdir(parents=True, exist_ok=True)
-    words = "the of in was it to john smith mary lives visited london paris berlin city today new york degrees".split()
-    chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,'-")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words + chars + ["##" + c for c in chars]
-    (directory / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(dict.fromkeys(vocab)), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=len(LABELS),
-                        id2label=dict(enumerate(LABELS)), label2id={t: i for i, t in enumerate(LABELS)})
-    model = BertForTokenClassification(config).eval()
-    with torch.no_grad():  # larger classifier weights so that predictions vary between words
-        model.classifier.weight.mul_(20.0)
-    model.save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +53,7 @@ def test_preannotate_label_studio_tasks(tmp_path, model_dir, tagger):
         n_regions += len(regions)
     assert n_regions > 0, "the tiny model should predict some entities"
     # Label Studio treats predictions as suggestions: read back as an export, nothing is annotated yet.
-    rep = Report()
+    rep = ChangeLog()
     assert read(out, "labelstudio", rep) == [] and rep.counts()["skipped-record"] == len(TEXTS)
 
 
@@ -222,7 +197,6 @@ def test_learning_curve_with_a_stub_trainer(tmp_path):
 
 
 def test_learning_curve_trains_a_tiny_model(tmp_path, model_dir):
-    pytest.importorskip("nerkit.train")
     from nerkit.train import TrainConfig
 
     cfg = TrainConfig(model=str(model_dir), max_steps=1, progress=False, context=0)
@@ -233,7 +207,6 @@ def test_learning_curve_trains_a_tiny_model(tmp_path, model_dir):
 
 
 def test_cli_curve(tmp_path, model_dir, capsys):
-    pytest.importorskip("nerkit.train")
     conll = Path(__file__).parent / "fixtures" / "annotate" / "iob2.conll"
     assert main(["curve", "--train", str(conll), "--dev", str(conll), "--fractions", "0.5,1", "--output",
                  str(tmp_path / "c"), "--model", str(model_dir), "--max-steps", "1"]) == 0

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from nerkit.annotate import formats
 from nerkit.cli import main
 from nerkit.errors import DataError, NerkitError
-from nerkit.annotate.formats import Record, Report
+from nerkit.annotate.formats import Record, ChangeLog
 from nerkit.types import Span
 
 FIX = Path(__file__).parent / "fixtures" / "annotate"
@@ -23,7 +23,7 @@ S2 = [Span(0, 10, "ORG"), Span(17, 25, "PER"), Span(29, 38, "LOC")]
 
 
 def read(name, fmt=None):
-    report = Report()
+    report = ChangeLog()
     return formats.read(FIX / name, fmt, report), report
 
 
@@ -133,12 +133,12 @@ def test_detect_format():
 
 
 def test_problem_spans_are_reported_not_dropped_silently(tmp_path):
-    report = Report()
+    report = ChangeLog()
     [rec] = formats.read(FIX / "doccano_problems.jsonl", "doccano", report)
     # [3,3) zero-length, [20,90) outside the text, the second [14,20) a duplicate
     assert report.counts() == {"zero-length": 1, "out-of-range": 1, "duplicate": 1}
     assert rec.spans == [Span(0, 4, "MISC"), Span(6, 13, "LOC"), Span(14, 20, "LOC"), Span(14, 25, "LOC")]
-    report = Report()
+    report = ChangeLog()
     formats.write([rec], tmp_path / "out.conll", "conll", report)
     counts = report.counts()
     # " Paris," -> trimmed; "France" inside "France next" dropped; "Visi|t" split
@@ -151,20 +151,20 @@ def test_problem_spans_are_reported_not_dropped_silently(tmp_path):
 
 
 def test_wordless_texts_are_skipped_with_a_count(tmp_path):
-    report = Report()
+    report = ChangeLog()
     formats.write([Record("a", " . "), Record("b", "   "), Record("c", T1, S1)], tmp_path / "o.jsonl", "nerkit", report)
     assert report.counts() == {"skipped-record": 1} and report.records_out == 2
-    report = Report()
+    report = ChangeLog()
     formats.write([Record("b", "   "), Record("c", T1, S1)], tmp_path / "o.conll", "conll", report)
     assert report.counts() == {"skipped-record": 1}
 
 
 def test_misaligned_expand(tmp_path):
     rec = Record("x", "Visit Parisian shops", [Span(6, 11, "LOC")])
-    report = Report()
+    report = ChangeLog()
     formats.write([rec], tmp_path / "out.jsonl", "nerkit", report)  # nerkit JSONL keeps character spans
     assert json.loads((tmp_path / "out.jsonl").read_text())["entities"][0]["end"] == 11
-    report = Report()
+    report = ChangeLog()
     formats.write([rec], tmp_path / "out.conll", "conll", report, misaligned="expand")
     assert report.counts() == {"expanded": 1}
     assert "Parisian B-LOC" in (tmp_path / "out.conll").read_text()
@@ -197,7 +197,7 @@ def test_malformed_exports_name_file_and_line(tmp_path, name, content, fmt, matc
 
 
 def test_claimed_text_realigns_or_drops():
-    report = Report()
+    report = ChangeLog()
     text = "Paris and Paris again"
     s = formats.make_span(text, 1, 6, "LOC", "Paris", "f:1", report)
     assert s == Span(0, 5, "LOC") and report.counts() == {"realigned": 1}
@@ -207,7 +207,7 @@ def test_claimed_text_realigns_or_drops():
 
 def test_sentences_from_lines_and_merge_when_a_span_crosses():
     rec = Record("d", "Angela Merkel\nvisited Paris.\nNew\nYork", [Span(0, 13, "PER"), Span(29, 37, "LOC")])
-    report = Report()
+    report = ChangeLog()
     [doc] = formats.to_documents([rec], report)
     assert [s.words for s in doc.sentences] == [["Angela", "Merkel"], ["visited", "Paris", "."], ["New", "York"]]
     assert doc.sentences[2].tags == ["B-LOC", "I-LOC"] and report.counts() == {"sentences-merged": 1}
@@ -253,7 +253,7 @@ def test_brat_span_across_a_line_break_round_trips(tmp_path):
     rec = Record("a", "New\nYork is big", [Span(0, 8, "LOC")])
     formats.write([rec], tmp_path / "b", "brat")
     assert (tmp_path / "b" / "a.ann").read_text() == "T1\tLOC 0 3;4 8\tNew York\n"
-    report = Report()
+    report = ChangeLog()
     [back] = formats.read(tmp_path / "b", "brat", report)
     assert back.spans == rec.spans and back.text == rec.text and not report.changes
 
@@ -288,9 +288,9 @@ def records(draw, nested=True, edges_ok=True):
 
 def _round_trip(tmp_path, recs, fmt, name):
     path = tmp_path / name
-    report = Report()
+    report = ChangeLog()
     formats.write(recs, path, fmt, report)
-    back_report = Report()
+    back_report = ChangeLog()
     back = formats.read(path, fmt, back_report)
     return back, report, back_report
 

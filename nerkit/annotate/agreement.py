@@ -18,7 +18,7 @@ from typing import Sequence
 from nerkit.errors import NerkitError
 from nerkit.data import split_words
 from nerkit.files import atomic_write_text
-from nerkit.annotate.formats import Record, Report, flatten, one_per_text, read
+from nerkit.annotate.formats import Record, ChangeLog, flatten, one_per_text, read
 from nerkit.types import Span
 
 
@@ -36,9 +36,9 @@ class Aligned:
 
 
 def load_annotators(paths: Sequence[str | os.PathLike], fmt: str | None = None,
-                    report: Report | None = None) -> tuple[list[str], list[list[Record]]]:
+                    report: ChangeLog | None = None) -> tuple[list[str], list[list[Record]]]:
     """Each file is one annotator; a single file with several annotators (Label Studio) is split by annotator."""
-    report = report if report is not None else Report()
+    report = report if report is not None else ChangeLog()
     if len(paths) == 1:
         records = read(paths[0], fmt, report)
         by: dict[str, list[Record]] = {}
@@ -150,11 +150,11 @@ def fleiss_kappa(rows: Sequence[Sequence[str]]) -> float | None:
     return None if pe == 1 else (p_bar - pe) / (1 - pe)
 
 
-def token_labels(al: Aligned, report: Report | None = None) -> list[list[str]]:
+def token_labels(al: Aligned, report: ChangeLog | None = None) -> list[list[str]]:
     """Per annotator, the IOB2 tag of every shared token of every item (items concatenated)."""
     from nerkit.data import spans_to_tags, tokenize
 
-    report = report if report is not None else Report()
+    report = report if report is not None else ChangeLog()
     out: list[list[str]] = [[] for _ in al.names]
     for recs in al.records:
         flat = [flatten(r, report) for r in recs]  # token tags hold one layer: nested spans keep the outer one
@@ -186,7 +186,7 @@ def _mean(values) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def agreement(al: Aligned, report: Report | None = None) -> dict:
+def agreement(al: Aligned, report: ChangeLog | None = None) -> dict:
     """Pairwise exact/partial entity F1, token kappa (Cohen for two, Fleiss for more), per-type figures."""
     n = len(al.names)
     per_ann = [[recs[k].spans for recs in al.records] for k in range(n)]

@@ -13,7 +13,7 @@ import numpy as np
 
 from nerkit.errors import NerkitError
 from nerkit.files import atomic_write_text
-from nerkit.annotate.formats import Record, Report, labelstudio_tasks, write
+from nerkit.annotate.formats import Record, ChangeLog, labelstudio_tasks, write
 from nerkit.types import Span
 
 STRATEGIES = ("margin", "entropy")
@@ -40,9 +40,9 @@ def predict_records(tagger, texts: Sequence[str], ids: Sequence[str] | None = No
 
 
 def write_predictions(records: Sequence[Record], scores: Sequence[Sequence[float]], output: str | os.PathLike,
-                      fmt: str = "labelstudio", model_version: str = "nerkit") -> Report:
+                      fmt: str = "labelstudio", model_version: str = "nerkit") -> ChangeLog:
     """Write predicted records: Label Studio tasks carry them as predictions (with scores), other formats as spans."""
-    report = Report()
+    report = ChangeLog()
     if fmt in ("labelstudio", "label-studio"):
         tasks = labelstudio_tasks(records, predictions=True, model_version=model_version, scores=scores)
         atomic_write_text(output, json.dumps(tasks, ensure_ascii=False, indent=1) + "\n")
@@ -53,7 +53,7 @@ def write_predictions(records: Sequence[Record], scores: Sequence[Sequence[float
 
 
 def preannotate(model_dir: str | os.PathLike, texts: Sequence[str], output: str | os.PathLike,
-                fmt: str = "labelstudio", backend: str = "auto") -> Report:
+                fmt: str = "labelstudio", backend: str = "auto") -> ChangeLog:
     """Tag texts with a model and write them for annotation (Label Studio tasks with predictions by default)."""
     from nerkit.predict import Tagger
 
@@ -134,7 +134,7 @@ def suggest(tagger, texts: Sequence[str], n: int = 100, strategy: str = "margin"
 
 
 def export_suggestions(suggestions: Sequence[Suggestion], output: str | os.PathLike, fmt: str = "txt",
-                       tagger=None, model_version: str = "nerkit") -> Report:
+                       tagger=None, model_version: str = "nerkit") -> ChangeLog:
     """Write suggestions: txt (one text per line), jsonl (text, score, rank), or any annotation format with the
     model's predictions (Label Studio: as predictions, so annotators correct rather than start from nothing)."""
     if fmt == "txt":
@@ -142,14 +142,14 @@ def export_suggestions(suggestions: Sequence[Suggestion], output: str | os.PathL
         if bad:
             raise NerkitError(f"suggestion {bad[0]} spans several lines; use --to jsonl or labelstudio")
         atomic_write_text(output, "".join(s.text + "\n" for s in suggestions))
-        rep = Report()
+        rep = ChangeLog()
         rep.records_out = len(suggestions)
         return rep
     if fmt == "jsonl":
         atomic_write_text(output, "".join(json.dumps({"rank": s.rank, "score": s.score, "text": s.text, "index": s.index,
                                                       "duplicates": s.duplicates}, ensure_ascii=False) + "\n"
                                           for s in suggestions))
-        rep = Report()
+        rep = ChangeLog()
         rep.records_out = len(suggestions)
         return rep
     if tagger is None:

@@ -1,6 +1,7 @@
-"""Label schemas (the annotation guidelines as data) and checking datasets against them.
+"""Annotation guidelines as data (``Guidelines``: entity types with descriptions and examples) and checking
+datasets against them. (Not ``scheme.LabelScheme``, which is how tags encode spans.)
 
-A schema is a YAML or JSON file naming each entity type with a description and examples::
+A guidelines file is a YAML or JSON file naming each entity type with a description and examples::
 
     name: news
     types:
@@ -279,7 +280,7 @@ def validate(schema: Guidelines | str | os.PathLike, data: str | os.PathLike | I
     findings: list[Finding] = []
     total: Counter = Counter()
     for path in paths:
-        report = formats.Report()
+        report = formats.ChangeLog()
         records = formats.read(path, fmt, report)
         for c in report.changes:
             severity = "error" if c.kind in _READ_ERRORS else "warning"

@@ -42,9 +42,9 @@ def convert(a: argparse.Namespace) -> None:
 def agree(a: argparse.Namespace) -> None:
     """Print inter-annotator agreement and the disagreements."""
     from nerkit.annotate import agreement as ag
-    from nerkit.annotate.formats import Report
+    from nerkit.annotate.formats import ChangeLog
 
-    report = Report()
+    report = ChangeLog()
     names, sets = ag.load_annotators(a.files, a.fmt, report)
     al = ag.align(names, sets)
     result = ag.agreement(al, report)
@@ -72,7 +72,7 @@ def adjudicate(a: argparse.Namespace) -> None:
     if a.apply:
         if len(a.files) != 1:
             raise NerkitError("with --apply, give the merged file written by `nerkit adjudicate` (one file)")
-        report = formats.Report()
+        report = formats.ChangeLog()
         records = formats.read(a.files[0], a.fmt, report)
         records, decided, undecided = apply_review(records, a.apply, allow_undecided=a.allow_undecided)
         formats.write(records, a.output, a.to, report)
@@ -82,7 +82,7 @@ def adjudicate(a: argparse.Namespace) -> None:
         return
     from nerkit.annotate import agreement as ag
 
-    report = formats.Report()
+    report = formats.ChangeLog()
     names, sets = ag.load_annotators(a.files, a.fmt, report)
     al = ag.align(names, sets)
     out = merge(al, a.strategy)
@@ -139,6 +139,7 @@ def curve(a: argparse.Namespace) -> None:
 
 def register(sub) -> None:
     """Add the annotation-workflow subcommands to `nerkit`'s subparsers."""
+    # Long: one block of option declarations per verb, read top to bottom like the --help they produce.
     v = sub.add_parser("validate", help="check annotated data against a label schema (YAML/JSON guidelines)")
     v.add_argument("schema")
     v.add_argument("data", nargs="+")

@@ -1,0 +1,139 @@
+"""Label Studio: JSON (and JSON-MIN) exports in, importable tasks (annotations or predictions) out."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, Sequence
+
+from nerkit.annotate.formats.jsonvalues import json_values
+from nerkit.annotate.formats.records import ChangeLog, Record, finish, utf16_to_chars, make_span
+from nerkit.errors import DataError
+from nerkit.files import atomic_write_text
+from nerkit.types import Span
+
+
+def _task_text(data: object, where: str) -> tuple[str, str]:
+    if not isinstance(data, dict):
+        raise DataError(where, None, f'task "data" must be an object, got {type(data).__name__}')
+    if isinstance(data.get("text"), str):
+        return "text", data["text"]
+    strings = [k for k, v in data.items() if isinstance(v, str) and not k.startswith("nerkit_")]
+    if len(strings) == 1:
+        return strings[0], data[strings[0]]
+    raise DataError(where, None, 'task "data" has no "text" field (and not exactly one string field to use instead)')
+
+
+def _ls_regions(items: object, text: str, where: str, log: ChangeLog, utf16) -> list[tuple[Span, str]]:
+    """Spans of a Label Studio ``result`` list (or JSON-MIN label list)."""
+    if not isinstance(items, list):
+        raise DataError(where, None, f'"result" must be a list, got {type(items).__name__}')
+    out = []
+    for k, item in enumerate(items):
+        w = f"{where} region {k + 1}"
+        if not isinstance(item, dict):
+            raise DataError(w, None, f"expected an object, got {type(item).__name__}")
+        value = item.get("value", item)  # JSON-MIN exports put start/end/labels at the top level
+        if not isinstance(value, dict) or "start" not in value or "end" not in value:
+            log.add("not-entity", w, str(item.get("type", "no start/end")))
+            continue
+        labels = next((v for key, v in value.items() if key.endswith("labels") and isinstance(v, list)), None)
+        if not labels:
+            log.add("not-entity", w, str(item.get("type", "no labels")))
+            continue
+        if len(labels) > 1:
+            log.add("multi-label", w, ", ".join(map(str, labels)))
+        claimed = value.get("text") if isinstance(value.get("text"), str) else None
+        for label in labels:
+            span = make_span(text, value["start"], value["end"], label, claimed, w, log, utf16)
+            if span:
+                out.append((span, w))
+    return out
+
+
+def _annotator(ann: dict) -> str | None:
+    who = ann.get("completed_by", ann.get("annotator"))
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("id")
+    return None if who is None else str(who)
+
+
+def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
+    """Label Studio JSON (or JSON-MIN) export: one record per task annotation, ``annotator`` set from completed_by."""
+    out = []
+    for index, (line, task) in enumerate(json_values(path), 1):
+        where = f"{path}:{line}"
+        if not isinstance(task, dict):
+            raise DataError(path, line, f"task {index}: expected an object, got {type(task).__name__}")
+        if "data" not in task:
+            if not isinstance(task.get("text"), str):
+                raise DataError(path, line, f'task {index}: no "data" (full export) or "text" (JSON-MIN export)')
+            text = task["text"]
+            items = next((v for k, v in task.items() if isinstance(v, list) and v and isinstance(v[0], dict)
+                          and "start" in v[0]), [])
+            rec = Record(str(task.get("id", index)), text, source=where, annotator=_annotator(task),
+                         meta={"task": task.get("id", index)})
+            out.append(finish(rec, _ls_regions(items, text, where, log, utf16_to_chars(text)), log))
+            continue
+        key, text = _task_text(task["data"], where)
+        data = task["data"]
+        rid = str(data.get("nerkit_id", task.get("id", index)))
+        meta = {"task": task.get("id", index)}
+        if data.get("nerkit_doc") is not None:
+            meta["doc"] = str(data["nerkit_doc"])
+        anns = task.get("annotations", task.get("completions")) or []
+        if not isinstance(anns, list):
+            raise DataError(path, line, f'task {index}: "annotations" must be a list')
+        live = []
+        for k, ann in enumerate(anns, 1):
+            if not isinstance(ann, dict):
+                raise DataError(path, line, f"task {index}: annotation {k} is not an object")
+            if ann.get("was_cancelled"):
+                log.add("skipped-record", f"{where} annotation {k}", "cancelled (skipped) annotation")
+            else:
+                live.append((k, ann))
+        if not live:
+            log.add("skipped-record", where, f"task {rid} has no annotation" + (" (only predictions)" if task.get("predictions") else ""))
+            continue
+        utf16 = utf16_to_chars(text)
+        for k, ann in live:
+            w = f"{where} annotation {k}"
+            rec = Record(rid, text, source=w, annotator=_annotator(ann) or f"annotation{k}", meta=dict(meta))
+            out.append(finish(rec, _ls_regions(ann.get("result", []), text, w, log, utf16), log))
+    return out
+
+
+def labelstudio_result(text: str, spans: Iterable[Span], scores: Sequence[float] | None = None,
+                       prefix: str = "r") -> list[dict]:
+    """Label Studio ``result`` regions for spans (``labels`` control named "label" on a Text object "text")."""
+    out = []
+    for k, s in enumerate(spans):
+        region = {"id": f"{prefix}{k + 1}", "from_name": "label", "to_name": "text", "type": "labels",
+                  "value": {"start": s.start, "end": s.end, "text": text[s.start:s.end], "labels": [s.label]}}
+        if scores is not None:
+            region["score"] = round(float(scores[k]), 4)
+        out.append(region)
+    return out
+
+
+def labelstudio_tasks(records: Sequence[Record], predictions: bool = False, model_version: str = "nerkit",
+                      scores: Sequence[Sequence[float]] | None = None) -> list[dict]:
+    """Label Studio import tasks, with spans as completed annotations or as model predictions."""
+    tasks = []
+    for i, r in enumerate(records):
+        data = {"text": r.text, "nerkit_id": r.id}
+        if r.meta.get("doc") is not None:
+            data["nerkit_doc"] = r.meta["doc"]
+        result = labelstudio_result(r.text, r.spans, scores[i] if scores is not None else None, prefix=f"t{i + 1}r")
+        if predictions:
+            sc = scores[i] if scores is not None else []
+            entry = {"model_version": model_version, "score": round(float(sum(sc) / len(sc)), 4) if len(sc) else 1.0,
+                     "result": result}
+            tasks.append({"data": data, "predictions": [entry]})
+        else:
+            tasks.append({"data": data, "annotations": [{"result": result, "was_cancelled": False}]})
+    return tasks
+
+
+def write(records: Sequence[Record], path: str | os.PathLike, log: ChangeLog) -> None:
+    """Label Studio JSON tasks with one annotation each (importable; the labeling config needs Labels name="label")."""
+    atomic_write_text(path, json.dumps(labelstudio_tasks(records), ensure_ascii=False, indent=1) + "\n")

@@ -9,7 +9,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
-torch = pytest.importorskip("torch")
 
 from nerkit import align  # noqa: E402
 from nerkit.cli import main  # noqa: E402

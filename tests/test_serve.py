@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("torch")
 
 from fastapi.testclient import TestClient  # noqa: E402
 

@@ -2,10 +2,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from safetensors.torch import load_file
 
 from nerkit.demo import corpus_path
+from nerkit.errors import NerkitError
 from nerkit.predict import Tagger
 from nerkit.train import TrainConfig, fit
 
@@ -41,11 +43,16 @@ def test_fit_writes_a_model_dir_the_hf_pipeline_loads(tiny_model, tmp_path):
     types = {t[2:] for f in (data["train"], data["dev"]) for d in load(f) for s in d.sentences for t in s.tags if t != "O"}
     assert len(types) >= 3 and set(cfg["label2id"]) == {"O"} | {f"{p}-{t}" for p in "BI" for t in types}
     assert "| micro avg" in (out / "README.md").read_text().replace("**micro avg**", "micro avg")
-    nlp = pipeline("token-classification", model=str(out), aggregation_strategy="simple")
-    assert isinstance(nlp("The composer Bach was born in Eisenach."), list)
-    ents = Tagger.load(out)("The composer Bach was born in Eisenach.")
-    assert all(isinstance(e.start, int) for e in ents)
-    assert res["metrics"]["dev"]["support"] > 0
+    # transformers' own pipeline reads the directory: one prediction per subword token, labels from config.json
+    nlp = pipeline("token-classification", model=str(out), ignore_labels=[])
+    preds = nlp("The composer Bach was born in Eisenach.")
+    assert preds and len(preds) == len(nlp.tokenizer.tokenize("The composer Bach was born in Eisenach."))
+    assert {p["entity"] for p in preds} <= set(cfg["label2id"])
+    # nerkit reloads it and scores the test data exactly as training did
+    from nerkit.evaluate import evaluate
+
+    assert res["metrics"]["test"]["support"] > 0
+    assert evaluate(Tagger.load(out, backend="torch"), data["dev"])["f1"] == res["metrics"]["test"]["f1"]
 
 
 def test_training_is_deterministic_with_seed(tiny_model, tmp_path):
@@ -59,12 +66,31 @@ def test_training_is_deterministic_with_seed(tiny_model, tmp_path):
     assert all((outs[0][k] == outs[1][k]).all() for k in outs[0])
 
 
+def test_class_weights_weigh_rare_tags_up():
+    from nerkit.train import _class_weights
+
+    tag_ids = [[0, 0, 0, 0, 0, 0, 1, 2], [0, 0, 0, -100, 1]]  # O common, B rarer, I rarest; -100 ignored
+    assert _class_weights("none", tag_ids, 3) is None
+    w = _class_weights("balanced", tag_ids, 3)
+    assert w[0] < w[1] < w[2] and float(w.mean()) == pytest.approx(1.0)
+    s = _class_weights("sqrt", tag_ids, 3)
+    assert w[0] < s[0] and s[2] < w[2]  # sqrt: the same order, flatter
+    with pytest.raises(NerkitError, match="class-weights"):
+        _class_weights("rare", tag_ids, 3)
+
+
 def test_class_weights_and_sentence_level_options_train(tiny_model, tmp_path):
     data = small_corpus(tmp_path, n_train=8)
-    res = fit(data["train"], dev=data["dev"], output=None,
-              config=TrainConfig(model=str(tiny_model), max_steps=2, batch_tokens=256, class_weights="balanced",
-                                 context=0, label_all_subwords=True, progress=False))
-    assert res["meta"]["windows"]["sentence_level"] is True
+    params = {}
+    for kind in ("none", "balanced"):
+        res = fit(data["train"], dev=data["dev"], output=None,
+                  config=TrainConfig(model=str(tiny_model), max_steps=2, batch_tokens=256, class_weights=kind,
+                                     context=0, label_all_subwords=True, progress=False))
+        assert res["meta"]["windows"]["sentence_level"] is True
+        assert res["meta"]["train_args"]["class_weights"] == kind
+        params[kind] = res["model"].classifier.weight.detach().clone()
+    # Same seed, same batches: only the weighted loss differs, so the trained classifier must differ.
+    assert not np.allclose(params["none"].numpy(), params["balanced"].numpy())
 
 
 def run_cli(*args):

@@ -1,0 +1,43 @@
+"""The command line's shared options: defined once, so every verb that takes them takes them the same way."""
+import argparse
+
+import pytest
+
+from nerkit.cli import build_parser
+from nerkit.cli._util import SCHEMES, training_config
+from nerkit.engines import BACKENDS
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def _option(parser: argparse.ArgumentParser, flag: str):
+    return next((a for a in parser._actions if flag in a.option_strings), None)
+
+
+def test_backend_and_scheme_choices_are_the_same_everywhere():
+    subs = _subparsers()
+    with_backend = {v for v, p in subs.items() if _option(p, "--backend")}
+    with_scheme = {v for v, p in subs.items() if _option(p, "--scheme")}
+    assert with_backend == {"evaluate", "predict", "serve", "preannotate", "suggest"}
+    assert with_scheme == {"stats", "train", "evaluate", "curve"}
+    assert all(tuple(_option(subs[v], "--backend").choices) == BACKENDS for v in with_backend)
+    assert all(tuple(_option(subs[v], "--scheme").choices) == SCHEMES for v in with_scheme)
+
+
+def test_curve_takes_every_training_option_of_train():
+    args = ["--context", "0", "--bf16", "off", "--class-weights", "sqrt", "--batch-size", "4", "--lr", "1e-4",
+            "--epochs", "3", "--max-steps", "7", "--seed", "3", "--early-stopping", "1", "--model", "m"]
+    p = build_parser()
+    train = training_config(p.parse_args(["train", "--train", "t", "--output", "o", *args]))
+    curve = training_config(p.parse_args(["curve", "--train", "t", "--dev", "d", "--output", "o", *args]))
+    assert train == curve
+    assert (curve.context, curve.bf16, curve.class_weights, curve.batch_tokens) == (0, "off", "sqrt", 512)
+
+
+def test_an_unknown_backend_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["predict", "m", "--backend", "gpu"])
+    assert exc.value.code == 2 and "invalid choice: 'gpu'" in capsys.readouterr().err

@@ -32,3 +32,19 @@ def tiny_model(tmp_path) -> Path:
     from tiny import make_tiny_model
 
     return make_tiny_model(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """One tiny model directory per test module (tests that only read it share it)."""
+    from tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def tagger(model_dir):
+    """A PyTorch Tagger on the module's tiny model."""
+    from nerkit.predict import Tagger
+
+    return Tagger.load(model_dir, backend="torch")

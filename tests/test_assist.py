@@ -11,22 +11,9 @@ from nerkit.annotate.curve import learning_curve, parse_fractions, subsets
 from nerkit.errors import NerkitError
 from nerkit.annotate.formats import ChangeLog, read
 from nerkit.types import Document, Sentence
-from tiny import make_tiny_model
 
 TEXTS = ["John Smith lives in Paris", "Mary visited London today", "the city of Berlin", "john smith lives in paris",
          "It was 12 degrees in New York", "It was 30 degrees in New York"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module")
-def tagger(model_dir):
-    from nerkit.predict import Tagger
-
-    return Tagger.load(model_dir, backend="torch")
 
 
 # ---------------------------------------------------------------- pre-annotation

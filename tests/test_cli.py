@@ -1,5 +1,6 @@
 """The command line's shared options: defined once, so every verb that takes them takes them the same way."""
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,20 @@ def test_an_unknown_backend_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["predict", "m", "--backend", "gpu"])
     assert exc.value.code == 2 and "invalid choice: 'gpu'" in capsys.readouterr().err
+
+
+def test_the_parser_loads_without_optional_extras_or_torch():
+    """A missing extra (fastapi, onnxruntime, pyyaml, ...) fails only the verb that needs it; help needs no torch."""
+    import subprocess
+    import sys
+
+    blocked = ("fastapi", "uvicorn", "starlette", "pydantic", "onnxruntime", "onnx", "yaml", "matplotlib", "sklearn",
+               "torch", "transformers")
+    code = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r}))\n"
+            "from nerkit.cli import build_parser, main\n"
+            "build_parser().parse_args(['serve', 'm'])\n"
+            "sys.exit(main(['stats', sys.argv[1]]))\n")
+    data = Path(__file__).parent / "fixtures" / "annotate" / "iob2.conll"
+    r = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "sentences" in r.stdout

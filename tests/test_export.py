@@ -18,7 +18,6 @@ from nerkit.export import export  # noqa: E402
 from nerkit.modeldir import INT8_FILE, ONNX_FILE, WORD_TOKENIZER_FILE  # noqa: E402
 from nerkit.predict import Tagger  # noqa: E402
 
-from tiny import make_tiny_model  # noqa: E402
 
 TEXTS = [
     "John Smith lives in Paris and visited New York City today.",
@@ -28,11 +27,6 @@ TEXTS = [
     "Paris " * 80,  # longer than the tiny model's window: split into overlapping windows
     "He said: «Mary» visited 北京 and Zürich 😀 with John-Paul.",
 ]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="module")

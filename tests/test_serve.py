@@ -14,23 +14,12 @@ httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from nerkit.errors import DataError  # noqa: E402
-from nerkit.predict import Tagger  # noqa: E402
 from nerkit.serve import Limits, create_app  # noqa: E402
 
-from tiny import LABELS, make_tiny_model  # noqa: E402
+from tiny import LABELS  # noqa: E402
 
 TEXTS = ["John Smith lives in Paris and visited New York City today.", "Mary Jones met John in London.",
          "", "Zürich 😀 Berlin visited John-Paul", "the"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module")
-def tagger(model_dir):
-    return Tagger.load(model_dir, backend="torch")
 
 
 @pytest.fixture(scope="module")

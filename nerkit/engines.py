@@ -75,9 +75,11 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def use_bf16(setting: str, device) -> bool:
-    """Whether to autocast to bf16: "on"/"off" as given; "auto" only where the hardware has native bf16 units
-    (without them bf16 autocast ran 7x slower than fp32 on an AVX2 CPU) and NERKIT_BF16 is not off."""
+def use_bf16(setting: str | bool, device) -> bool:
+    """Whether to autocast to bf16: "on"/"off" (or True/False) as given; "auto" only where the hardware has native
+    bf16 units (without them bf16 autocast ran 7x slower than fp32 on an AVX2 CPU) and NERKIT_BF16 is not off."""
+    if isinstance(setting, bool):
+        return setting
     if setting == "on":
         return True
     if setting == "off":
@@ -104,6 +106,7 @@ class TorchEngine:
     def __init__(self, model, bf16: bool = False):
         import torch
 
+        set_torch_threads()
         self.torch = torch
         self.model = model.eval()
         self.device = next(model.parameters()).device

@@ -48,6 +48,8 @@ class ModelMeta:
     device: str | None = None
     platform: str | None = None
     onnx: dict[str, Any] | None = None  # written by ``nerkit export``
+    budget: dict[str, Any] | None = None  # the training budget derived from the data's size (nerkit.budget)
+    transfer: dict[str, Any] | None = None  # head transfer from an existing model: source, reused rows, fresh rows
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -5,6 +5,7 @@ import copy
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 
 from nerkit import align
 from nerkit._version import __version__
+from nerkit.budget import Budget, plan_budget
 from nerkit.data import as_documents
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, set_torch_threads, use_bf16
@@ -21,6 +23,7 @@ from nerkit.errors import NerkitError
 from nerkit.files import fingerprint
 from nerkit.modeldir import ModelMeta, check_output, save_model_dir
 from nerkit.scheme import iob2_labels, labels_of
+from nerkit.transfer import parse_label_map, source_labels, transfer_head
 from nerkit.types import Document
 
 
@@ -35,7 +38,7 @@ def default_model() -> str:
 
 @dataclass
 class TrainConfig:
-    """Training settings; ``None`` means the tuned default (chosen on CoNLL-2003 dev for the default model)."""
+    """Training settings; ``None`` means derived from the data's size (``nerkit.budget``; tuned on dev sets)."""
 
     model: str | None = None
     epochs: float | None = None
@@ -55,19 +58,25 @@ class TrainConfig:
     hidden_dropout: float | None = 0.0  # None keeps the model's
     attention_dropout: float | None = 0.0  # None keeps the model's
     label_all_subwords: bool = False
-    evals_per_epoch: int = 1
+    label_map: str | None = None  # transfer: "OLD=NEW,..." renames the source model's entity types
+    evals_per_epoch: float | None = None  # below 1: evaluate every 1/evals_per_epoch epochs
     progress: bool = True
 
     def resolved(self) -> "TrainConfig":
-        """A copy with every default filled in."""
+        """A copy with the model and window defaults filled in (the budget needs the data: ``with_budget``)."""
         c = copy.copy(self)
         c.model = c.model or default_model()
-        c.epochs = 2.0 if c.epochs is None else c.epochs
-        c.lr = 3e-4 if c.lr is None else c.lr
-        c.batch_tokens = 2048 if c.batch_tokens is None else c.batch_tokens
         c.context = 128 if c.context is None else c.context
-        c.early_stopping = 2 if c.early_stopping is None else c.early_stopping
         return c
+
+    def with_budget(self, sentences: int, tokens: int) -> tuple["TrainConfig", Budget]:
+        """A copy whose unset budget settings are derived from the training data's size, and that budget."""
+        b = plan_budget(sentences, tokens, batch_tokens=self.batch_tokens, epochs=self.epochs, lr=self.lr,
+                        warmup=self.warmup, evals_per_epoch=self.evals_per_epoch, early_stopping=self.early_stopping)
+        c = copy.copy(self)
+        c.batch_tokens, c.epochs, c.lr, c.warmup = b.batch_tokens, b.epochs, b.lr, b.warmup
+        c.evals_per_epoch, c.early_stopping = b.evals_per_epoch, b.early_stopping
+        return c, b
 
 
 def _add_case_types(model) -> bool:
@@ -140,6 +149,14 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
             ignore_mismatched_sizes=True)  # a NER model with other labels gets a new head
     except (OSError, ValueError) as exc:
         raise NerkitError(f"cannot load model {cfg.model!r}: {str(exc).splitlines()[0]}") from None
+    transfer = None
+    src_labels = source_labels(cfg.model)
+    if src_labels is not None:
+        transfer = transfer_head(model, cfg.model, src_labels, labels, parse_label_map(cfg.label_map))
+        if cfg.progress:
+            print(transfer.describe(), file=sys.stderr, flush=True)
+    elif cfg.label_map:
+        raise NerkitError(f"--label-map: {cfg.model} is not a token-classification model with named labels")
     if not getattr(tokenizer, "is_fast", False):
         raise NerkitError(f"{cfg.model}: nerkit needs a fast (Rust) tokenizer for word alignment")
     case_signal = cfg.case_signal
@@ -161,6 +178,10 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     feats = [align.window_feature(enc[w.doc], w, tokenizer.cls_token_id, tokenizer.sep_token_id, case_signal,
                                   cfg.label_all_subwords, continuation) for w in wins]
     lengths = [len(f.input_ids) for f in feats]
+    n_sentences = sum(1 for d in train_docs for s in d.sentences if s.words)
+    cfg, budget = cfg.with_budget(n_sentences, sum(lengths))
+    if cfg.progress:
+        print(f"training budget: {budget.describe()}", file=sys.stderr, flush=True)
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
     device = accelerator.device
@@ -201,7 +222,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     while step < total_steps and not stop:
         batches = align.length_grouped_batches(lengths, cfg.batch_tokens, rng)
         model.train()
-        eval_points = {max(1, round(len(batches) * k / cfg.evals_per_epoch)) for k in range(1, cfg.evals_per_epoch + 1)}
+        eval_points = _eval_points(len(batches), epoch, cfg.evals_per_epoch)
         for bi, batch in enumerate(batches):
             b = align.collate([feats[i] for i in batch], tokenizer.pad_token_id)
             inputs = {k: torch.from_numpy(v).to(device) for k, v in b.items()}
@@ -258,12 +279,24 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
         metrics=metrics, history=history, best_step=best_step, steps=step,
         train_seconds=round(train_s, 1), total_seconds=round(time.time() - t_start, 1),
         bf16=bf16, device=str(device), platform=platform.platform(),
+        budget={"describe": budget.describe(), "chosen": list(budget.chosen)},
+        transfer=({"source": transfer.source, "reused": transfer.reused, "fresh": list(transfer.fresh)}
+                  if transfer is not None else None),
     )
     out_dir = None
     if output is not None:
         out_dir = save_model_dir(model.to("cpu"), tokenizer, meta, output)
     return {"metrics": metrics, "output": str(out_dir) if out_dir else None, "meta": meta.to_dict(), "model": model,
             "tokenizer": tokenizer}
+
+
+def _eval_points(n_batches: int, epoch: int, evals_per_epoch: float) -> set[int]:
+    """Batch numbers (1-based) of an epoch after which the dev set is evaluated."""
+    if evals_per_epoch >= 1:
+        k = int(round(evals_per_epoch))
+        return {max(1, round(n_batches * i / k)) for i in range(1, k + 1)}
+    every = max(1, round(1 / evals_per_epoch))  # evaluate at the end of every ``every``-th epoch
+    return {n_batches} if (epoch + 1) % every == 0 else set()
 
 
 def _lowercases(tokenizer) -> bool:

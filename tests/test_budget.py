@@ -1,0 +1,117 @@
+"""The training budget rule (nerkit.budget) and transfer from an existing model (nerkit.transfer)."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nerkit.budget import REFERENCE_TOKENS, plan_budget
+from nerkit.errors import NerkitError
+from nerkit.train import TrainConfig, fit
+from nerkit.transfer import parse_label_map, source_labels
+from test_train import small_corpus
+
+
+def test_reference_size_keeps_the_conll_defaults():
+    b = plan_budget(14041, 256_000)
+    assert (b.batch_tokens, b.epochs, b.lr, b.evals_per_epoch, b.early_stopping, b.warmup) == (2048, 2.0, 3e-4, 1.0, 2, 0.1)
+
+
+def test_small_data_gets_more_epochs_smaller_batches_and_enough_steps():
+    sizes = [(100, 1_800), (300, 6_000), (1_000, 20_000), (3_000, 90_000), (14_000, REFERENCE_TOKENS), (100_000, 2_000_000)]
+    plans = [plan_budget(n, t) for n, t in sizes]
+    epochs = [p.epochs for p in plans]
+    assert epochs == sorted(epochs, reverse=True) and epochs[0] > 10 * epochs[-1] / 2
+    assert [p.batch_tokens for p in plans] == sorted(p.batch_tokens for p in plans)
+    for p in plans:
+        assert p.steps_per_epoch() * p.epochs >= 150, p.describe()  # never the 14 steps that gave an empty model
+        assert 2 <= p.epochs * p.evals_per_epoch <= 14  # about ten evaluation points whatever the length
+        assert p.early_stopping >= 2
+    assert plans[-1].epochs == 2.0 and plans[-1].batch_tokens == 2048
+
+
+def test_given_values_are_kept_and_the_log_says_what_was_derived():
+    b = plan_budget(666, 11_000, epochs=12, lr=1e-4)
+    assert b.epochs == 12 and b.lr == 1e-4 and "epochs" not in b.chosen and "batch tokens" in b.chosen
+    line = b.describe()
+    assert "666 sentences" in line and "11,000 tokens" in line and "12 epochs" in line and "derived: batch tokens" in line
+
+
+def test_fit_logs_and_records_the_budget(tiny_model, tmp_path, capsys):
+    data = small_corpus(tmp_path, n_train=8)
+    out = tmp_path / "m"
+    fit(data["train"], dev=data["dev"], output=out,
+        config=TrainConfig(model=str(tiny_model), max_steps=3, progress=True))
+    err = capsys.readouterr().err
+    import re
+
+    assert re.search(r"training budget: \d sentences, [\d,]+ tokens: \d+ epochs of 256-token batches", err), err
+    meta = json.loads((out / "nerkit.json").read_text())
+    assert meta["train_args"]["batch_tokens"] == 256 and meta["train_args"]["epochs"] > 2
+    assert "batch tokens" in meta["budget"]["chosen"]
+
+
+def test_parse_label_map():
+    assert parse_label_map("PER=PESSOA, ORG=ORGANIZACAO") == {"PER": "PESSOA", "ORG": "ORGANIZACAO"}
+    assert parse_label_map(None) == {}
+    for bad in ("PER", "PER=", "=X", "PER=A,PER=B", "P ER=X"):
+        with pytest.raises(NerkitError):
+            parse_label_map(bad)
+
+
+def _source_model(tmp_path, tiny_model):
+    """A trained-looking source NER model: the tiny model (labels O, B/I-PER, B/I-LOC) with a recognisable head."""
+    state = load_file(str(tiny_model / "model.safetensors"))
+    return tiny_model, state["classifier.weight"], state["classifier.bias"]
+
+
+def _labels_of(path):
+    cfg = json.loads((path / "config.json").read_text())
+    return [cfg["id2label"][str(i)] for i in range(len(cfg["id2label"]))]
+
+
+def test_transfer_reuses_rows_by_name_and_starts_others_fresh(tiny_model, tmp_path, capsys):
+    src, w, b = _source_model(tmp_path, tiny_model)
+    assert source_labels(str(src)) == ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    data = small_corpus(tmp_path, n_train=10)  # types of the embedded corpus: PER, ORG, LOC, DATE, ...
+    out = tmp_path / "t"
+    res = fit(data["train"], output=out, config=TrainConfig(model=str(src), max_steps=1, lr=1e-12, progress=True))
+    assert "classifier rows reused for 5 of" in capsys.readouterr().err
+    new = load_file(str(out / "model.safetensors"))
+    labels = _labels_of(out)
+    assert len(labels) > 5  # sizes differ: the loaded head was resized
+    src_labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    for t in src_labels:  # lr 1e-12: rows are still what was copied
+        assert torch.allclose(new["classifier.weight"][labels.index(t)], w[src_labels.index(t)], atol=1e-6), t
+    fresh = [i for i, t in enumerate(labels) if t not in src_labels]
+    assert res["meta"]["transfer"]["fresh"] == [labels[i] for i in fresh]
+    assert new["classifier.weight"][fresh].abs().max() < 0.2  # initializer scale, not the x20 source rows
+
+
+def test_transfer_with_label_map_and_same_size_head(tiny_model, tmp_path):
+    src, w, b = _source_model(tmp_path, tiny_model)
+    # Data with exactly 5 labels (O, B/I-PERSON, B/I-CITY): same head size, other names.
+    text = "john B-PERSON\nsmith I-PERSON\nvisited O\nparis B-CITY\n\nmary B-PERSON\nwent O\nto O\nberlin B-CITY\n"
+    train = tmp_path / "train.conll"
+    train.write_text(text)
+    out = tmp_path / "t"
+    res = fit(train, output=out, config=TrainConfig(model=str(src), max_steps=1, lr=1e-12, progress=False,
+                                                     label_map="PER=PERSON,LOC=CITY"))
+    labels = _labels_of(out)
+    new = load_file(str(out / "model.safetensors"))
+    src_labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    for t, s in (("B-PERSON", "B-PER"), ("I-PERSON", "I-PER"), ("B-CITY", "B-LOC"), ("I-CITY", "I-LOC"), ("O", "O")):
+        assert torch.allclose(new["classifier.weight"][labels.index(t)], w[src_labels.index(s)], atol=1e-6), t
+    assert res["meta"]["transfer"]["reused"]["B-CITY"] == "B-LOC"
+    # Without the map, the same-size head must not be kept in index order: PERSON/CITY rows start fresh.
+    out2 = tmp_path / "t2"
+    res2 = fit(train, output=out2, config=TrainConfig(model=str(src), max_steps=1, lr=1e-12, progress=False))
+    assert set(res2["meta"]["transfer"]["fresh"]) == {"B-PERSON", "I-PERSON", "B-CITY", "I-CITY"}
+    new2 = load_file(str(out2 / "model.safetensors"))
+    assert not torch.allclose(new2["classifier.weight"][_labels_of(out2).index("B-CITY")], w[3], atol=1e-3)
+
+
+def test_label_map_errors_name_the_problem(tiny_model, tmp_path):
+    data = small_corpus(tmp_path, n_train=4)
+    with pytest.raises(NerkitError, match="does not have"):
+        fit(data["train"], config=TrainConfig(model=str(tiny_model), max_steps=1, progress=False, label_map="GPE=LOC"))

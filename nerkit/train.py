@@ -290,6 +290,22 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
             "tokenizer": tokenizer}
 
 
+def budget_for(train, model: str | None = None, context: int | None = None, scheme: str | None = None) -> dict:
+    """The budget the defaults would pick for ``train`` (path or documents), without training (for benchmarks)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    cfg = TrainConfig(model=model, context=context).resolved()
+    docs = as_documents(train, scheme)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    max_len = min(getattr(AutoConfig.from_pretrained(cfg.model), "max_position_embeddings", 512), 512)
+    window = min(cfg.context, max_len) if cfg.context else max_len
+    enc = align.encode_documents(docs, tokenizer, None)
+    wins = align.make_windows(enc, window, window - 2, sentence_level=not cfg.context, fill_context=False)
+    tokens = sum(2 + sum(len(p) for p in enc[w.doc].pieces[w.ctx_start:w.ctx_end]) for w in wins)
+    n_sentences = sum(1 for d in docs for s in d.sentences if s.words)
+    return asdict(cfg.with_budget(n_sentences, tokens)[1])
+
+
 def _eval_points(n_batches: int, epoch: int, evals_per_epoch: float) -> set[int]:
     """Batch numbers (1-based) of an epoch after which the dev set is evaluated."""
     if evals_per_epoch >= 1:

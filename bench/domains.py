@@ -1,0 +1,360 @@
+"""nerkit's defaults against the classic recipe on every data set in ../shared/data, at 100, 300, 1,000 sentences
+and full size, with an oracle: the best of a small grid (learning rate x training budget) chosen on dev.
+
+    python bench/domains.py                       # everything (hours on 2 CPU cores)
+    python bench/domains.py --quick               # tsa-md and wnut17 at 100 sentences: a few minutes
+    python bench/domains.py --datasets finer-ord --sizes 100,300 --systems nerkit,recipe,oracle --jobs 4
+
+Training subsets are seeded samples of sentences (the same files for every system); for sizes up to 1,000 the dev
+set is a seeded sample of at most 1,000 sentences (a user with 100 annotated sentences rarely has 4,500 more to
+validate on), at full size the whole dev set; the test set is always complete. Every run is a subprocess
+(``nerkit train`` or ``classic_recipe.py``) timed by wall clock. Finished runs are cached in OUT/runs.jsonl,
+so an interrupted benchmark resumes. Writes OUT/domains.md, OUT/domains.json and OUT/domains_<data set>.png.
+
+Extra studies: ``--transfer MODEL_DIR`` adds "transfer" runs (nerkit defaults starting from an existing NER model;
+FiNER-ORD and BC5CDR by default), ``--class-weights`` adds sqrt/balanced runs (WNUT-17, FiNER-ORD, LeNER-Br).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = ["conll2003", "wnut17", "bc5cdr", "tsa-md", "lener-br", "finer-ord"]
+SIZES = ["100", "300", "1000", "full"]
+DEV_CAP = 1000
+_LOCK = threading.Lock()
+# The oracle's grid: multipliers of the default learning rate and of the default number of epochs (9 points).
+LR_GRID = (0.5, 1.0, 2.0)
+BUDGET_GRID = (0.5, 1.0, 2.0)
+
+
+def read_sentences(path: Path) -> list[str]:
+    """Sentence blocks of a CoNLL file (without -DOCSTART- lines), as text."""
+    blocks, cur = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("-DOCSTART-"):
+            continue
+        if line.strip():
+            cur.append(line)
+        elif cur:
+            blocks.append("\n".join(cur))
+            cur = []
+    if cur:
+        blocks.append("\n".join(cur))
+    return blocks
+
+
+def make_split(data: Path, ds: str, size: str, work: Path, seed: int) -> Path:
+    """DIR/{train,valid,test}.txt for one data set and size (seeded, identical for every system)."""
+    d = work / "splits" / ds / size
+    if (d / "test.txt").is_file():
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    src = data / ds
+    if size == "full":
+        for f in ("train", "valid", "test"):
+            (d / f"{f}.txt").write_text((src / f"{f}.txt").read_text(encoding="utf-8"), encoding="utf-8")
+        return d
+    train = read_sentences(src / "train.txt")
+    dev = read_sentences(src / "valid.txt")
+    rng = random.Random(f"{seed}-{ds}-{size}")
+    sample = rng.sample(range(len(train)), min(int(size), len(train)))
+    dev_rng = random.Random(f"{seed}-{ds}-dev")
+    dev_keep = sorted(dev_rng.sample(range(len(dev)), min(DEV_CAP, len(dev))))
+    (d / "train.txt").write_text("\n\n".join(train[i] for i in sorted(sample)) + "\n", encoding="utf-8")
+    (d / "valid.txt").write_text("\n\n".join(dev[i] for i in dev_keep) + "\n", encoding="utf-8")
+    (d / "test.txt").write_text((src / "test.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    return d
+
+
+def default_budget(split: Path, model: str) -> dict:
+    """The budget nerkit's rule picks for this training file (so the oracle grid is centred on it); cached."""
+    cached = split / "budget.json"
+    with _LOCK:
+        if cached.is_file():
+            return json.loads(cached.read_text())
+        b = _default_budget(split, model)
+        cached.write_text(json.dumps(b))
+        return b
+
+
+def _default_budget(split: Path, model: str) -> dict:
+    code = ("import json,sys;from nerkit.train import budget_for;"
+            f"b=budget_for({str(split / 'train.txt')!r}, {model!r});print(json.dumps(b))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=_env(1))
+    if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _env(threads: int) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(threads),
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return env
+
+
+def run_nerkit(split: Path, out: Path, model: str, seed: int, threads: int, extra: list[str]) -> dict:
+    """``nerkit train`` on a split; test/dev F1 from the model directory's nerkit.json, wall time of the process."""
+    cmd = [sys.executable, "-m", "nerkit.cli", "train", "--train", str(split / "train.txt"),
+           "--dev", str(split / "valid.txt"), "--test", str(split / "test.txt"), "--output", str(out),
+           "--model", model, "--seed", str(seed), *extra]
+    t0 = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads), cwd=ROOT)
+    wall = time.time() - t0
+    if p.returncode:
+        return {"error": p.stderr[-1500:], "wall_s": wall}
+    meta = json.loads((out / "nerkit.json").read_text())
+    m = meta["metrics"]
+    res = {"test_f1": m["test"]["f1"], "dev_f1": m["dev"]["f1"], "wall_s": round(wall, 1),
+           "train_s": meta["train_seconds"], "steps": meta["steps"], "epochs": meta["train_args"]["epochs"],
+           "lr": meta["train_args"]["lr"], "batch_tokens": meta["train_args"]["batch_tokens"],
+           "per_type_test": {t: v["f1"] for t, v in m["test"]["per_type"].items()},
+           "errors_test": m["test"]["errors"]["total"]}
+    return res
+
+
+def run_recipe(split: Path, model: str, threads: int, recipe: Path, work: Path) -> dict:
+    """The classic recipe on a split (its own JSON line), wall time of the process."""
+    cmd = [sys.executable, str(recipe), str(split), model, "--out", str(work / "recipe_tmp" / f"{os.getpid()}-{time.time_ns()}")]
+    t0 = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads), cwd=ROOT)
+    wall = time.time() - t0
+    if p.returncode:
+        return {"error": p.stderr[-1500:], "wall_s": wall}
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    return {"test_f1": r["test_f1"], "dev_f1": r["dev_f1"], "wall_s": round(wall, 1), "train_s": r["train_s"]}
+
+
+def plan(args) -> list[dict]:
+    """Every run to do, most informative first."""
+    jobs = []
+    for size in args.sizes:
+        for ds in args.datasets:
+            for system in args.systems:
+                if system == "oracle":
+                    if size == "full":
+                        continue
+                    for lm in LR_GRID:
+                        for bm in BUDGET_GRID:
+                            if (lm, bm) != (1.0, 1.0):  # that point is the default run itself
+                                jobs.append({"ds": ds, "size": size, "system": "grid", "lr_x": lm, "epochs_x": bm})
+                else:
+                    jobs.append({"ds": ds, "size": size, "system": system})
+            if args.transfer and ds in args.transfer_datasets and size != "full":
+                jobs.append({"ds": ds, "size": size, "system": "transfer"})
+            if args.class_weights and ds in ("wnut17", "finer-ord", "lener-br") and size in ("1000", "full"):
+                for cw in ("sqrt", "balanced"):
+                    jobs.append({"ds": ds, "size": size, "system": f"cw-{cw}"})
+    return jobs
+
+
+def key(job: dict) -> str:
+    return json.dumps({k: job[k] for k in sorted(job) if k in ("ds", "size", "system", "lr_x", "epochs_x")}, sort_keys=True)
+
+
+def execute(job: dict, args, work: Path) -> dict:
+    with _LOCK:
+        split = make_split(args.data, job["ds"], job["size"], work, args.seed)
+    out = work / "models" / job["ds"] / job["size"] / f"{job['system']}-{job.get('lr_x', '')}-{job.get('epochs_x', '')}"
+    threads = max(1, args.threads)
+    if job["system"] == "recipe":
+        res = run_recipe(split, args.model, threads, args.recipe, work)
+    else:
+        extra: list[str] = []
+        model = args.model
+        if job["system"] == "grid":
+            b = default_budget(split, args.model)
+            extra = ["--lr", f"{b['lr'] * job['lr_x']:.3g}", "--epochs", f"{max(1.0, b['epochs'] * job['epochs_x']):g}"]
+        elif job["system"] == "transfer":
+            model = str(args.transfer)
+        elif job["system"].startswith("cw-"):
+            extra = ["--class-weights", job["system"][3:]]
+        res = run_nerkit(split, out, model, args.seed, threads, extra)
+        if not (args.keep and job["system"] == "nerkit"):
+            subprocess.run(["rm", "-rf", str(out)])
+    return {**job, **res}
+
+
+def load_runs(path: Path) -> dict[str, dict]:
+    runs = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                if "error" not in r:
+                    runs[key(r)] = r
+    return runs
+
+
+def summarise(runs: list[dict], datasets: list[str], sizes: list[str]) -> list[dict]:
+    """One row per data set and size: default, recipe, oracle (best dev of the grid, its test), transfer, weights."""
+    rows = []
+    for ds in datasets:
+        for size in sizes:
+            mine = [r for r in runs if r["ds"] == ds and r["size"] == size]
+            pick = {r["system"]: r for r in mine if r["system"] != "grid"}
+            row = {"dataset": ds, "size": size}
+            for name in ("nerkit", "recipe", "transfer", "cw-sqrt", "cw-balanced"):
+                if name in pick:
+                    row[name] = pick[name]
+            grid = [r for r in mine if r["system"] == "grid"] + ([pick["nerkit"]] if "nerkit" in pick else [])
+            if len(grid) > 1 and size != "full":
+                best = max(grid, key=lambda r: r["dev_f1"])
+                row["oracle"] = {"test_f1": best["test_f1"], "dev_f1": best["dev_f1"], "points": len(grid),
+                                 "lr_x": best.get("lr_x", 1.0), "epochs_x": best.get("epochs_x", 1.0)}
+            if len(row) > 2:
+                rows.append(row)
+    return rows
+
+
+def _f(r: dict | None, k: str = "test_f1") -> str:
+    return "" if not r or r.get(k) is None else f"{r[k] * 100:.1f}"
+
+
+def markdown(rows: list[dict], note: str) -> str:
+    lines = [note, "",
+             "| data set | train sentences | nerkit test F1 | recipe test F1 | nerkit - recipe | oracle test F1 (grid point, points) "
+             "| nerkit - oracle | nerkit dev F1 | nerkit wall s | recipe wall s | nerkit / recipe time |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        n, rc, o = r.get("nerkit"), r.get("recipe"), r.get("oracle")
+        d_rec = f"{(n['test_f1'] - rc['test_f1']) * 100:+.1f}" if n and rc else ""
+        d_or = f"{(n['test_f1'] - o['test_f1']) * 100:+.1f}" if n and o else ""
+        opt = f"{_f(o)} (lr x{o['lr_x']:g}, epochs x{o['epochs_x']:g}; {o['points']})" if o else ""
+        ratio = f"{n['wall_s'] / rc['wall_s']:.2f}x" if n and rc else ""
+        lines.append(f"| {r['dataset']} | {r['size']} | {_f(n)} | {_f(rc)} | {d_rec} | {opt} | {d_or} | {_f(n, 'dev_f1')} "
+                     f"| {n['wall_s'] if n else ''} | {rc['wall_s'] if rc else ''} | {ratio} |")
+    extra = [r for r in rows if any(k in r for k in ("transfer", "cw-sqrt", "cw-balanced"))]
+    if any("transfer" in r for r in extra):
+        lines += ["", "Transfer (nerkit defaults from the transfer model vs from the base encoder), test F1 (dev F1):", "",
+                  "| data set | train sentences | base encoder | transfer | difference |", "| --- | ---: | ---: | ---: | ---: |"]
+        for r in extra:
+            if "transfer" in r and "nerkit" in r:
+                lines.append(f"| {r['dataset']} | {r['size']} | {_f(r['nerkit'])} ({_f(r['nerkit'], 'dev_f1')}) | "
+                             f"{_f(r['transfer'])} ({_f(r['transfer'], 'dev_f1')}) | "
+                             f"{(r['transfer']['test_f1'] - r['nerkit']['test_f1']) * 100:+.1f} |")
+    if any("cw-sqrt" in r for r in extra):
+        lines += ["", "Class weights, dev F1 (test F1):", "",
+                  "| data set | train sentences | none | sqrt | balanced |", "| --- | ---: | ---: | ---: | ---: |"]
+        for r in extra:
+            if "cw-sqrt" in r or "cw-balanced" in r:
+                cells = [f"{_f(r.get(k), 'dev_f1')} ({_f(r.get(k))})" for k in ("nerkit", "cw-sqrt", "cw-balanced")]
+                lines.append(f"| {r['dataset']} | {r['size']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], ds: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mine = [r for r in rows if r["dataset"] == ds]
+    if not mine:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = [r["size"] for r in mine]
+    for name, style in (("nerkit", "o-"), ("recipe", "s--"), ("oracle", "^:"), ("transfer", "d-.")):
+        pts = [(i, r[name]["test_f1"] * 100) for i, r in enumerate(mine) if name in r]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name if name != "oracle" else "oracle (dev-best grid)")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("training sentences")
+    ax.set_ylabel("test entity F1")
+    ax.set_title(f"{ds}: learning curves")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("NERKIT_DATA", ROOT.parent / "shared" / "data")))
+    ap.add_argument("--recipe", type=Path, default=ROOT.parent / "shared" / "baselines" / "classic_recipe.py")
+    ap.add_argument("--model", help="base encoder directory (default: the offline all-MiniLM-L6-v2)")
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--sizes", default=",".join(SIZES))
+    ap.add_argument("--systems", default="nerkit,recipe,oracle")
+    ap.add_argument("--transfer", type=Path, help="an existing NER model directory to start from (adds transfer runs)")
+    ap.add_argument("--transfer-datasets", default="finer-ord,bc5cdr")
+    ap.add_argument("--class-weights", action="store_true", help="add sqrt/balanced class-weight runs")
+    ap.add_argument("--quick", action="store_true", help="tsa-md and wnut17 at 100 sentences, nerkit and recipe")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (one per GPU stream or CPU share)")
+    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2)))
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--keep", action="store_true", help="keep the default runs' model directories")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "domains")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--deadline", type=float, default=0, help="stop starting runs after this many seconds")
+    args = ap.parse_args()
+    if args.quick:
+        args.datasets, args.sizes, args.systems = "tsa-md,wnut17", "100", "nerkit,recipe"
+    args.datasets = args.datasets.split(",")
+    args.sizes = args.sizes.split(",")
+    args.systems = args.systems.split(",")
+    args.transfer_datasets = args.transfer_datasets.split(",")
+    if args.model is None:
+        sys.path.insert(0, str(ROOT))
+        from nerkit.train import default_model
+
+        args.model = default_model()
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = args.work / "runs.jsonl"
+    done = load_runs(cache)
+    todo = [j for j in plan(args) if key(j) not in done]
+    print(f"{len(todo)} runs to do ({len(done)} cached in {cache})", flush=True)
+    t_start = time.time()
+    with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool, cache.open("a") as log:
+        futures = {}
+        for job in todo:
+            futures[pool.submit(_guarded, job, args, args.work, t_start)] = job
+        for i, fut in enumerate(cf.as_completed(futures), 1):
+            res = fut.result()
+            if res is None:
+                continue
+            log.write(json.dumps(res) + "\n")
+            log.flush()
+            if "error" not in res:
+                done[key(res)] = res
+            status = res.get("error", "").strip().splitlines()[-1:] if "error" in res else f"test F1 {res['test_f1'] * 100:.1f}"
+            print(f"[{i}/{len(todo)}] {res['ds']} {res['size']} {res['system']} {res.get('lr_x', '')} "
+                  f"{res.get('epochs_x', '')}: {status} ({res['wall_s']:.0f} s)", flush=True)
+    runs = list(done.values())
+    all_ds = [d for d in DATASETS if any(r["ds"] == d for r in runs)]
+    rows = summarise(runs, all_ds, SIZES)
+    import platform
+
+    note = (f"`python bench/domains.py {' '.join(sys.argv[1:])}` - {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}; seed {args.seed}; dev capped at {DEV_CAP} sentences "
+            "for sizes up to 1,000; test sets complete.")
+    stem = "domains_quick" if args.quick else "domains"
+    (args.out / f"{stem}.md").write_text(markdown(rows, note))
+    (args.out / f"{stem}.json").write_text(json.dumps({"note": note, "rows": rows}, indent=1))
+    for ds in all_ds:
+        plot(rows, ds, args.out / f"{stem}_{ds}.png")
+    print(markdown(rows, note))
+
+
+def _guarded(job, args, work, t_start):
+    if args.deadline and time.time() - t_start > args.deadline:
+        return None
+    try:
+        return execute(job, args, work)
+    except Exception as exc:  # noqa: BLE001 - one failed run is recorded, the benchmark goes on
+        return {**job, "error": f"{type(exc).__name__}: {exc}", "wall_s": 0.0}
+
+
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,7 @@ STAGES = [
     {"nerkit.data"},
     {"nerkit.align", "nerkit.modeldir"},
     {"nerkit.engines", "nerkit.decode"},
+    {"nerkit.budget", "nerkit.transfer"},  # the training budget rule and head transfer, used by train
     {"nerkit.train", "nerkit.evaluate"},  # train scores dev data with evaluate
     {"nerkit.predict"},
     {"nerkit.export"},

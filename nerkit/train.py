@@ -1,19 +1,31 @@
-"""Fine-tuning: documents in, a Hugging Face token-classification model directory out."""
+"""Fine-tuning: documents in, a Hugging Face token-classification model directory out.
+
+``fit`` runs small steps, each with one job:
+
+    load_datasets -> load_tokenizer -> load_model (builds the head; transfer from a NER model) -> encode ->
+    build_features -> resolve_config (the budget, from the data's size) -> make_optimizer -> make_train_step ->
+    train_while_improving (the loop: a generator that yields progress) -> best weights back, final scores -> save
+
+Saving, checkpoints (for ``resume``) and logging happen in ``fit``, outside the loop.
+"""
+# size: one module for the whole training path (steps, the loop, fit); each step is a short function.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from nerkit import align
+from nerkit import align, checkpoint
 from nerkit._version import __version__
 from nerkit.budget import Budget, plan_budget
 from nerkit.data import as_documents
@@ -60,13 +72,17 @@ class TrainConfig:
     label_all_subwords: bool = False
     label_map: str | None = None  # transfer: "OLD=NEW,..." renames the source model's entity types
     evals_per_epoch: float | None = None  # below 1: evaluate every 1/evals_per_epoch epochs
+    eval_every_steps: int | None = None  # evaluate every N optimizer steps instead of by epochs
     progress: bool = True
+    resume: bool = False  # continue from the checkpoint a killed run left beside ``output``
 
     def resolved(self) -> "TrainConfig":
         """A copy with the model and window defaults filled in (the budget needs the data: ``with_budget``)."""
         c = copy.copy(self)
         c.model = c.model or default_model()
         c.context = 128 if c.context is None else c.context
+        if c.eval_every_steps is not None and c.eval_every_steps < 1:
+            raise NerkitError("--eval-every-steps must be at least 1")
         return c
 
     def with_budget(self, sentences: int, tokens: int) -> tuple["TrainConfig", Budget]:
@@ -77,6 +93,46 @@ class TrainConfig:
         c.batch_tokens, c.epochs, c.lr, c.warmup = b.batch_tokens, b.epochs, b.lr, b.warmup
         c.evals_per_epoch, c.early_stopping = b.evals_per_epoch, b.early_stopping
         return c, b
+
+
+# Settings that change how a run goes but not what it learns: left out of nerkit.json and of the resume check.
+_OPERATIONAL = ("progress", "resume")
+
+
+@dataclass
+class TrainResult:
+    """What ``fit`` returns: the scores of the kept (best dev F1) weights, where they were saved, the metadata
+    written to nerkit.json, and the trained model and tokenizer."""
+
+    metrics: dict[str, dict]
+    output: Path | None
+    meta: ModelMeta
+    model: Any
+    tokenizer: Any
+
+    @property
+    def history(self) -> list[dict]:
+        """Every dev evaluation: step, epoch, dev F1, seconds since training started."""
+        return self.meta.history or []
+
+    def __getitem__(self, key: str):
+        """Dict-style access as before (``result["metrics"]``, ``result["meta"]["history"]``)."""
+        if key not in ("metrics", "output", "meta", "model", "tokenizer"):
+            raise KeyError(key)
+        value = getattr(self, key)
+        if key == "meta":
+            return value.to_dict()
+        return str(value) if key == "output" and value is not None else value
+
+    def get(self, key: str, default=None):
+        """Dict-style ``get`` (see ``__getitem__``)."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+# ---------------------------------------------------------------- steps before the loop
 
 
 def _add_case_types(model) -> bool:
@@ -111,32 +167,73 @@ def _class_weights(kind: str, tag_ids: list[list[int]], n: int):
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
-def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, config: TrainConfig | None = None,
-        scheme: str | None = None) -> dict:
-    """Fine-tune ``config.model`` on ``train`` (path or documents); keep the best dev-F1 checkpoint; save to ``output``."""
-    import torch
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
-    from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, set_seed
 
-    from nerkit.evaluate import evaluate
 
-    cfg = (config or TrainConfig()).resolved()
-    t_start = time.time()
-    if output is not None:
-        check_output(output)  # before training: never find out after an hour that the output cannot be written
+@dataclass
+class Datasets:
+    """The documents of each split and the label set they use (IOB2)."""
+
+    train: list[Document]
+    dev: list[Document]
+    test: list[Document]
+    labels: list[str]
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        """Label -> class index."""
+        return {t: i for i, t in enumerate(self.labels)}
+
+
+@dataclass(frozen=True)
+class DataSize:
+    """How much training data there is, for the settings derived from it (``nerkit.budget``)."""
+
+    sentences: int  # non-empty sentences
+    tokens: int  # subword tokens of the training windows, special tokens included, padding not
+
+
+def load_datasets(train, dev=None, test=None, scheme: str | None = None) -> Datasets:
+    """Read the splits (paths or documents) and collect the IOB2 labels of all of them."""
     train_docs, dev_docs, test_docs = (as_documents(d, scheme) for d in (train, dev, test))
     if not any(s.tags for d in train_docs for s in d.sentences):
         raise NerkitError(f"{train}: no labelled sentences to train on")
     types = labels_of(t for docs in (train_docs, dev_docs, test_docs) for d in docs for s in d.sentences
                       for t in (s.tags or []))
-    labels = iob2_labels(types)
-    label2id = {t: i for i, t in enumerate(labels)}
+    return Datasets(train_docs, dev_docs, test_docs, iob2_labels(types))
 
-    set_seed(cfg.seed)
-    set_torch_threads()
+
+def load_tokenizer(model: str):
+    """The model's fast tokenizer (word alignment needs its word ids)."""
+    from transformers import AutoTokenizer
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as exc:
+        raise NerkitError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise NerkitError(f"{model}: nerkit needs a fast (Rust) tokenizer for word alignment")
+    return tokenizer
+
+
+def data_size(docs: Sequence[Document], windows: "TrainingWindows") -> DataSize:
+    """Sentences and window tokens of the training data."""
+    return DataSize(sum(1 for d in docs for x in d.sentences if x.words), sum(windows.lengths))
+
+
+def resolve_config(cfg: TrainConfig, size: DataSize) -> tuple[TrainConfig, Budget]:
+    """Every setting filled in for training data of this ``size``: the budget (batch tokens, epochs, lr, warmup,
+    evaluation points, early stopping) derived from it where not given; and that budget."""
+    return cfg.with_budget(size.sentences, size.tokens)
+
+
+def load_model(cfg: TrainConfig, labels: Sequence[str], tokenizer) -> tuple[Any, bool, Any]:
+    """The encoder with a token-classification head for ``labels`` (rows of a NER model's head reused by label
+    name: transfer); whether it reads word casing (the token-type embedding widened to carry it); the transfer
+    record (None from a plain encoder)."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    label2id = {t: i for i, t in enumerate(labels)}
+    try:
         mconfig = AutoConfig.from_pretrained(cfg.model, num_labels=len(labels), id2label=dict(enumerate(labels)),
                                              label2id=label2id)
         for value, names in ((cfg.attention_dropout, ("attention_probs_dropout_prob", "attention_dropout")),
@@ -153,43 +250,58 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     src_labels = source_labels(cfg.model)
     if src_labels is not None:
         transfer = transfer_head(model, cfg.model, src_labels, labels, parse_label_map(cfg.label_map))
-        if cfg.progress:
-            print(transfer.describe(), file=sys.stderr, flush=True)
     elif cfg.label_map:
         raise NerkitError(f"--label-map: {cfg.model} is not a token-classification model with named labels")
-    if not getattr(tokenizer, "is_fast", False):
-        raise NerkitError(f"{cfg.model}: nerkit needs a fast (Rust) tokenizer for word alignment")
     case_signal = cfg.case_signal
     if case_signal is None:
         case_signal = bool(getattr(tokenizer, "do_lower_case", False)) or _lowercases(tokenizer)
-    case_signal = case_signal and _add_case_types(model)
+    return model, bool(case_signal and _add_case_types(model)), transfer
 
-    max_len = min(getattr(model.config, "max_position_embeddings", 512), 512)
+
+@dataclass
+class TrainingWindows:
+    """The training windows as model inputs, and the window settings the model directory records."""
+
+    features: list[align.Feature]
+    lengths: list[int]
+    meta: dict
+
+    def labelled(self, weights: np.ndarray | None) -> np.ndarray:
+        """Per window: labelled tokens (or their summed class weights): what the loss is averaged over."""
+        out = np.zeros(len(self.features))
+        for i, f in enumerate(self.features):
+            tags = np.asarray(f.labels)
+            tags = tags[tags != align.IGNORE]
+            out[i] = len(tags) if weights is None else float(weights[tags].sum())
+        return out
+
+
+def build_features(encoded: Sequence[align.EncodedDoc], tokenizer, cfg: TrainConfig, labels: Sequence[str],
+                   case_signal: bool, max_len: int) -> TrainingWindows:
+    """Cut the encoded documents into training windows (whole sentences packed end to end) and make features."""
+    label2id = {t: i for i, t in enumerate(labels)}
     context = cfg.context or 0
     window = min(context, max_len) if context else max_len
     # Training windows pack whole sentences end to end (context=0: one sentence per window, as the classic recipe).
     train_target = window - 2
-    windows_meta = {"max_tokens": window, "train_target_tokens": train_target, "sentence_level": not context,
-                    "predict_target_tokens": window - 2}
-
-    enc = align.encode_documents(train_docs, tokenizer, label2id)
-    wins = align.make_windows(enc, window, train_target, sentence_level=not context, fill_context=False)
+    meta = {"max_tokens": window, "train_target_tokens": train_target, "sentence_level": not context,
+            "predict_target_tokens": window - 2}
+    wins = align.make_windows(encoded, window, train_target, sentence_level=not context, fill_context=False)
     continuation = {label2id[t]: label2id["I-" + t[2:]] for t in labels if t.startswith("B-")}
-    feats = [align.window_feature(enc[w.doc], w, tokenizer.cls_token_id, tokenizer.sep_token_id, case_signal,
+    feats = [align.window_feature(encoded[w.doc], w, tokenizer.cls_token_id, tokenizer.sep_token_id, case_signal,
                                   cfg.label_all_subwords, continuation) for w in wins]
-    lengths = [len(f.input_ids) for f in feats]
-    n_sentences = sum(1 for d in train_docs for s in d.sentences if s.words)
-    cfg, budget = cfg.with_budget(n_sentences, sum(lengths))
-    if cfg.progress:
-        print(f"training budget: {budget.describe()}", file=sys.stderr, flush=True)
+    return TrainingWindows(feats, [len(f.input_ids) for f in feats], meta)
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
-    device = accelerator.device
-    model.to(device)
-    bf16 = use_bf16(cfg.bf16, device)
-    rng = np.random.default_rng(cfg.seed)
-    steps_per_epoch = len(align.length_grouped_batches(lengths, cfg.batch_tokens, np.random.default_rng(0)))
-    total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
+
+def epoch_batches(lengths: Sequence[int], batch_tokens: int, rng: np.random.Generator | None) -> list[list[int]]:
+    """One epoch's batches, drawn from ``rng``."""
+    return align.length_grouped_batches(lengths, batch_tokens, rng)
+
+
+def make_optimizer(model, cfg: TrainConfig, total_steps: int, device) -> tuple[Any, Any]:
+    """AdamW (no decay on biases and norms; the head at ``head_lr_scale`` x lr) and linear warmup then decay."""
+    import torch
+
     head = [p for n, p in model.named_parameters() if n.startswith("classifier")]
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     groups = [
@@ -208,86 +320,277 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
             return (step + 1) / warm
         return max(0.0, (total_steps - step) / max(1, total_steps - warm))
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
-    model, opt = accelerator.prepare(model, opt)
-    weights = _class_weights(cfg.class_weights, [d.tag_ids for d in enc], len(labels))
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+
+
+def make_train_step(model, opt, sched, accelerator, windows: TrainingWindows, pad_id: int, class_weights,
+                    bf16: bool) -> Callable[[list[int]], tuple[list[int], Any]]:
+    """The function that trains one optimizer step on a batch: forward and backward, clipping, optimizer and
+    scheduler step. It returns (batch, loss)."""
+    import torch
+
+    device = accelerator.device
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights.to(device) if class_weights is not None else None,
                                         ignore_index=align.IGNORE)
 
-    eval_tagger = WindowTagger(TorchEngine(model, bf16=bf16), tokenizer, labels, windows_meta, case_signal)
-    history, best_f1, best_state, best_step, bad, best_dev = [], -1.0, None, 0, 0, None
-    step, epoch, stop = 0, 0, False
-    bar = tqdm(total=total_steps, desc="training", unit="step", disable=not cfg.progress, dynamic_ncols=True)
-    t_train = time.time()
-    while step < total_steps and not stop:
-        batches = align.length_grouped_batches(lengths, cfg.batch_tokens, rng)
-        model.train()
-        eval_points = _eval_points(len(batches), epoch, cfg.evals_per_epoch)
-        for bi, batch in enumerate(batches):
-            b = align.collate([feats[i] for i in batch], tokenizer.pad_token_id)
-            inputs = {k: torch.from_numpy(v).to(device) for k, v in b.items()}
-            labels_t = inputs.pop("labels")
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(**inputs).logits
-            loss = loss_fn(logits.float().view(-1, logits.shape[-1]), labels_t.view(-1))
-            accelerator.backward(loss)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}", epoch=epoch + 1)
-            if dev_docs and ((bi + 1) in eval_points or step >= total_steps):
-                model.eval()
-                rep = evaluate(eval_tagger, dev_docs)
-                model.train()
-                history.append({"step": step, "epoch": round(epoch + (bi + 1) / len(batches), 3),
-                                "dev_f1": rep["f1"], "elapsed_s": round(time.time() - t_train, 1)})
-                bar.write(f"step {step}: dev F1 {rep['f1'] * 100:.2f}")
-                if rep["f1"] > best_f1:
-                    best_f1, best_step, bad, best_dev = rep["f1"], step, 0, rep
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    def update(batch: list[int]) -> tuple[list[int], Any]:
+        b = align.collate([windows.features[i] for i in batch], pad_id)
+        inputs = {k: torch.from_numpy(v).to(device) for k, v in b.items()}
+        labels_t = inputs.pop("labels")
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**inputs).logits
+        loss = loss_fn(logits.float().view(-1, logits.shape[-1]), labels_t.view(-1))
+        accelerator.backward(loss)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        return batch, loss
+
+    return update
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class LoopState:
+    """Where the loop is and what it has seen: everything a resumed run needs besides weights and optimizer."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # batches of the current epoch done
+    epoch_rng: dict | None = None  # data-order RNG state when the current epoch's batches were drawn
+    best_f1: float = -1.0
+    best_step: int = 0
+    bad: int = 0  # evaluations since the last dev F1 gain
+    stopped: bool = False
+    elapsed: float = 0.0  # training seconds before this process started (resumed runs)
+    history: list[dict] = field(default_factory=list)
+    best_dev: dict | None = None
+
+
+@dataclass
+class Progress:
+    """One optimizer step of ``train_while_improving``."""
+
+    step: int
+    epoch: float  # epochs done, fractional
+    loss: Any  # this process's loss (a tensor: ``float()`` it only when logging, it waits for the device)
+    batch: list[int]  # the windows this process trained on
+    checkpoint: bool  # an evaluation point (dev scored if there is dev data): a state worth saving
+    dev: dict | None = None  # the dev report, at evaluation points
+    is_best: bool = False
+    stopped: bool = False  # early stopping: no dev F1 gain in ``patience`` evaluations
+
+
+def eval_due(batch_index: int, n_batches: int, step: int, epoch: int, evals_per_epoch: float,
+             every_steps: int | None = None) -> bool:
+    """Whether the loop evaluates after this batch (0-based, of ``n_batches``) of epoch ``epoch`` (0-based): every
+    ``every_steps`` optimizer steps if given; else ``evals_per_epoch`` times an epoch at evenly spaced batches, or
+    below 1, at the end of every 1/evals_per_epoch-th epoch."""
+    if every_steps:
+        return step % every_steps == 0
+    if evals_per_epoch >= 1:
+        k = int(round(evals_per_epoch))
+        return (batch_index + 1) in {max(1, round(n_batches * i / k)) for i in range(1, k + 1)}
+    every = max(1, round(1 / evals_per_epoch))
+    return batch_index + 1 == n_batches and (epoch + 1) % every == 0
+
+
+def train_while_improving(state: LoopState, rng: np.random.Generator,
+                          batches: Callable[[np.random.Generator], list[list[int]]],
+                          update: Callable[[list[int]], tuple[list[int], Any]],
+                          evaluate: Callable[[], dict] | None, total_steps: int,
+                          due: Callable[[int, int, int, int], bool], patience: int | None) -> Iterator[Progress]:
+    """Train until ``total_steps`` or until dev F1 stops improving, yielding after every optimizer step.
+
+    ``batches(rng)`` draws one epoch's global batches; ``update(batch)`` trains one step on this process's
+    share and returns (share, loss); ``evaluate()`` scores dev (the same answer on every process); ``due(batch
+    index, batches in epoch, step, epoch)`` says when to evaluate. ``state`` is updated in place (a checkpoint of it,
+    taken at an evaluation point, resumes the run exactly). The caller saves and logs.
+    """
+    t0 = time.time() - state.elapsed
+    while state.step < total_steps and not state.stopped:
+        if state.batch == 0:
+            state.epoch_rng = rng.bit_generator.state
+        else:  # resumed mid-epoch: draw the same batches again, then skip the ones done
+            rng.bit_generator.state = state.epoch_rng
+        epoch = batches(rng)
+        for bi in range(state.batch, len(epoch)):
+            share, loss = update(epoch[bi])
+            state.step += 1
+            state.batch = bi + 1
+            state.elapsed = time.time() - t0
+            p = Progress(state.step, round(state.epoch + (bi + 1) / len(epoch), 3), loss, share,
+                         checkpoint=due(bi, len(epoch), state.step, state.epoch) or state.step >= total_steps)
+            if p.checkpoint and evaluate is not None:
+                p.dev = evaluate()
+                f1 = p.dev["f1"]
+                state.history.append({"step": state.step, "epoch": p.epoch, "dev_f1": f1,
+                                      "elapsed_s": round(state.elapsed, 1)})
+                if f1 > state.best_f1:
+                    state.best_f1, state.best_step, state.bad, state.best_dev = f1, state.step, 0, p.dev
+                    p.is_best = True
                 else:
-                    bad += 1
-                    if cfg.early_stopping and bad >= cfg.early_stopping:
-                        bar.write(f"early stopping: no dev F1 gain in {bad} evaluations")
-                        stop = True
-                        break
-            if step >= total_steps:
-                break
-        epoch += 1
+                    state.bad += 1
+                    state.stopped = p.stopped = bool(patience and state.bad >= patience)
+            yield p
+            if state.stopped or state.step >= total_steps:
+                return
+        state.epoch += 1
+        state.batch = 0
+
+
+def _run_key(cfg: TrainConfig, data: Datasets) -> str:
+    """What a checkpoint must match to be resumed: the settings, the data and the labels."""
+    h = hashlib.sha256()
+    args = {k: v for k, v in asdict(cfg).items() if k not in _OPERATIONAL}
+    h.update(json.dumps([args, data.labels], sort_keys=True, default=str).encode())
+    for docs in (data.train, data.dev):
+        for d in docs:
+            for s in d.sentences:
+                h.update(json.dumps([s.words, s.tags]).encode())
+    return h.hexdigest()[:32]
+
+
+def start_state(cfg: TrainConfig, root: Path | None, key: str, model, opt, sched,
+                log: Callable[[str], Any] | None = None) -> tuple[LoopState, dict | None]:
+    """The loop state to start from, and the best weights so far: fresh, or (``cfg.resume``) those of the
+    checkpoint under ``root``, whose weights, optimizer, scheduler and RNG states are then put back."""
+    ck = checkpoint.load(root, key) if cfg.resume and root is not None else None
+    if ck is None:
+        if cfg.resume and log:
+            log(f"no checkpoint in {root}: training from the start")
+        return LoopState(), None
+    checkpoint.restore(ck, model, opt, sched)
+    state = LoopState(**ck.loop)
+    if log:
+        log(f"resuming from {root} at step {state.step}")
+    return state, ck.best_state
+
+
+# ---------------------------------------------------------------- fit
+
+
+def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, config: TrainConfig | None = None,
+        scheme: str | None = None) -> TrainResult:
+    """Fine-tune ``config.model`` on ``train`` (path or documents); keep the best dev-F1 checkpoint; save to ``output``."""
+    import torch
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+    from transformers import set_seed
+
+    from nerkit.evaluate import evaluate
+
+    cfg = (config or TrainConfig()).resolved()
+    t_start = time.time()
+    if output is not None:
+        check_output(output)  # before training: never find out after an hour that the output cannot be written
+        checkpoint.check_root(checkpoint.checkpoint_root(output))
+    data = load_datasets(train, dev, test, scheme)
+    set_seed(cfg.seed)
+    set_torch_threads()
+    tokenizer = load_tokenizer(cfg.model)
+    model, case_signal, transfer = load_model(cfg, data.labels, tokenizer)
+    if transfer is not None and cfg.progress:
+        print(transfer.describe(), file=sys.stderr, flush=True)
+    max_len = min(getattr(model.config, "max_position_embeddings", 512), 512)
+    encoded = align.encode_documents(data.train, tokenizer, data.label2id)
+    windows = build_features(encoded, tokenizer, cfg, data.labels, case_signal, max_len)
+    cfg, budget = resolve_config(cfg, data_size(data.train, windows))
+    if cfg.progress:
+        print(f"training budget: {budget.describe()}", file=sys.stderr, flush=True)
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
+    device = accelerator.device
+    model.to(device)
+    bf16 = use_bf16(cfg.bf16, device)
+    rng = np.random.default_rng(cfg.seed)
+
+    def plan(r: np.random.Generator) -> list[list[int]]:
+        return epoch_batches(windows.lengths, cfg.batch_tokens, r)
+
+    steps_per_epoch = len(plan(np.random.default_rng(0)))
+    total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    opt, sched = make_optimizer(model, cfg, total_steps, device)
+
+    ckpt_root = checkpoint.checkpoint_root(output) if output is not None else None
+    key = _run_key(cfg, data) if ckpt_root is not None else ""
+    state, best_state = start_state(cfg, ckpt_root, key, model, opt, sched, log=lambda m: print(m, flush=True))
+    model, opt = accelerator.prepare(model, opt)
+    unwrapped = accelerator.unwrap_model(model)
+    weights = _class_weights(cfg.class_weights, [d.tag_ids for d in encoded], len(data.labels))
+    update = make_train_step(model, opt, sched, accelerator, windows, tokenizer.pad_token_id, weights, bf16)
+
+    eval_tagger = WindowTagger(TorchEngine(unwrapped, bf16=bf16), tokenizer, data.labels, windows.meta, case_signal)
+
+    def dev_score() -> dict:
+        model.eval()
+        rep = evaluate(eval_tagger, data.dev)
+        model.train()
+        return rep
+
+    def due(bi: int, n: int, step: int, epoch: int) -> bool:
+        return eval_due(bi, n, step, epoch, cfg.evals_per_epoch, cfg.eval_every_steps)
+
+    bar = tqdm(total=total_steps, initial=state.step, desc="training", unit="step",
+               disable=not cfg.progress, dynamic_ncols=True)
+    log = bar.write
+    t_train = time.time() - state.elapsed
+    model.train()
+    for p in train_while_improving(state, rng, plan, update, dev_score if data.dev else None, total_steps, due,
+                                   cfg.early_stopping):
+        bar.update(1)
+        if p.step % 10 == 0:
+            bar.set_postfix(loss=f"{float(p.loss):.4f}", epoch=state.epoch + 1)
+        if p.dev is not None:
+            log(f"step {p.step}: dev F1 {p.dev['f1'] * 100:.2f}")
+        if p.is_best:
+            best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+        if p.stopped:
+            log(f"early stopping: no dev F1 gain in {state.bad} evaluations")
+        if p.checkpoint and ckpt_root is not None and not p.stopped and p.step < total_steps:
+            checkpoint.save(ckpt_root, key, state.step, unwrapped, opt, sched, asdict(state), best_state,
+                            best_is_current=p.is_best)
     bar.close()
     train_s = time.time() - t_train
-    model = accelerator.unwrap_model(model)
+    model = unwrapped
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
 
     metrics: dict = {}
-    if dev_docs:
-        metrics["dev"] = _summary(best_dev or evaluate(eval_tagger, dev_docs))
-    if test_docs:
-        metrics["test"] = _summary(evaluate(eval_tagger, test_docs))
-    meta = ModelMeta(
-        windows=windows_meta, case_signal=case_signal, labels=labels,
+    if data.dev:
+        metrics["dev"] = _summary(state.best_dev or evaluate(eval_tagger, data.dev))
+    if data.test:
+        metrics["test"] = _summary(evaluate(eval_tagger, data.test))
+    meta = model_meta(cfg, (train, dev, test), data, windows, case_signal, metrics, state, budget, transfer)
+    meta.train_seconds, meta.total_seconds = round(train_s, 1), round(time.time() - t_start, 1)
+    meta.bf16, meta.device = bf16, str(device)
+    out_dir = None
+    if output is not None:
+        out_dir = save_model_dir(model.to("cpu"), tokenizer, meta, output)
+        if ckpt_root is not None:
+            checkpoint.remove(ckpt_root)  # the model is saved: the checkpoint has served
+    return TrainResult(metrics, out_dir, meta, model, tokenizer)
+
+
+def model_meta(cfg: TrainConfig, sources: tuple, data: Datasets, windows: TrainingWindows, case_signal: bool,
+               metrics: dict, state: LoopState, budget: Budget, transfer) -> ModelMeta:
+    """What nerkit.json records of a training run (timings and device are filled in by the caller)."""
+    return ModelMeta(
+        windows=windows.meta, case_signal=case_signal, labels=data.labels,
         nerkit_version=__version__, base_model=_model_name(cfg.model), tag_scheme="IOB2",
-        train_args={k: v for k, v in asdict(cfg).items() if k != "progress"},
+        train_args={k: v for k, v in asdict(cfg).items() if k not in _OPERATIONAL},
         data={name: _describe(src, docs) for name, src, docs in
-              (("train", train, train_docs), ("dev", dev, dev_docs), ("test", test, test_docs)) if docs},
-        metrics=metrics, history=history, best_step=best_step, steps=step,
-        train_seconds=round(train_s, 1), total_seconds=round(time.time() - t_start, 1),
-        bf16=bf16, device=str(device), platform=platform.platform(),
+              zip(("train", "dev", "test"), sources, (data.train, data.dev, data.test)) if docs},
+        metrics=metrics, history=state.history, best_step=state.best_step, steps=state.step,
+        platform=platform.platform(),
         budget={"describe": budget.describe(), "chosen": list(budget.chosen)},
         transfer=({"source": transfer.source, "reused": transfer.reused, "fresh": list(transfer.fresh)}
                   if transfer is not None else None),
     )
-    out_dir = None
-    if output is not None:
-        out_dir = save_model_dir(model.to("cpu"), tokenizer, meta, output)
-    return {"metrics": metrics, "output": str(out_dir) if out_dir else None, "meta": meta.to_dict(), "model": model,
-            "tokenizer": tokenizer}
 
 
 def budget_for(train, model: str | None = None, context: int | None = None, scheme: str | None = None) -> dict:
@@ -304,15 +607,6 @@ def budget_for(train, model: str | None = None, context: int | None = None, sche
     tokens = sum(2 + sum(len(p) for p in enc[w.doc].pieces[w.ctx_start:w.ctx_end]) for w in wins)
     n_sentences = sum(1 for d in docs for s in d.sentences if s.words)
     return asdict(cfg.with_budget(n_sentences, tokens)[1])
-
-
-def _eval_points(n_batches: int, epoch: int, evals_per_epoch: float) -> set[int]:
-    """Batch numbers (1-based) of an epoch after which the dev set is evaluated."""
-    if evals_per_epoch >= 1:
-        k = int(round(evals_per_epoch))
-        return {max(1, round(n_batches * i / k)) for i in range(1, k + 1)}
-    every = max(1, round(1 / evals_per_epoch))  # evaluate at the end of every ``every``-th epoch
-    return {n_batches} if (epoch + 1) % every == 0 else set()
 
 
 def _lowercases(tokenizer) -> bool:

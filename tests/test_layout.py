@@ -14,7 +14,7 @@ STAGES = [
     {"nerkit.data"},
     {"nerkit.align", "nerkit.modeldir"},
     {"nerkit.engines", "nerkit.decode"},
-    {"nerkit.budget", "nerkit.transfer"},  # the training budget rule and head transfer, used by train
+    {"nerkit.budget", "nerkit.transfer", "nerkit.checkpoint"},  # budget rule, head transfer, checkpoints: used by train
     {"nerkit.train", "nerkit.evaluate"},  # train scores dev data with evaluate
     {"nerkit.predict"},
     {"nerkit.export"},

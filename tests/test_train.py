@@ -52,6 +52,8 @@ def test_fit_writes_a_model_dir_the_hf_pipeline_loads(tiny_model, tmp_path):
     from nerkit.evaluate import evaluate
 
     assert res["metrics"]["test"]["support"] > 0
+    assert res.output == out and res.metrics is res["metrics"] and res["output"] == str(out)  # typed, and as before
+    assert res.meta.steps == 6 and res["meta"]["steps"] == 6 and res.history == res.meta.history
     assert evaluate(Tagger.load(out, backend="torch"), data["dev"])["f1"] == res["metrics"]["test"]["f1"]
 
 

@@ -38,6 +38,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", type=int, help="subword window size for document context (0: sentences alone)")
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--early-stopping", type=int, help="stop after N evaluations without dev F1 gain")
+    p.add_argument("--evals-per-epoch", type=float,
+                   help="dev evaluations (and checkpoints) per epoch; below 1, every 1/N epochs (default: derived)")
+    p.add_argument("--eval-every-steps", type=int, help="evaluate every N optimizer steps instead")
 
 
 def training_config(a: argparse.Namespace):
@@ -46,4 +49,5 @@ def training_config(a: argparse.Namespace):
 
     return TrainConfig(model=a.model, epochs=a.epochs, max_steps=a.max_steps, lr=a.lr, batch_tokens=a.batch_tokens,
                        seed=a.seed, class_weights=a.class_weights, context=a.context, bf16=a.bf16,
-                       early_stopping=a.early_stopping, label_map=a.label_map)
+                       early_stopping=a.early_stopping, label_map=a.label_map, evals_per_epoch=a.evals_per_epoch,
+                       eval_every_steps=a.eval_every_steps, resume=getattr(a, "resume", False))

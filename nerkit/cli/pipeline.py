@@ -22,7 +22,7 @@ def train(a: argparse.Namespace) -> None:
     from nerkit.train import fit
 
     result = fit(a.train, dev=a.dev, test=a.test, output=a.output, config=training_config(a), scheme=a.scheme)
-    print(json.dumps(result.get("metrics", {}), indent=2))
+    print(json.dumps(result.metrics, indent=2))
 
 
 def evaluate(a: argparse.Namespace) -> None:
@@ -74,6 +74,8 @@ def register(sub) -> None:
     t.add_argument("--test")
     t.add_argument("--output", required=True)
     add_training_options(t)
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint an interrupted run of the same command left beside --output")
     add_scheme(t)
     t.set_defaults(func=train)
 

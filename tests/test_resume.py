@@ -1,0 +1,124 @@
+"""Resume after a kill: a run killed with SIGKILL and resumed ends with exactly the weights of one never killed."""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from nerkit.demo import corpus_path
+from nerkit.errors import NerkitError
+from nerkit.checkpoint import checkpoint_root
+from nerkit.train import LoopState, TrainConfig, epoch_batches, eval_due, fit, train_while_improving
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Runs fit and SIGKILLs its own process right after optimizer step ``kill_at`` (checkpoints are written at
+# evaluation points, so the kill lands between two of them and the steps since the last one are lost).
+KILLED_RUN = """
+import json, os, signal, sys
+import nerkit.train as T
+train, dev, out, kill_at, cfg = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), json.loads(sys.argv[5])
+inner = T.train_while_improving
+def killed(*a, **k):
+    for p in inner(*a, **k):
+        yield p
+        if p.step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+T.train_while_improving = killed
+T.fit(train, dev=dev, output=out, config=T.TrainConfig(**cfg))
+"""
+
+
+def _corpus(tmp_path, n_train=60, n_dev=15):
+    out = {}
+    for split, n in (("train", n_train), ("dev", n_dev)):
+        blocks = [b for b in corpus_path(split).read_text().split("\n\n") if b.strip()][:n]
+        out[split] = tmp_path / f"{split}.conll"
+        out[split].write_text("\n\n".join(blocks) + "\n")
+    return out
+
+
+def _run(args, **kw):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env,
+                          **kw)
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tiny_model, tmp_path):
+    data = _corpus(tmp_path)
+    # 4 batches an epoch, evaluated (and checkpointed) twice an epoch: steps 2, 4, ..., 12.
+    cfg = dict(model=str(tiny_model), epochs=3.0, batch_tokens=256, seed=5, evals_per_epoch=2, early_stopping=0)
+    ref = fit(data["train"], dev=data["dev"], output=tmp_path / "ref", config=TrainConfig(progress=False, **cfg))
+    assert ref.meta.steps == 12 and [h["step"] for h in ref.history] == [2, 4, 6, 8, 10, 12]
+    assert not checkpoint_root(tmp_path / "ref").exists()  # removed once the model is saved
+
+    out = tmp_path / "model"
+    cli = ["-m", "nerkit.cli", "train", "--train", str(data["train"]), "--dev", str(data["dev"]),
+           "--output", str(out), "--model", str(tiny_model), "--epochs", "3", "--batch-tokens", "256",
+           "--seed", "5", "--evals-per-epoch", "2", "--early-stopping", "0", "--resume"]
+    # Killed at step 7: the last checkpoint is step 6, in the middle of the second epoch (its batches are drawn
+    # again from the saved data-order state and the first two skipped); steps 7 and up are trained again.
+    r = _run(["-c", KILLED_RUN, str(data["train"]), str(data["dev"]), str(out), "7",
+              json.dumps(dict(cfg, progress=False))])
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert not out.exists() and (checkpoint_root(out) / "latest").read_text().strip() == "step-00000006"
+    with pytest.raises(NerkitError, match="other settings"):
+        fit(data["train"], dev=data["dev"], output=out, config=TrainConfig(progress=False, resume=True,
+                                                                           **dict(cfg, lr=1e-3)))
+
+    r = _run(cli)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming from" in r.stdout + r.stderr and "at step 6" in r.stdout + r.stderr
+    a, b = load_file(str(tmp_path / "ref" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    meta = json.loads((out / "nerkit.json").read_text())
+    assert [(h["step"], h["dev_f1"]) for h in meta["history"]] == [(h["step"], h["dev_f1"]) for h in ref.history]
+    assert meta["best_step"] == ref.meta.best_step and meta["metrics"]["dev"]["f1"] == ref.metrics["dev"]["f1"]
+    assert not checkpoint_root(out).exists()
+
+
+def test_a_folder_in_the_checkpoint_place_that_nerkit_did_not_write_is_refused(tiny_model, tmp_path):
+    data = _corpus(tmp_path, n_train=4, n_dev=2)
+    mine = checkpoint_root(tmp_path / "model")
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(NerkitError, match="not a nerkit checkpoint"):
+        fit(data["train"], output=tmp_path / "model", config=TrainConfig(model=str(tiny_model), max_steps=1,
+                                                                           progress=False))
+    assert (mine / "notes.txt").read_text() == "mine"
+
+
+def test_the_loop_resumed_from_any_checkpoint_replays_the_same_batches_and_decisions():
+    lengths = [int(x) for x in np.random.default_rng(1).integers(5, 60, size=50)]
+    f1s = [0.1, 0.3, 0.2, 0.25, 0.3, 0.2, 0.1, 0.4, 0.3, 0.3, 0.2, 0.2, 0.1, 0.1, 0.1, 0.1] * 3
+
+    def run(state, seen):
+        scores = iter(f1s[len(state.history):])  # the scores a model at this point would get
+
+        def update(batch):
+            seen.append(list(batch))
+            return batch, 0.0
+
+        def due(bi, n, step, epoch):
+            return eval_due(bi, n, step, epoch, evals_per_epoch=3)
+
+        for p in train_while_improving(state, np.random.default_rng(7), lambda r: epoch_batches(lengths, 300, r),
+                                       update, lambda: {"f1": next(scores)}, 60, due, patience=5):
+            yield p, len(seen)
+
+    state, seen, saved = LoopState(), [], []
+    for p, n in run(state, seen):
+        if p.checkpoint:  # what a checkpoint keeps: the loop state through JSON, and how far training got
+            saved.append((LoopState(**json.loads(json.dumps(asdict(state)))), n))
+    assert state.stopped and 5 < len(saved) and len(seen) < 60  # early stopping, at several epochs' points
+    for snap, n in saved:
+        again = []
+        for _ in run(snap, again):
+            pass
+        assert again == seen[n:]
+        assert snap.history == state.history and (snap.step, snap.best_step) == (state.step, state.best_step)

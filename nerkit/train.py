@@ -6,7 +6,9 @@
     build_features -> resolve_config (the budget, from the data's size) -> make_optimizer -> make_train_step ->
     train_while_improving (the loop: a generator that yields progress) -> best weights back, final scores -> save
 
-Saving, checkpoints (for ``resume``) and logging happen in ``fit``, outside the loop.
+Saving, checkpoints (for ``resume``) and logging happen in ``fit``, outside the loop. Under ``torchrun`` /
+``accelerate launch`` the same code trains data-parallel: every rank builds the same global batches and takes
+its share of each (see ``epoch_batches`` and ``rank_share``).
 """
 # size: one module for the whole training path (steps, the loop, fit); each step is a short function.
 from __future__ import annotations
@@ -30,7 +32,7 @@ from nerkit._version import __version__
 from nerkit.budget import Budget, plan_budget
 from nerkit.data import as_documents
 from nerkit.decode import WindowTagger
-from nerkit.engines import TorchEngine, set_torch_threads, use_bf16
+from nerkit.engines import TorchEngine, available_cores, set_torch_threads, use_bf16
 from nerkit.errors import NerkitError
 from nerkit.files import fingerprint
 from nerkit.modeldir import ModelMeta, check_output, save_model_dir
@@ -102,13 +104,15 @@ _OPERATIONAL = ("progress", "resume")
 @dataclass
 class TrainResult:
     """What ``fit`` returns: the scores of the kept (best dev F1) weights, where they were saved, the metadata
-    written to nerkit.json, and the trained model and tokenizer."""
+    written to nerkit.json, and the trained model and tokenizer. ``main`` is False on the other processes of a
+    data-parallel run (they neither score nor save)."""
 
     metrics: dict[str, dict]
     output: Path | None
     meta: ModelMeta
     model: Any
     tokenizer: Any
+    main: bool = True
 
     @property
     def history(self) -> list[dict]:
@@ -293,9 +297,30 @@ def build_features(encoded: Sequence[align.EncodedDoc], tokenizer, cfg: TrainCon
     return TrainingWindows(feats, [len(f.input_ids) for f in feats], meta)
 
 
-def epoch_batches(lengths: Sequence[int], batch_tokens: int, rng: np.random.Generator | None) -> list[list[int]]:
-    """One epoch's batches, drawn from ``rng``."""
-    return align.length_grouped_batches(lengths, batch_tokens, rng)
+def epoch_batches(lengths: Sequence[int], batch_tokens: int, rng: np.random.Generator | None,
+                  processes: int = 1) -> list[list[int]]:
+    """One epoch's global batches, drawn from ``rng``: the same on every process. With N processes a batch
+    smaller than N windows (the packer's last one) is merged into its neighbour, so every process has work."""
+    batches = align.length_grouped_batches(lengths, batch_tokens, rng)
+    if processes > 1:
+        if len(lengths) < processes:
+            raise NerkitError(f"{len(lengths)} training windows cannot be shared by {processes} processes")
+        i = 0
+        while i < len(batches):
+            if len(batches[i]) < processes:
+                j = i - 1 if i > 0 else i + 1
+                merged = sorted(batches[min(i, j)] + batches[max(i, j)], key=lambda k: -lengths[k])
+                batches[min(i, j):max(i, j) + 1] = [merged]
+                i = max(0, min(i, j))
+                continue
+            i += 1
+    return batches
+
+
+def rank_share(batch: Sequence[int], rank: int, processes: int) -> list[int]:
+    """The windows of a global batch that process ``rank`` trains on (strided: the batch is sorted by length,
+    so every share pads to about the same width)."""
+    return list(batch[rank::processes])
 
 
 def make_optimizer(model, cfg: TrainConfig, total_steps: int, device) -> tuple[Any, Any]:
@@ -325,27 +350,35 @@ def make_optimizer(model, cfg: TrainConfig, total_steps: int, device) -> tuple[A
 
 def make_train_step(model, opt, sched, accelerator, windows: TrainingWindows, pad_id: int, class_weights,
                     bf16: bool) -> Callable[[list[int]], tuple[list[int], Any]]:
-    """The function that trains one optimizer step on a batch: forward and backward, clipping, optimizer and
-    scheduler step. It returns (batch, loss)."""
+    """The function that trains one optimizer step on a global batch: this process's share forward and backward
+    (gradients averaged over processes by DDP), clipping, optimizer and scheduler step. It returns (share, loss)."""
     import torch
 
-    device = accelerator.device
+    device, n_proc, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights.to(device) if class_weights is not None else None,
                                         ignore_index=align.IGNORE)
+    labelled = windows.labelled(None if class_weights is None else class_weights.numpy()) if n_proc > 1 else None
 
     def update(batch: list[int]) -> tuple[list[int], Any]:
-        b = align.collate([windows.features[i] for i in batch], pad_id)
+        share = rank_share(batch, rank, n_proc)
+        b = align.collate([windows.features[i] for i in share], pad_id)
         inputs = {k: torch.from_numpy(v).to(device) for k, v in b.items()}
         labels_t = inputs.pop("labels")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**inputs).logits
         loss = loss_fn(logits.float().view(-1, logits.shape[-1]), labels_t.view(-1))
-        accelerator.backward(loss)
+        target = loss
+        if n_proc > 1:
+            # The step's loss is the mean over every labelled token of the global batch; DDP averages gradients
+            # over processes, so each one weighs its own mean by its share of those tokens, times N.
+            mine, total = float(labelled[share].sum()), float(labelled[batch].sum())
+            target = loss * (mine * n_proc / total) if mine > 0 else logits.sum() * 0.0
+        accelerator.backward(target)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        return batch, loss
+        return share, loss
 
     return update
 
@@ -442,11 +475,50 @@ def train_while_improving(state: LoopState, rng: np.random.Generator,
         state.batch = 0
 
 
-def _run_key(cfg: TrainConfig, data: Datasets) -> str:
-    """What a checkpoint must match to be resumed: the settings, the data and the labels."""
+# ---------------------------------------------------------------- processes (torchrun / accelerate launch)
+
+
+def _set_threads() -> None:
+    """Torch threads: OMP_NUM_THREADS if set (torchrun sets 1 per process), else this machine's cores shared by
+    the processes started on it."""
+    import torch
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    if os.environ.get("OMP_NUM_THREADS") or local <= 1:
+        set_torch_threads()
+        return
+    torch.set_num_threads(max(1, available_cores() // local))
+
+
+def _accelerator():
+    """Accelerate's handle on the processes (one, or those torchrun / accelerate launch started)."""
+    from datetime import timedelta
+
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    # Ranks wait for the main one while it scores dev: allow long dev sets (the default timeout is 30 minutes).
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no",
+                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=3))])
+
+
+def _broadcast(obj, accelerator):
+    """``obj`` of the main process, on every process."""
+    if accelerator.num_processes == 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _run_key(cfg: TrainConfig, data: Datasets, processes: int) -> str:
+    """What a checkpoint must match to be resumed: the settings, the data, the labels and the process count."""
     h = hashlib.sha256()
     args = {k: v for k, v in asdict(cfg).items() if k not in _OPERATIONAL}
-    h.update(json.dumps([args, data.labels], sort_keys=True, default=str).encode())
+    h.update(json.dumps([args, data.labels, processes], sort_keys=True, default=str).encode())
     for docs in (data.train, data.dev):
         for d in docs:
             for s in d.sentences:
@@ -477,7 +549,6 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
         scheme: str | None = None) -> TrainResult:
     """Fine-tune ``config.model`` on ``train`` (path or documents); keep the best dev-F1 checkpoint; save to ``output``."""
     import torch
-    from accelerate import Accelerator
     from tqdm.auto import tqdm
     from transformers import set_seed
 
@@ -490,53 +561,58 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
         checkpoint.check_root(checkpoint.checkpoint_root(output))
     data = load_datasets(train, dev, test, scheme)
     set_seed(cfg.seed)
-    set_torch_threads()
+    _set_threads()
+    talk = cfg.progress and os.environ.get("RANK", "0") == "0"  # under torchrun, the main process only
     tokenizer = load_tokenizer(cfg.model)
     model, case_signal, transfer = load_model(cfg, data.labels, tokenizer)
-    if transfer is not None and cfg.progress:
+    if transfer is not None and talk:
         print(transfer.describe(), file=sys.stderr, flush=True)
     max_len = min(getattr(model.config, "max_position_embeddings", 512), 512)
     encoded = align.encode_documents(data.train, tokenizer, data.label2id)
     windows = build_features(encoded, tokenizer, cfg, data.labels, case_signal, max_len)
     cfg, budget = resolve_config(cfg, data_size(data.train, windows))
-    if cfg.progress:
+    if talk:
         print(f"training budget: {budget.describe()}", file=sys.stderr, flush=True)
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
+    accelerator = _accelerator()
+    n_proc, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     device = accelerator.device
     model.to(device)
     bf16 = use_bf16(cfg.bf16, device)
     rng = np.random.default_rng(cfg.seed)
 
     def plan(r: np.random.Generator) -> list[list[int]]:
-        return epoch_batches(windows.lengths, cfg.batch_tokens, r)
+        return epoch_batches(windows.lengths, cfg.batch_tokens, r, n_proc)
 
     steps_per_epoch = len(plan(np.random.default_rng(0)))
     total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
     opt, sched = make_optimizer(model, cfg, total_steps, device)
 
     ckpt_root = checkpoint.checkpoint_root(output) if output is not None else None
-    key = _run_key(cfg, data) if ckpt_root is not None else ""
-    state, best_state = start_state(cfg, ckpt_root, key, model, opt, sched, log=lambda m: print(m, flush=True))
+    key = _run_key(cfg, data, n_proc) if ckpt_root is not None else ""
+    state, best_state = start_state(cfg, ckpt_root, key, model, opt, sched, log=(lambda m: print(m, flush=True)) if main else None)
     model, opt = accelerator.prepare(model, opt)
     unwrapped = accelerator.unwrap_model(model)
     weights = _class_weights(cfg.class_weights, [d.tag_ids for d in encoded], len(data.labels))
     update = make_train_step(model, opt, sched, accelerator, windows, tokenizer.pad_token_id, weights, bf16)
 
-    eval_tagger = WindowTagger(TorchEngine(unwrapped, bf16=bf16), tokenizer, data.labels, windows.meta, case_signal)
+    eval_tagger = (WindowTagger(TorchEngine(unwrapped, bf16=bf16), tokenizer, data.labels, windows.meta, case_signal)
+                   if main else None)
 
     def dev_score() -> dict:
-        model.eval()
-        rep = evaluate(eval_tagger, data.dev)
-        model.train()
-        return rep
+        rep = None
+        if main:  # through the unwrapped model: DDP's forward would wait for the other processes
+            model.eval()
+            rep = evaluate(eval_tagger, data.dev)
+            model.train()
+        return _broadcast(rep, accelerator)  # every process then takes the same early-stopping decision
 
     def due(bi: int, n: int, step: int, epoch: int) -> bool:
         return eval_due(bi, n, step, epoch, cfg.evals_per_epoch, cfg.eval_every_steps)
 
     bar = tqdm(total=total_steps, initial=state.step, desc="training", unit="step",
-               disable=not cfg.progress, dynamic_ncols=True)
-    log = bar.write
+               disable=not cfg.progress or not main, dynamic_ncols=True)
+    log = bar.write if main else (lambda _msg: None)
     t_train = time.time() - state.elapsed
     model.train()
     for p in train_while_improving(state, rng, plan, update, dev_score if data.dev else None, total_steps, due,
@@ -550,15 +626,19 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
             best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
         if p.stopped:
             log(f"early stopping: no dev F1 gain in {state.bad} evaluations")
-        if p.checkpoint and ckpt_root is not None and not p.stopped and p.step < total_steps:
+        if p.checkpoint and ckpt_root is not None and main and not p.stopped and p.step < total_steps:
             checkpoint.save(ckpt_root, key, state.step, unwrapped, opt, sched, asdict(state), best_state,
                             best_is_current=p.is_best)
     bar.close()
     train_s = time.time() - t_train
+    accelerator.wait_for_everyone()
     model = unwrapped
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    meta = ModelMeta(windows=windows.meta, case_signal=case_signal, labels=data.labels)
+    if not main:  # only the main process scores and saves
+        return TrainResult({}, None, meta, model, tokenizer, main=False)
 
     metrics: dict = {}
     if data.dev:
@@ -568,6 +648,8 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     meta = model_meta(cfg, (train, dev, test), data, windows, case_signal, metrics, state, budget, transfer)
     meta.train_seconds, meta.total_seconds = round(train_s, 1), round(time.time() - t_start, 1)
     meta.bf16, meta.device = bf16, str(device)
+    if n_proc > 1:
+        meta.extra["processes"] = n_proc
     out_dir = None
     if output is not None:
         out_dir = save_model_dir(model.to("cpu"), tokenizer, meta, output)

@@ -22,7 +22,8 @@ def train(a: argparse.Namespace) -> None:
     from nerkit.train import fit
 
     result = fit(a.train, dev=a.dev, test=a.test, output=a.output, config=training_config(a), scheme=a.scheme)
-    print(json.dumps(result.metrics, indent=2))
+    if result.main:  # under torchrun, the other processes print nothing
+        print(json.dumps(result.metrics, indent=2))
 
 
 def evaluate(a: argparse.Namespace) -> None:

@@ -97,3 +97,42 @@ def test_two_processes_share_the_work_and_match_one(tiny_model, tmp_path):
     assert meta["processes"] == 2
     print("dev F1: 1 process", single[0]["dev_f1"], "2 processes", ranks[0]["dev_f1"])
     assert single[0]["dev_f1"] > 0.2 and abs(ranks[0]["dev_f1"] - single[0]["dev_f1"]) <= 0.05
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3, 8])
+def test_every_global_batch_has_work_for_every_process(processes):
+    import numpy as np
+
+    from nerkit.align import length_grouped_batches
+    from nerkit.train import epoch_batches, rank_share
+
+    # 126-token windows in a 256-token budget: 2 a batch; an odd count leaves a last batch of 1.
+    lengths = [126] * 9 + [40, 12]
+    batches = epoch_batches(lengths, 256, np.random.default_rng(3), processes)
+    assert sorted(w for b in batches for w in b) == list(range(len(lengths)))
+    assert all(len(b) >= processes for b in batches)
+    if processes == 1:  # one process: exactly the batches it always had
+        assert batches == length_grouped_batches(lengths, 256, np.random.default_rng(3))
+    for b in batches:
+        shares = [rank_share(b, r, processes) for r in range(processes)]
+        assert sorted(w for s in shares for w in s) == sorted(b) and all(shares)
+
+
+def test_threads_per_process_share_the_cores(monkeypatch):
+    import torch
+
+    from nerkit.engines import available_cores
+    from nerkit.train import _set_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        _set_threads()
+        assert torch.get_num_threads() == max(1, available_cores() // 2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(before)
+        _set_threads()  # the user's (or torchrun's) choice stands
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)

@@ -39,7 +39,8 @@ def first_documents(src: Path, dst: Path, sentences: int) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "conll2003"))
+    data_root = os.environ.get("NERKIT_DATA") or str(ROOT.parent / "shared" / "data")
+    ap.add_argument("--data", default=str(Path(data_root) / "conll2003"))
     ap.add_argument("--sentences", type=int, default=1000)
     ap.add_argument("--dev-sentences", type=int, default=500)
     ap.add_argument("--processes", type=int, default=2)

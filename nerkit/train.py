@@ -229,7 +229,9 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
                                         ignore_index=align.IGNORE)
 
-    eval_tagger = WindowTagger(TorchEngine(model, bf16=bf16), tokenizer, labels, windows_meta, case_signal)
+    # Dev and test are scored as Tagger.load will run the model (the inference bf16 policy), whatever trained it.
+    eval_tagger = WindowTagger(TorchEngine(model, bf16=use_bf16(cfg.bf16, device, inference=True)), tokenizer,
+                               labels, windows_meta, case_signal)
     history, best_f1, best_state, best_step, bad, best_dev = [], -1.0, None, 0, 0, None
     step, epoch, stop = 0, 0, False
     bar = tqdm(total=total_steps, desc="training", unit="step", disable=not cfg.progress, dynamic_ncols=True)

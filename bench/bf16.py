@@ -76,7 +76,7 @@ def train(a: argparse.Namespace) -> dict:
         t = time.time()
         res = fit(docs, dev=str(Path(a.data) / "valid.txt"),
                   output=str(Path(a.save) / f"bf16_{setting}") if a.save else None,
-                  config=TrainConfig(bf16=setting, seed=a.seed, progress=False, epochs=a.epochs))
+                  config=TrainConfig(model=a.model, bf16=setting, seed=a.seed, progress=False, epochs=a.epochs))
         train_s = time.time() - t
         meta = res["meta"]
         meta = meta if isinstance(meta, dict) else meta.to_dict()
@@ -101,6 +101,7 @@ def main() -> None:
     t.add_argument("--sentences", type=int, default=2000)
     t.add_argument("--epochs", type=float, default=None)
     t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--model", help="base model (default: nerkit's default)")
     t.add_argument("--save", help="keep both models in this folder (bf16_on/, bf16_off/)")
     ap.add_argument("--out")
     a = ap.parse_args()

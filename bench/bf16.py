@@ -31,26 +31,23 @@ def machine() -> dict:
 
 
 def inference(a: argparse.Namespace) -> dict:
-    from nerkit.evaluate import evaluate
+    from nerkit.data import load
+    from nerkit.evaluate import score
     from nerkit.predict import Tagger
 
+    docs = load(a.data)
+    gold = [s.tags for d in docs for s in d.sentences]
     out = {"model": Path(a.model).name, "data": Path(a.data).name, "machine": machine()}
     preds = {}
     for setting in ("off", "on"):
         tagger = Tagger.load(a.model, backend="torch", bf16=setting)
         t = time.time()
-        rep = evaluate(tagger, a.data)
+        preds[setting] = [tags for doc in tagger.tag_documents(docs) for tags in doc]
+        rep = score(gold, preds[setting])
         out[f"bf16_{setting}"] = {"f1": round(rep["f1"] * 100, 2), "precision": round(rep["precision"] * 100, 2),
                                   "recall": round(rep["recall"] * 100, 2), "seconds": round(time.time() - t, 1)}
-        from nerkit.data import load
-
-        preds[setting] = tagger.tag_documents(load(a.data))
-    same = total = 0
-    for d_off, d_on in zip(preds["off"], preds["on"]):
-        for s_off, s_on in zip(d_off, d_on):
-            total += len(s_off)
-            same += sum(x == y for x, y in zip(s_off, s_on))
-    out["tag_agreement"] = round(same / max(1, total), 5)
+    same = sum(x == y for a_, b_ in zip(preds["off"], preds["on"]) for x, y in zip(a_, b_))
+    out["tag_agreement"] = round(same / max(1, sum(map(len, gold))), 5)
     out["f1_loss_bf16"] = round(out["bf16_off"]["f1"] - out["bf16_on"]["f1"], 2)
     return out
 

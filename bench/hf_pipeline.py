@@ -5,7 +5,7 @@
 The model directory is copied and given nerkit's pipeline (``add_hf_pipeline``, as ``nerkit train`` now does).
 Each sentence is tagged as raw text (its words joined by spaces) by: nerkit's Tagger (fp32); the directory's own
 pipeline (``trust_remote_code=True``); and the stock ``TokenClassificationPipeline`` (forced, as transformers ran
-it before: casing ids all zero) with ``aggregation_strategy`` "first" and "simple". Scores are entity-level
+it before: casing ids all zero) with ``aggregation_strategy="simple"``. Scores are entity-level
 micro F1 of exact character spans against the gold entities, and against the Tagger's entities.
 """
 from __future__ import annotations
@@ -71,8 +71,6 @@ def main() -> None:
         out["refuses_without_trust_remote_code"] = "trust_remote_code" in str(exc)
     variants = {
         "pipeline, trust_remote_code=True": dict(trust_remote_code=True),
-        "stock pipeline (zero casing ids), first": dict(pipeline_class=TokenClassificationPipeline,
-                                                        aggregation_strategy="first"),
         "stock pipeline (zero casing ids), simple": dict(pipeline_class=TokenClassificationPipeline,
                                                          aggregation_strategy="simple"),
     }

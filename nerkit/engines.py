@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from nerkit.errors import NerkitError
-from nerkit.modeldir import INT8_FILE, ONNX_FILE
+from nerkit.modeldir import INT8_FILE, ONNX_FILE, first_line
 
 BACKENDS = ("auto", "onnx-int8", "onnx", "torch")
 DEFAULT_BATCH_TOKENS = 512
@@ -192,7 +192,6 @@ def load_engine(path: str | os.PathLike, backend: str = "auto") -> OnnxEngine | 
             try:
                 return OnnxEngine(path / fname, name)
             except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors (truncated or corrupt graph) have no base
-                text = str(exc).strip().splitlines()
-                raise NerkitError(f"{path / fname}: cannot load the ONNX graph ({text[0] if text else type(exc).__name__}"
-                                  "); export the model again (nerkit export)") from None
+                raise NerkitError(f"{path / fname}: cannot load the ONNX graph ({first_line(exc)}); export the model "
+                                  "again (nerkit export)") from None
     return None

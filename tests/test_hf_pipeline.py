@@ -97,3 +97,17 @@ def test_trained_models_carry_the_pipeline_and_case_signal_off_stays_plain(tiny_
     assert (on / PIPELINE_FILE).is_file() and "custom_pipelines" in json.loads((on / "config.json").read_text())
     assert not (off / PIPELINE_FILE).exists() and "custom_pipelines" not in json.loads((off / "config.json").read_text())
     assert json.loads((off / "nerkit.json").read_text())["case_signal"] is False
+
+
+def test_exported_directory_keeps_the_pipeline(piped, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from transformers import pipeline
+
+    from nerkit.export import export
+
+    out = tmp_path / "fast"
+    export(piped, out, quantize=False)
+    assert (out / PIPELINE_FILE).is_file() and (out / "nerkit_words.py").is_file()
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        pipeline("token-classification", model=str(out))
+    assert pipeline("token-classification", model=str(out), trust_remote_code=True)("John lives in Paris") is not None

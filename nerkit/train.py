@@ -297,7 +297,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
         train_seconds=round(train_s, 1), total_seconds=round(time.time() - t_start, 1),
         bf16=bf16, device=str(device), platform=platform.platform(),
         budget={"describe": budget.describe(), "chosen": list(budget.chosen)},
-        transfer=({"source": transfer.source, "reused": transfer.reused, "fresh": list(transfer.fresh)}
+        transfer=({"source": _model_name(transfer.source), "reused": transfer.reused, "fresh": list(transfer.fresh)}
                   if transfer is not None else None),
     )
     out_dir = None

@@ -246,8 +246,7 @@ def test_doccano_utf16_fix_is_all_or_nothing_per_record(tmp_path):
     p = tmp_path / "d.jsonl"
     # UTF-16 offsets for both spans; the first is also a valid character range ("aris "), the second is not
     p.write_text(json.dumps({"text": text, "label": [[3, 8, "LOC"], [16, 20, "LOC"]]}) + "\n")
-    rep = formats.Report()
-    rec = formats.read(p, "doccano", rep)[0]
+    rec = formats.read(p, "doccano", formats.ChangeLog())[0]
     assert [text[s.start:s.end] for s in rec.spans] == ["Paris", "Rome"]
 
 

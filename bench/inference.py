@@ -85,9 +85,12 @@ def single_text(sentences) -> str:
 
 # ----------------------------------------------------------------------------------------------- workers
 def _pipeline_runner(model_dir: str, batch_size: int):
-    from transformers import pipeline
+    from transformers import TokenClassificationPipeline, pipeline
 
-    pipe = pipeline("token-classification", model=model_dir, aggregation_strategy="simple", device=-1)
+    # The stock pipeline as the speed reference (nerkit model directories name their own pipeline, which
+    # transformers runs only with trust_remote_code=True; see nerkit/hf_pipeline.py).
+    pipe = pipeline("token-classification", model=model_dir, aggregation_strategy="simple", device=-1,
+                    pipeline_class=TokenClassificationPipeline)
 
     def run(texts):
         res = pipe(texts, batch_size=batch_size)

@@ -33,9 +33,12 @@ def baseline_app(model_dir: str):
 
     from fastapi import FastAPI
     from pydantic import BaseModel
-    from transformers import pipeline
+    from transformers import TokenClassificationPipeline, pipeline
 
-    pipe = pipeline("token-classification", model=model_dir, aggregation_strategy="simple", device=-1)
+    # The stock pipeline as the speed reference (nerkit model directories name their own pipeline, which
+    # transformers runs only with trust_remote_code=True; see nerkit/hf_pipeline.py).
+    pipe = pipeline("token-classification", model=model_dir, aggregation_strategy="simple", device=-1,
+                    pipeline_class=TokenClassificationPipeline)
     lock = threading.Lock()  # one model call at a time: concurrent torch calls on the same cores only thrash
     app = FastAPI()
 

@@ -8,29 +8,16 @@ truncation, and predictions merge back without voting.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
 from nerkit.types import Document
+from nerkit.words import case_type, tokenizer_word
 
 IGNORE = -100
 MAX_PIECES_PER_WORD = 24  # a pathological "word" (a URL, a base64 blob) keeps its first pieces only
 CASE_TYPES = 4  # token_type ids used for the casing signal: 0 lower/none, 1 Title, 2 UPPER, 3 other mixed
-
-
-@lru_cache(maxsize=1 << 16)  # called for every word at inference; words repeat, so most calls are hits
-def case_type(word: str) -> int:
-    """Casing class of a word, fed to uncased encoders through token_type_ids."""
-    letters = [c for c in word if c.isalpha()]
-    if not letters or not any(c.isupper() for c in letters):
-        return 0
-    if all(c.isupper() for c in letters):
-        return 2 if len(letters) > 1 else 1
-    if letters[0].isupper() and not any(c.isupper() for c in letters[1:]):
-        return 1
-    return 3
 
 
 @dataclass
@@ -106,7 +93,7 @@ def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, in
     for doc in docs:
         for sent in doc.sentences:
             if sent.words:
-                flat_words.append(sent.words)
+                flat_words.append([tokenizer_word(w) for w in sent.words])  # invisible characters dropped
     enc = tokenizer(flat_words, is_split_into_words=True, add_special_tokens=False) if flat_words else None
     unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
     out, k = [], 0

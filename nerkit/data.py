@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import unicodedata
 import warnings
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from nerkit import files
+from nerkit import files, words
 from nerkit.errors import DataError, NerkitError
 from nerkit.files import atomic_write_text
 from nerkit.scheme import LabelScheme, chunks, convert, detect_scheme, split_tag, validate
@@ -91,8 +88,10 @@ def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = 
 
     for n, line in files.lines(path):
         n_lines = n
-        # Tab-separated files may have spaces inside tokens; otherwise any whitespace separates columns.
-        cols = [c for c in (c.strip() for c in line.split("\t")) if c] if "\t" in line else line.split()
+        # Tab-separated files may have spaces inside tokens; otherwise ASCII spaces separate columns. Only ASCII
+        # space and tab ever do: a no-break space (U+00A0) or other Unicode space is part of the token.
+        parts = line.split("\t") if "\t" in line else line.split(" ")
+        cols = [c for c in (c.strip(" ") for c in parts) if c]
         if not cols:
             end_sentence()
         elif cols[0] == DOCSTART:
@@ -102,9 +101,12 @@ def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = 
             raise DataError(path, n, f"line has 1 column ({cols[0]!r}); expected token and tag columns")
         else:
             try:
+                if any(ch.isspace() for ch in cols[-1]):  # e.g. "B-NP B-ORG" from a tab/space mix
+                    raise ValueError(cols[-1])
                 split_tag(cols[-1])
             except ValueError:
-                problem = f"tag {cols[-1]!r} is not O or B-/I-/E-/S- followed by a type (e.g. B-PER)"
+                problem = (f"tag {cols[-1]!r} is not O or B-/I-/E-/S- followed by a type without spaces (e.g. B-PER); "
+                           "columns are separated by tabs, or by ASCII spaces when the line has no tab")
                 raise DataError(path, n, problem) from None
             words.append(cols[0])
             tags.append(cols[-1])
@@ -162,32 +164,9 @@ def write_conll(docs: Iterable[Document], path: str | Path) -> None:
 # ---------------------------------------------------------------- tokenization and spans
 
 
-@cache
-def _token_re() -> re.Pattern[str]:
-    # Python's \w leaves out combining marks (accents in decomposed text, Indic vowel signs, variation
-    # selectors), which would split words apart; so marks are added to word characters explicitly.
-    # Marks above U+1FFFF exist only in the variation selector supplement, hence the two ranges scanned.
-    ranges: list[list[int]] = []
-    for c in [*range(0x20000), *range(0xE0000, 0xE1000)]:
-        if unicodedata.category(chr(c))[0] == "M":
-            if ranges and ranges[-1][1] == c - 1:
-                ranges[-1][1] = c
-            else:
-                ranges.append([c, c])
-    marks = "".join(f"{chr(a)}-{chr(b)}" if b > a else re.escape(chr(a)) for a, b in ranges)
-    word = rf"[\w{marks}]+"
-    # A symbol keeps its trailing marks, skin-tone modifiers and zero-width-joined symbols (one emoji, one token).
-    symbol = rf"[^\w\s{marks}](?:[{marks}\U0001F3FB-\U0001F3FF]|\u200d[^\w\s])*"
-    return re.compile(rf"{word}(?:[-'’.]{word})*|{symbol}")
-
-
 def tokenize(text: str) -> tuple[list[str], Offsets]:
-    """Split text into words (letter/digit runs, joined by inner - ' ’ .; every other symbol alone) with exact offsets."""
-    words, offsets = [], []
-    for m in _token_re().finditer(text):
-        words.append(m.group())
-        offsets.append(m.span())
-    return words, offsets
+    """Split text into words with exact offsets (see ``nerkit.words.tokenize``: one splitter for data and models)."""
+    return words.tokenize(text)
 
 
 def spans_to_tags(offsets: Offsets, spans: Iterable[Span]) -> list[str]:
@@ -357,6 +336,15 @@ def as_documents(data, scheme: LabelScheme | str | None = None) -> list[Document
     if isinstance(data, (str, os.PathLike)):
         return load(data, scheme=scheme)
     return list(data)
+
+
+def check_labelled(docs: Iterable[Document], role: str) -> None:
+    """Raise ``DataError`` at the first sentence without tags: ``role`` data (dev, test, evaluation) must be labelled."""
+    for doc in docs:
+        for s in doc.sentences:
+            if s.tags is None:
+                raise DataError(s.source or doc.id, None, f"unlabelled text, but {role} data must be labelled "
+                                '(give each record an "entities" list; an empty list means no entities)')
 
 
 # ---------------------------------------------------------------- statistics

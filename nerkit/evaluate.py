@@ -61,9 +61,10 @@ def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
 
 def evaluate(tagger, data: str | os.PathLike | Sequence[Document], scheme: str | None = None) -> dict:
     """Tag every sentence of labelled data with ``tagger`` (document context, windows merged) and score it."""
-    from nerkit.data import as_documents
+    from nerkit.data import as_documents, check_labelled
 
     docs = as_documents(data, scheme)
+    check_labelled(docs, "evaluation")
     pred_docs = tagger.tag_documents(docs)
     gold, pred = [], []
     for doc, p_doc in zip(docs, pred_docs):

@@ -35,6 +35,7 @@ import numpy as np
 
 from nerkit.engines import OnnxEngine
 from nerkit.errors import NerkitError
+from nerkit.hf_pipeline import PIPELINE_FILE, WORDS_FILE
 from nerkit.modeldir import INT8_FILE, META_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, read_meta, write_meta
 
 log = logging.getLogger("nerkit.export")
@@ -44,7 +45,7 @@ OPSET = 17
 # Files that make a directory loadable by ``Tagger.load`` / ``AutoTokenizer`` besides the ONNX graphs.
 COPY_FILES = ("config.json", META_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
               "vocab.txt", "added_tokens.json", "merges.txt", "vocab.json", "sentencepiece.bpe.model",
-              "spiece.model", "tokenizer.model", "README.md")
+              "spiece.model", "tokenizer.model", "README.md", PIPELINE_FILE, WORDS_FILE)
 WEIGHT_FILES = ("model.safetensors",)
 
 

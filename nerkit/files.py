@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from nerkit.errors import DataError
+from nerkit.errors import DataError, NerkitError
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -39,19 +39,66 @@ def lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
         yield n, line.rstrip("\r")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to ``path`` through a temporary file and ``os.replace``: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def umask() -> int:
+    """The process's file-creation mask (read without changing it where Linux reports it)."""
     try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, hence the /proc read first)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(path: str | os.PathLike) -> int:
+    """Permissions for a file written at ``path``: those of the file it replaces, else what open() would give
+    (0o666 less the umask). Temporary files start 0o600, which readers other than the owner cannot open."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~umask()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes to ``path`` through a temporary file and ``os.replace``: readers never see half a file.
+
+    A path that cannot be written (missing or read-only folder, a file where a folder should be) is a NerkitError
+    naming it."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), new_file_mode(path))
             f.write(data)
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise NerkitError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output file that cannot be written: a folder, or a parent that is missing,
+    not a folder, or read-only (a NerkitError naming the path)."""
+    p = Path(path)
+    if p.is_dir():
+        raise NerkitError(f"{p}: is a directory, expected a file to write")
+    parent = p.parent
+    if parent.exists() and not parent.is_dir():
+        raise NerkitError(f"{p}: cannot write ({parent} is not a directory)")
+    if not parent.exists():
+        raise NerkitError(f"{p}: cannot write (no directory {parent})")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise NerkitError(f"{p}: cannot write (permission denied)")
+    return p
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from nerkit.errors import NerkitError
-from nerkit.files import atomic_write_text
+from nerkit.files import atomic_write_text, umask
+from nerkit.hf_pipeline import add_hf_pipeline
 
 META_FILE = "nerkit.json"
 CARD_FILE = "README.md"
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 WORD_TOKENIZER_FILE = "nerkit.tokenizer.json"  # the backend tokenizer transformers builds; see align.WordTokenizer
+# Files any of which lets a tokenizer load (fast tokenizer, WordPiece, BPE, SentencePiece; nerkit export's own).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model", WORD_TOKENIZER_FILE)
 
 
 @dataclass
@@ -85,6 +89,50 @@ def write_meta(model_dir: str | os.PathLike, meta: ModelMeta) -> None:
                       json.dumps(meta.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (library errors can span a page)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def check_model_dir(model_dir: str | os.PathLike) -> dict[str, Any]:
+    """config.json of a model directory, after checking what loading needs; else one ``NerkitError`` naming the
+    directory and the problem (missing or unreadable config, no usable labels, no tokenizer files). A directory
+    without tokenizer files once loaded with a 5-token fallback tokenizer and tagged every word as one entity."""
+    path = Path(model_dir)
+    cfg_path = path / "config.json"
+    if not path.is_dir():
+        raise NerkitError(f"{path}: no such model directory")
+    if not cfg_path.is_file():
+        raise NerkitError(f"{path}: not a model directory (no config.json)")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise NerkitError(f"{cfg_path}: not a readable JSON config ({first_line(exc)})") from None
+    if not isinstance(cfg, dict) or not cfg:
+        raise NerkitError(f"{cfg_path}: empty, or not a JSON object")
+    id2label = cfg.get("id2label")
+    if not isinstance(id2label, dict) or sorted(id2label) != sorted(str(i) for i in range(len(id2label))) or not id2label:
+        raise NerkitError(f"{cfg_path}: no usable id2label (labels numbered 0..n-1)")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise NerkitError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...); copy them from the "
+                          "base model into the directory")
+    return cfg
+
+
+def check_torch_weights(model_dir: str | os.PathLike) -> None:
+    """Refuse a directory whose weights are not safetensors: unpickling a file can run any code in it."""
+    path = Path(model_dir)
+    if (path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file():
+        return
+    pickles = sorted(p.name for ext in ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl") for p in path.glob(ext))
+    if pickles:
+        raise NerkitError(f"{path}: weights only in pickle files ({', '.join(pickles)}); nerkit loads safetensors "
+                          "only (unpickling can run code). Convert them where you trust the file, e.g. "
+                          "model.save_pretrained(DIR) after loading it in transformers")
+    raise NerkitError(f"{path}: no model weights (model.safetensors)")
+
+
 def is_nerkit_model_dir(path: str | os.PathLike) -> bool:
     """True if ``path`` is a model directory that nerkit wrote (config.json and a nerkit.json naming its version)."""
     path = Path(path)
@@ -124,9 +172,12 @@ def save_model_dir(model, tokenizer, meta: ModelMeta, output: str | os.PathLike)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it 0o700: the finished directory follows the umask
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_meta(tmp, meta)
+        # With the casing signal, the stock transformers pipeline would run but lose it: name nerkit's own.
+        add_hf_pipeline(tmp, bool(meta.case_signal), (meta.windows or {}).get("max_tokens"))
         atomic_write_text(tmp / CARD_FILE, model_card(meta))
         old = None
         if out.is_dir():
@@ -179,11 +230,15 @@ def model_card(meta: ModelMeta) -> str:
     lines += ["## Training arguments", "", "```json"]
     lines += [json.dumps(meta.train_args or {}, indent=2, default=str), "```", "", "## Use", "", "```python",
               "import nerkit", "tagger = nerkit.Tagger.load('THIS_DIR')", "tagger(['Some text to tag.'])",
-              "# or, unchanged, with transformers:",
-              "from transformers import pipeline",
-              "pipeline('token-classification', model='THIS_DIR', aggregation_strategy='simple')", "```", ""]
+              "# or with transformers alone:",
+              "from transformers import pipeline"]
     if meta.case_signal:
-        lines += ["Note: this model reads word casing from `token_type_ids` (0 lower, 1 Title, 2 UPPER, 3 mixed), "
-                  "which nerkit's Tagger supplies. The plain transformers pipeline passes zeros there, so it runs "
-                  "but loses the casing signal; use nerkit for the reported accuracy.", ""]
+        lines += ["pipeline('token-classification', model='THIS_DIR', trust_remote_code=True)", "```", "",
+                  "This model reads word casing from `token_type_ids` (0 lower, 1 Title, 2 UPPER, 3 mixed). The stock "
+                  "transformers pipeline passes zeros there and would silently lose accuracy, so this directory names "
+                  "its own pipeline (`nerkit_pipeline.py`, with nerkit's word splitter `nerkit_words.py`): it fills "
+                  "the casing ids and returns nerkit's entities. transformers runs it only with "
+                  "`trust_remote_code=True` (read the two files first); without it, `pipeline()` refuses.", ""]
+    else:
+        lines += ["pipeline('token-classification', model='THIS_DIR', aggregation_strategy='first')", "```", ""]
     return "\n".join(lines)

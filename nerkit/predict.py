@@ -8,11 +8,11 @@ from typing import Sequence
 
 import numpy as np
 
-from nerkit import align
+from nerkit import align, files
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, load_engine, set_torch_threads, use_bf16
 from nerkit.errors import DataError, NerkitError
-from nerkit.modeldir import ModelMeta, read_meta
+from nerkit.modeldir import ModelMeta, check_model_dir, check_torch_weights, first_line, read_meta
 from nerkit.scheme import chunks
 from nerkit.types import Document, Entity, Sentence
 
@@ -27,11 +27,12 @@ class Tagger(WindowTagger):
         super().__init__(engine, tokenizer, labels, self.meta.windows, bool(self.meta.case_signal))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, backend: str = "auto", device: str | None = None) -> "Tagger":
-        """Load a nerkit (or any HF token-classification) model directory; backend: auto, torch, onnx, onnx-int8."""
+    def load(cls, path: str | os.PathLike, backend: str = "auto", device: str | None = None,
+             bf16: str = "auto") -> "Tagger":
+        """Load a nerkit (or any HF token-classification) model directory; backend: auto, torch, onnx, onnx-int8;
+        bf16: auto, on, off (PyTorch autocast; see ``engines.use_bf16``). A damaged directory is a NerkitError."""
         path = Path(path)
-        if not (path / "config.json").is_file():
-            raise NerkitError(f"{path}: not a model directory (no config.json)")
+        check_model_dir(path)
         meta = read_meta(path)
         engine = load_engine(path, backend)
         if engine is None and backend not in ("auto", "torch"):
@@ -43,17 +44,29 @@ class Tagger(WindowTagger):
         else:
             from transformers import AutoModelForTokenClassification
 
+            check_torch_weights(path)
             set_torch_threads()
-            model = AutoModelForTokenClassification.from_pretrained(path, use_safetensors=True)
+            try:
+                model, info = AutoModelForTokenClassification.from_pretrained(path, use_safetensors=True,
+                                                                              output_loading_info=True)
+            except Exception as exc:  # noqa: BLE001 - torch, safetensors and transformers each raise their own
+                raise NerkitError(f"{path}: cannot load the model ({first_line(exc)})") from None
+            bad = [k for kind in ("missing_keys", "mismatched_keys") for k in info.get(kind) or ()]
+            if bad:  # transformers would run with freshly initialised weights there: silent nonsense
+                raise NerkitError(f"{path}: the weights do not match config.json ({len(bad)} tensors missing or "
+                                  f"of another shape, e.g. {bad[0]})")
             if device:
                 model.to(device)
-            engine = TorchEngine(model, bf16=use_bf16("auto", model.device))
+            engine = TorchEngine(model, bf16=use_bf16(bf16, model.device, inference=True))
             tokenizer = None
             labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
         if tokenizer is None:
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(path)
+            except Exception as exc:  # noqa: BLE001
+                raise NerkitError(f"{path}: cannot load the tokenizer ({first_line(exc)})") from None
         return cls(engine, tokenizer, labels, meta)
 
     def word_probs(self, texts: Sequence[str]) -> list[tuple[list[str], list[tuple[int, int]], np.ndarray]]:
@@ -116,19 +129,17 @@ def _config_labels(path: Path) -> list[str]:
 
 
 def read_texts(path: str | os.PathLike) -> list[str]:
-    """Texts from a .txt file (one per non-empty line) or a .jsonl file (a "text" field per line)."""
+    """Texts from a .txt file (one per non-empty line) or a .jsonl file (a "text" field per line).
+
+    Lines end at "\n" (or "\r\n") only: U+2028/U+2029, form feeds and U+0085 are characters of a text (str.splitlines
+    would cut there, and the output would no longer line up with the input).
+    """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(p, None, "no such file")
     texts = []
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(p, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    for n, line in enumerate(lines, 1):
+    for n, line in files.lines(p):
         if not line.strip():
             continue
-        if p.suffix in (".jsonl", ".json"):
+        if p.suffix.lower() in (".jsonl", ".json"):
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -139,4 +150,3 @@ def read_texts(path: str | os.PathLike) -> list[str]:
         else:
             texts.append(line)
     return texts
-

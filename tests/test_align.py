@@ -38,7 +38,7 @@ class FakeTok:
         for words in batch:
             i, w = [], []
             for k, word in enumerate(words):
-                n = 0 if word == "\u200b" else len(word) // 3 + 1
+                n = 0 if word in ("", "\u200b") else len(word) // 3 + 1  # nerkit drops invisible characters first
                 i += [10 + k] * n
                 w += [k] * n
             ids.append(i)

@@ -56,10 +56,9 @@ def test_export_writes_a_loadable_model_dir(exported, model_dir):
     assert not (model_dir / ONNX_FILE).exists()  # the source directory is left alone
 
 
-def test_onnx_logits_match_torch(exported, model_dir, monkeypatch):
+def test_onnx_logits_match_torch(exported, model_dir):
     out, _ = exported
-    monkeypatch.setenv("NERKIT_BF16", "off")  # compare fp32 with fp32 (bf16 autocast is on where the CPU has it)
-    torch_tagger = Tagger.load(model_dir, backend="torch")
+    torch_tagger = Tagger.load(model_dir, backend="torch", bf16="off")  # fp32 against fp32, on any CPU
     assert torch_tagger.engine.bf16 is False
     batch = _batch(torch_tagger, TEXTS)
     assert batch["input_ids"].shape[0] > len(TEXTS)  # the long text made several windows
@@ -73,7 +72,7 @@ def test_onnx_logits_match_torch(exported, model_dir, monkeypatch):
 
 def test_int8_tags_mostly_equal(exported, model_dir):
     out, info = exported
-    torch_tagger = Tagger.load(model_dir, backend="torch")
+    torch_tagger = Tagger.load(model_dir, backend="torch", bf16="off")
     batch = _batch(torch_tagger, TEXTS)
     mask = batch["attention_mask"].astype(bool)
     ref = torch_tagger.engine.logits(batch).argmax(-1)[mask]

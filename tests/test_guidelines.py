@@ -61,7 +61,7 @@ def test_validate_findings_with_locations():
     assert got == {
         ("warning", "counterexample", "suspicious.jsonl:1 entity 1"),
         ("warning", "edge-punct", "suspicious.jsonl:1 entity 3"),  # 'Paris.'
-        ("warning", "overlap", "suspicious.jsonl:1 entity 3"),
+        ("error", "overlap", "suspicious.jsonl:1 entity 3"),  # nerkit JSONL: train refuses overlaps, so validate does
         ("warning", "crosses-sentence", "suspicious.jsonl:1 entity 4"),  # 'Paris. Then Berlin'
         ("warning", "edge-punct", "suspicious.jsonl:2 entity 1"),  # '(IBM'
         ("error", "unknown-label", "suspicious.jsonl:2 entity 3"),  # PRODUCT
@@ -99,8 +99,8 @@ def test_abbreviations_are_not_sentence_ends():
 def test_cli_validate_exit_codes(capsys):
     assert main(["validate", str(FIX / "schema.yaml"), str(FIX / "suspicious.jsonl")]) == 2
     captured = capsys.readouterr()
-    assert "2 errors, 9 warnings" in captured.out and "suspicious.jsonl:3 entity 2: error: label 'per'" in captured.out
-    assert "2 errors and 9 warnings" in captured.err
+    assert "3 errors, 8 warnings" in captured.out and "suspicious.jsonl:3 entity 2: error: label 'per'" in captured.out
+    assert "3 errors and 8 warnings" in captured.err
     assert main(["validate", str(FIX / "schema.json"), str(FIX / "nerkit.jsonl")]) == 2  # ORG not in this schema
     assert main(["validate", str(FIX / "schema.yaml"), str(FIX / "iob2.conll")]) == 0
     assert main(["validate", str(FIX / "schema.yaml"), str(FIX / "iob2.conll"), "--strict"]) == 2

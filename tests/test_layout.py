@@ -10,9 +10,10 @@ PKG = Path(__file__).resolve().parent.parent / "nerkit"
 MAX_LINES = 400
 # Pipeline stages, lowest first: a module may import its own stage or lower ones, never a higher one.
 STAGES = [
-    {"nerkit._version", "nerkit.errors", "nerkit.types", "nerkit.scheme", "nerkit.files"},
+    {"nerkit._version", "nerkit.errors", "nerkit.types", "nerkit.scheme", "nerkit.files",
+     "nerkit.words", "nerkit.hf_pipeline_code"},  # the word splitter; the pipeline code copied into model dirs
     {"nerkit.data"},
-    {"nerkit.align", "nerkit.modeldir"},
+    {"nerkit.align", "nerkit.modeldir", "nerkit.hf_pipeline"},
     {"nerkit.engines", "nerkit.decode"},
     {"nerkit.budget", "nerkit.transfer", "nerkit.checkpoint"},  # budget rule, head transfer, checkpoints: used by train
     {"nerkit.train", "nerkit.evaluate"},  # train scores dev data with evaluate

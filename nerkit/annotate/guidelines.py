@@ -286,6 +286,10 @@ def validate(schema: Guidelines | str | os.PathLike, data: str | os.PathLike | I
             severity = "error" if c.kind in _READ_ERRORS else "warning"
             findings.append(Finding(severity, c.kind, c.where, formats.CHANGES[c.kind] + (f": {c.detail}" if c.detail else "")))
         found, per_label = check_records(records, schema)
+        if (fmt or formats.detect_format(path)) == "nerkit":
+            # nerkit's own JSONL is what `nerkit train` reads, and it refuses overlapping entities: so does validate.
+            found = [Finding("error", f.kind, f.where, f.message) if f.kind in ("overlap", "nested") else f
+                     for f in found]
         findings += found
         total += per_label
     for name in schema.labels():

@@ -8,6 +8,7 @@ missing extra (fastapi, onnxruntime, pyyaml) fails only the verb that needs it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from nerkit.cli import annotating, pipeline, serving
@@ -33,5 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`nerkit stats ... | head`): stop quietly, as command-line tools do. Later writes,
+        # including the interpreter's final flush, go to /dev/null instead of raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool ended by a closed pipe
     return 0
 

@@ -27,16 +27,20 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "same name are reused (transfer; with a few hundred sentences of related types this beat the base "
                    "encoder by up to 18 F1, see docs/domains.md)")
     p.add_argument("--label-map", help="with --model NER_MODEL: rename its entity types to yours, e.g. PER=PERSON,ORG=COMPANY")
-    p.add_argument("--epochs", type=float, help="default: derived from the data's size (the log says what and why)")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--lr", type=float, help="default: derived from the batch size")
-    p.add_argument("--batch-tokens", type=int, help="subword tokens per batch (default: derived from the data's size)")
-    p.add_argument("--batch-size", dest="batch_tokens", type=lambda v: int(v) * 128,
+    p.add_argument("--epochs", type=positive(float), help="default: derived from the data's size (the log says what and why)")
+    p.add_argument("--max-steps", type=positive(int))
+    p.add_argument("--lr", type=positive(float), help="default: derived from the batch size")
+    p.add_argument("--batch-tokens", type=positive(int), help="subword tokens per batch (default: derived from the data's size)")
+    p.add_argument("--batch-size", dest="batch_tokens", type=positive(int, scale=128),
                    help="sequences per batch (converted to tokens at 128 per sequence)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--class-weights", choices=["none", "balanced", "sqrt"], default="none")
     p.add_argument("--context", type=int, help="subword window size for document context (0: sentences alone)")
-    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                   help="bf16 autocast in training (auto: on CPUs/GPUs with native bf16; NERKIT_BF16=on/off overrides)")
+    p.add_argument("--case-signal", choices=["auto", "on", "off"], default="auto",
+                   help="feed word casing through token_type_ids (auto: for uncased encoders). Such models name their "
+                        "own transformers pipeline (trust_remote_code=True); 'off' gives a plain model")
     p.add_argument("--early-stopping", type=int, help="stop after N evaluations without dev F1 gain")
     p.add_argument("--evals-per-epoch", type=float,
                    help="dev evaluations (and checkpoints) per epoch; below 1, every 1/N epochs (default: derived)")
@@ -50,4 +54,20 @@ def training_config(a: argparse.Namespace):
     return TrainConfig(model=a.model, epochs=a.epochs, max_steps=a.max_steps, lr=a.lr, batch_tokens=a.batch_tokens,
                        seed=a.seed, class_weights=a.class_weights, context=a.context, bf16=a.bf16,
                        early_stopping=a.early_stopping, label_map=a.label_map, evals_per_epoch=a.evals_per_epoch,
-                       eval_every_steps=a.eval_every_steps, resume=getattr(a, "resume", False))
+                       eval_every_steps=a.eval_every_steps, resume=getattr(a, "resume", False),
+                       case_signal={"auto": None, "on": True, "off": False}[getattr(a, "case_signal", "auto")])
+
+
+def positive(kind: type, scale: int = 1):
+    """An argparse type: a number of ``kind`` above zero (times ``scale``), else a clear usage error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value * scale
+
+    parse.__name__ = kind.__name__
+    return parse

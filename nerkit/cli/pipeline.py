@@ -37,22 +37,34 @@ def evaluate(a: argparse.Namespace) -> None:
 
 
 def predict(a: argparse.Namespace) -> None:
-    """Tag texts (arguments, --input, or stdin); write one JSON line per text."""
+    """Tag texts (arguments, --input, or stdin); write one JSON line per text (--output: atomically)."""
+    from nerkit.errors import DataError, NerkitError
+    from nerkit.files import atomic_write_text, check_writable
     from nerkit.predict import Tagger, read_texts
 
     texts = list(a.text)
     if a.input:
-        texts += read_texts(a.input)
-    if not texts:
-        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        found = read_texts(a.input)
+        if not found:
+            raise DataError(a.input, None, "no texts (the file is empty or has only blank lines)")
+        texts += found
+    elif not texts:
+        if sys.stdin.isatty():
+            raise NerkitError("no texts: give them as arguments, with --input FILE, or on standard input")
+        texts = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+        if not texts:
+            raise NerkitError("no texts on standard input")
+    if a.output:
+        check_writable(a.output)  # before loading the model and tagging: fail in a second, not after an hour
     tagger = Tagger.load(a.model_dir, backend=a.backend)
-    out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout
-    try:
-        for text, ents in zip(texts, tagger(texts)):
-            out.write(json.dumps({"text": text, "entities": [e.to_dict() for e in ents]}, ensure_ascii=False) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    lines = (json.dumps({"text": text, "entities": [e.to_dict() for e in ents]}, ensure_ascii=False) + "\n"
+             for text, ents in zip(texts, tagger(texts)))
+    if a.output:
+        # Written whole, then moved into place: an interrupted run leaves the previous file as it was.
+        atomic_write_text(a.output, "".join(lines))
+    else:
+        for line in lines:
+            sys.stdout.write(line)
 
 
 def demo(a: argparse.Namespace) -> None:

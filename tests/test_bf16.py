@@ -1,0 +1,63 @@
+"""bf16 autocast: one policy, forced off anywhere (NERKIT_BF16=off, --bf16 off), run for real where the CPU has it.
+
+CI may run on AVX2 CPUs (no bf16) or on AVX512-BF16/AMX ones; every test here passes on both, and the bf16 path
+is exercised wherever the hardware has it (skipped elsewhere, with the reason).
+"""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nerkit.engines import cpu_has_bf16, use_bf16  # noqa: E402
+from nerkit.errors import NerkitError  # noqa: E402
+from nerkit.predict import Tagger  # noqa: E402
+
+CPU = torch.device("cpu")
+TEXTS = ["John Smith lives in Paris and visited New York City today.", "Mary Jones met John in London."]
+
+
+def test_explicit_settings_win_and_the_env_forces_off(monkeypatch):
+    monkeypatch.delenv("NERKIT_BF16", raising=False)
+    assert use_bf16("on", CPU) is True and use_bf16("off", CPU) is False
+    monkeypatch.setenv("NERKIT_BF16", "off")
+    assert use_bf16("auto", CPU) is False
+    monkeypatch.setenv("NERKIT_BF16", "on")
+    assert use_bf16("auto", CPU) is True
+    with pytest.raises(NerkitError):
+        use_bf16("maybe", CPU)
+
+
+def test_inference_follows_the_hardware_unless_forced(monkeypatch, tiny_model):
+    # Measured on CoNLL-2003 test (README "bf16"): bf16 autocast at inference cost 0.01 F1, so auto keeps it on
+    # where the CPU has native bf16, and NERKIT_BF16=off makes a bf16 CPU behave as an AVX2 one.
+    monkeypatch.delenv("NERKIT_BF16", raising=False)
+    assert Tagger.load(tiny_model, backend="torch").engine.bf16 is cpu_has_bf16()
+    assert Tagger.load(tiny_model, backend="torch", bf16="on").engine.bf16 is True
+    monkeypatch.setenv("NERKIT_BF16", "off")
+    assert Tagger.load(tiny_model, backend="torch").engine.bf16 is False
+
+
+def test_env_off_turns_training_bf16_off(monkeypatch, tiny_model, tmp_path):
+    from nerkit.train import TrainConfig, fit
+    from test_train import small_corpus
+
+    monkeypatch.setenv("NERKIT_BF16", "off")
+    data = small_corpus(tmp_path, n_train=4)
+    res = fit(data["train"], config=TrainConfig(model=str(tiny_model), max_steps=1, batch_tokens=256, progress=False))
+    assert res["meta"]["bf16"] is False
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no AVX512-BF16/AMX: the bf16 path runs on such CPUs only")
+def test_bf16_path_runs_and_stays_close_to_fp32(tiny_model):
+    fp32 = Tagger.load(tiny_model, backend="torch", bf16="off")
+    bf16 = Tagger.load(tiny_model, backend="torch", bf16="on")
+    assert bf16.engine.bf16 is True
+    from test_export import _batch
+
+    batch = _batch(fp32, TEXTS)
+    a, b = fp32.engine.logits(batch), bf16.engine.logits(batch)
+    mask = batch["attention_mask"].astype(bool)
+    assert not np.array_equal(a[mask], b[mask])  # autocast really ran in bf16
+    assert np.abs(a[mask] - b[mask]).max() < 0.05 * np.abs(a[mask]).max()
+    assert (a.argmax(-1)[mask] == b.argmax(-1)[mask]).mean() >= 0.9
+    assert len(bf16(TEXTS)) == 2

@@ -29,7 +29,9 @@ OUTPUT_COLUMNS = ("source", "row", "id", "text", "entities", "model")
 DEFAULT_ROWS_PER_SHARD = 100_000  # Parquet inputs: row groups are gathered into shards of about this many rows
 DEFAULT_BATCH_ROWS = 1024  # texts per tag_table call; the Tagger batches them by tokens inside
 MANIFEST_EVERY_S = 5.0  # the manifest is rewritten at most this often (and at the end); see _Manifest
-_SHARD_COL, _SHARD_ROWS_COL = "__nerkit_shard", "__nerkit_shard_rows"  # internal: which shard a row belongs to
+# Internal columns of the Ray engine: a row's shard, the shard's row count, and (on one row of the shard) its column
+# names as JSON, because Ray Data unifies the schemas of the blocks it batches together.
+_SHARD_COL, _SHARD_ROWS_COL, _SHARD_COLS_COL = "__nerkit_shard", "__nerkit_shard_rows", "__nerkit_shard_cols"
 _KILL_ONCE_ENV = "NERKIT_TEST_KILL_ONCE"  # tests only: a flag file; the first actor batch to find it removes it and dies
 
 
@@ -410,7 +412,7 @@ def _finish_table(table, shard: Shard, fingerprint: str, keep_text: bool):
     """Rows in source order, internal columns dropped, the model fingerprint added."""
     import pyarrow as pa
 
-    drop = [c for c in (_SHARD_COL, _SHARD_ROWS_COL) if c in table.column_names]
+    drop = [c for c in (_SHARD_COL, _SHARD_ROWS_COL, _SHARD_COLS_COL) if c in table.column_names]
     if not keep_text:
         drop.append("text")
     table = table.drop_columns(drop).sort_by("row")
@@ -538,8 +540,14 @@ class _ReadShards:
                 t = read_shard(self.shards[i], self.text_column)
             except NerkitError as exc:
                 raise NerkitError(str(exc)) from None  # DataError's constructor does not survive pickling
+            if not t.num_rows:
+                continue  # an empty shard: the driver writes its (empty) part when the stream ends
+            cols = json.dumps(t.column_names)
             t = t.append_column(_SHARD_COL, pa.array([i] * t.num_rows, pa.int64()))
-            tables.append(t.append_column(_SHARD_ROWS_COL, pa.array([t.num_rows] * t.num_rows, pa.int64())))
+            t = t.append_column(_SHARD_ROWS_COL, pa.array([t.num_rows] * t.num_rows, pa.int64()))
+            tables.append(t.append_column(_SHARD_COLS_COL, pa.array([cols] + [None] * (t.num_rows - 1), pa.string())))
+        if not tables:
+            return pa.table({"text": pa.array([], pa.string()), _SHARD_COL: pa.array([], pa.int64())})
         return pa.concat_tables(tables, promote_options="permissive")
 
 
@@ -604,6 +612,8 @@ def _run_ray(model_dir, backend, workers, threads, pending, text_column, batch_r
                     got.setdefault(i, []).append(part)
                     if len(seen) == part[_SHARD_ROWS_COL][0].as_py():
                         table = pa.concat_tables(got.pop(i), promote_options="permissive")
+                        names = pc.drop_null(table[_SHARD_COLS_COL])[0].as_py()
+                        table = table.select(json.loads(names) + ["entities"])
                         stats["words"] += _count_words(table["text"].to_pylist())
                         done(pending[i], table)
                         complete.add(i)

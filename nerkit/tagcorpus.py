@@ -15,6 +15,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -562,7 +563,9 @@ def _nerkit_cause(exc: BaseException) -> NerkitError | None:
         if isinstance(e, NerkitError):
             return e
         todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
-    return None
+    # Ray Data re-raises a UDF's exception as a UserCodeException whose original is gone but for its text.
+    m = re.search(r"nerkit\.errors\.\w*Error: (.+)", str(exc))
+    return NerkitError(m.group(1).strip()) if m else None
 
 
 def _run_ray(model_dir, backend, workers, threads, pending, text_column, batch_rows, done, stats, progress) -> None:

@@ -496,11 +496,18 @@ def tag_corpus(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike]
 def _run_local(model_dir, backend, threads, pending, text_column, batch_rows, done, stats, progress) -> None:
     import pyarrow as pa
 
-    if threads:
-        os.environ["NERKIT_THREADS"] = str(threads)
     from nerkit.predict import Tagger
 
-    tagger = Tagger.load(model_dir, backend=backend)
+    saved = os.environ.get("NERKIT_THREADS")
+    if threads:
+        os.environ["NERKIT_THREADS"] = str(threads)  # the engines' thread policy reads it when they start
+    try:
+        tagger = Tagger.load(model_dir, backend=backend)
+    finally:
+        if threads and saved is None:
+            del os.environ["NERKIT_THREADS"]
+        elif threads:
+            os.environ["NERKIT_THREADS"] = saved
     if threads and tagger.engine.name == "torch":
         import torch
 

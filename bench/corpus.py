@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--md", help="write the results table here (markdown)")
     a = ap.parse_args()
 
-    from nerkit.export import available_cores  # TODO(layout): nerkit.engines
+    from nerkit.engines import available_cores
     from nerkit.predict import Tagger
     from nerkit.tagcorpus import tag_corpus
 

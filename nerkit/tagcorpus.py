@@ -9,6 +9,9 @@ One function, ``tag_table`` (a table in, the same table with an ``entities`` col
 ``local`` (this process) and ``ray`` (Ray Data ``map_batches`` over an actor pool of ``TagBatch``, which loads the
 model once per actor; Ray retries failed tasks and restarts dead actors). The output contract is in docs/corpus.md.
 """
+# size: ~650 lines because it is the whole tag-corpus contract in one place, in sections: inputs and shards, the
+# table function and the Ray helper, the model fingerprint, part files and the manifest, then the two engines
+# (which share all of the above). Split, the output contract would be spread over several files.
 from __future__ import annotations
 
 import glob
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from nerkit.errors import DataError, NerkitError
+from nerkit.modeldir import INT8_FILE, META_FILE, ONNX_FILE
 
 SUFFIXES = (".txt", ".jsonl", ".parquet")
 MANIFEST_FILE = "_nerkit_manifest.json"
@@ -293,7 +297,7 @@ class TagBatch:
 
 
 def resolve_backend(model_dir: str | os.PathLike, backend: str = "auto") -> str:
-    """The backend ``Tagger.load(model_dir, backend)`` will run: onnx-int8, onnx or torch."""
+    """The backend ``Tagger.load(model_dir, backend)`` will run: onnx-int8, onnx or torch (as engines.load_engine)."""
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise NerkitError(f"{path}: not a model directory (no config.json)")
@@ -315,14 +319,14 @@ def resolve_backend(model_dir: str | os.PathLike, backend: str = "auto") -> str:
     raise NerkitError(f"{path}: backend {backend!r} is not available for this model (run `nerkit export`)")
 
 
-_WEIGHTS = {"onnx-int8": "model.int8.onnx", "onnx": "model.onnx", "torch": "model.safetensors"}
+_WEIGHTS = {"onnx-int8": INT8_FILE, "onnx": ONNX_FILE, "torch": "model.safetensors"}
 
 
 def model_fingerprint(model_dir: str | os.PathLike, backend: str) -> str:
     """SHA-256 (first 16 hex digits) of the backend's weight file, config.json and nerkit.json, and the backend."""
     path = Path(model_dir)
     h = hashlib.sha256(backend.encode() + b"\0")
-    for name in (_WEIGHTS[backend], "config.json", "nerkit.json"):
+    for name in (_WEIGHTS[backend], "config.json", META_FILE):
         f = path / name
         h.update(name.encode() + b"\0")
         if f.is_file():
@@ -582,7 +586,7 @@ def _run_ray(model_dir, backend, workers, threads, pending, text_column, batch_r
     ray = _import_ray()
     started = False
     if not ray.is_initialized():
-        from nerkit.export import available_cores  # TODO(layout): nerkit.engines
+        from nerkit.engines import available_cores
 
         kwargs = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": available_cores()}
         ray.init(include_dashboard=False, logging_level="WARNING", **kwargs)

@@ -14,20 +14,19 @@ pytest.importorskip("onnxruntime")
 from nerkit.errors import DataError, NerkitError  # noqa: E402
 from nerkit.tagcorpus import (MANIFEST_FILE, TagBatch, find_inputs, read_shard, plan_shards,  # noqa: E402
                               tag_corpus, tag_table)
-from tests.tiny import make_tiny_model  # noqa: E402
+from tiny import make_tiny_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory) -> Path:
-    """A tiny model exported to fp32 ONNX: batch-invariant, so every engine must give the same entities."""
+def onnx_model(model_dir, tmp_path_factory) -> Path:
+    """The tiny model exported to fp32 ONNX: batch-invariant, so every engine must give the same entities."""
     from nerkit.export import export
 
-    d = tmp_path_factory.mktemp("tc")
-    make_tiny_model(d / "torch")
-    export(d / "torch", d / "onnx", quantize=False)
-    return d / "onnx"
+    out = tmp_path_factory.mktemp("tc") / "onnx"
+    export(model_dir, out, quantize=False)
+    return out
 
 
 def _write_corpus(root: Path) -> Path:

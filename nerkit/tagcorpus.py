@@ -439,6 +439,18 @@ def _write_part(output: Path, shard: Shard, table, fingerprint: str) -> None:
             tmp.unlink()
 
 
+def _drop_stale_parts(output: Path, manifest: _Manifest, shards: Sequence[Shard]) -> None:
+    """Delete the parts an earlier run wrote for these inputs under other shard ranges (an edited Parquet file, or
+    another --rows-per-shard): their rows would otherwise be in the output twice. Only manifest-listed parts go."""
+    current = {s.part_name for s in shards}
+    sources = {s.source for s in shards}
+    for name, rec in list(manifest.parts.items()):
+        if rec.get("source") in sources and name not in current:
+            (output / name).unlink(missing_ok=True)
+            del manifest.parts[name]
+    manifest.save(force=True)
+
+
 def _count_words(texts: Iterable[str]) -> int:
     return sum(len(t.split()) for t in texts)
 
@@ -472,6 +484,7 @@ def tag_corpus(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike]
                 and (output / s.part_name).is_file():
             continue
         pending.append(s)
+    _drop_stale_parts(output, manifest, shards)
     stats = {"rows": 0, "entities": 0, "words": 0}
 
     def done(shard: Shard, table) -> None:

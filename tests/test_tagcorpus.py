@@ -109,6 +109,11 @@ def test_rerun_redoes_only_a_deleted_part(onnx_model, corpus, tmp_path):
     assert not list(out.glob(".*tmp"))  # no temporary files left behind
     # nothing to do on a third run
     assert tag_corpus(onnx_model, [corpus], out, backend="onnx", rows_per_shard=15).tagged == 0
+    # other shard ranges for the Parquet file: its old parts are replaced, never left beside the new ones
+    res = tag_corpus(onnx_model, [corpus], out, backend="onnx", rows_per_shard=100)
+    assert (res.skipped, res.tagged) == (2, 1)
+    keys = [(r["source"], r["row"]) for p in _parts(out).values() for r in p]
+    assert len(keys) == len(set(keys)) == 46 and len(_parts(out)) == 3
 
 
 def test_changed_input_is_redone_and_foreign_outputs_refused(onnx_model, corpus, tmp_path):

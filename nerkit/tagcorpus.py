@@ -73,7 +73,7 @@ class Shard:
 
 def find_inputs(inputs: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[Path]:
     """Files named by ``inputs`` (files, folders searched recursively, or globs), in a stable order, no repeats."""
-    found: list[Path] = []
+    found: dict[Path, None] = {}  # ordered, and fast membership for folders of many files
     skip = Path(exclude).resolve() if exclude is not None else None
     for item in inputs:
         item = str(item)
@@ -97,11 +97,10 @@ def find_inputs(inputs: Sequence[str | os.PathLike], exclude: str | os.PathLike 
             r = q.resolve()
             if skip is not None and (r == skip or skip in r.parents):
                 continue  # never read our own output back as input
-            if r not in found:
-                found.append(r)
+            found.setdefault(r)
     if not found:
         raise NerkitError("no input files")
-    return found
+    return list(found)
 
 
 def plan_shards(files: Sequence[str | os.PathLike], rows_per_shard: int = DEFAULT_ROWS_PER_SHARD) -> list[Shard]:

@@ -19,7 +19,7 @@ STAGES = [
     {"nerkit.train", "nerkit.evaluate"},  # train scores dev data with evaluate
     {"nerkit.predict"},
     {"nerkit.export"},
-    {"nerkit.serve"},
+    {"nerkit.serve", "nerkit.tagcorpus"},  # both run a Tagger over texts: HTTP requests, corpus files
     {"nerkit.demo"},
     {"nerkit.annotate"},  # beside the pipeline: it uses the pipeline, the pipeline never uses it
     {"nerkit.cli"},

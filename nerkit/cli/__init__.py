@@ -1,7 +1,7 @@
 """`nerkit <verb>`: a thin command line over the public Python API.
 
 Each verb is a small function in ``pipeline`` (stats, train, evaluate, predict, demo), ``serving`` (export,
-serve) or ``annotating`` (validate, convert, agree, adjudicate, preannotate, suggest, curve); options shared by
+serve), ``corpus`` (tag-corpus) or ``annotating`` (validate, convert, agree, adjudicate, preannotate, suggest, curve); options shared by
 several verbs are defined once in ``_util``. Heavy or optional libraries load only when a verb runs, so a
 missing extra (fastapi, onnxruntime, pyyaml) fails only the verb that needs it.
 """
@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from nerkit.cli import annotating, pipeline, serving
+from nerkit.cli import annotating, corpus, pipeline, serving
 from nerkit.errors import NerkitError
 
 
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The `nerkit` argument parser with every subcommand."""
     p = argparse.ArgumentParser(prog="nerkit", description="Fine-tune, evaluate and serve BERT NER models.")
     sub = p.add_subparsers(dest="verb", required=True)
-    for group in (pipeline, serving, annotating):
+    for group in (pipeline, serving, corpus, annotating):
         group.register(sub)
     return p
 

@@ -175,9 +175,14 @@ def _token_re() -> re.Pattern[str]:
             else:
                 ranges.append([c, c])
     marks = "".join(f"{chr(a)}-{chr(b)}" if b > a else re.escape(chr(a)) for a, b in ranges)
-    word = rf"[\w{marks}]+"
-    # A symbol keeps its trailing marks, skin-tone modifiers and zero-width-joined symbols (one emoji, one token).
-    symbol = rf"[^\w\s{marks}](?:[{marks}\U0001F3FB-\U0001F3FF]|\u200d[^\w\s])*"
+    # Grapheme extenders (Unicode's Grapheme_Extend + ZWJ, minus what \w already holds): marks, ZWNJ/ZWJ,
+    # emoji skin-tone modifiers and emoji tag characters (the subdivision flags). A word or symbol never ends
+    # before one, so no user-perceived character is cut in two.
+    ext = rf"{marks}\u200c\u200d\U0001F3FB-\U0001F3FF\U000E0020-\U000E007F"
+    word = rf"[\w{ext}]+"
+    # A symbol is a flag (a pair of regional indicators, else one indicator) or one other character, with its
+    # extenders and the symbols it is zero-width-joined to: one emoji (👩🏽‍💻, 🏳️‍🌈, #️⃣, 🇬🇷), one token.
+    symbol = rf"(?:[\U0001F1E6-\U0001F1FF]{{2}}|[^\w\s{ext}])(?:\u200d[^\w\s{ext}]|[{ext}])*"
     return re.compile(rf"{word}(?:[-'’.]{word})*|{symbol}")
 
 

@@ -16,13 +16,12 @@ import numpy as np
 from nerkit import align
 from nerkit._version import __version__
 from nerkit.budget import Budget, plan_budget
-from nerkit.data import as_documents
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, set_torch_threads, use_bf16
 from nerkit.errors import NerkitError
-from nerkit.files import fingerprint
 from nerkit.modeldir import ModelMeta, check_output, save_model_dir
 from nerkit.scheme import iob2_labels, labels_of
+from nerkit.sources import as_documents, fingerprint
 from nerkit.transfer import parse_label_map, source_labels, transfer_head
 from nerkit.types import Document
 

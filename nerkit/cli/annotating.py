@@ -1,4 +1,5 @@
-"""`nerkit validate | convert | agree | adjudicate | preannotate | suggest | curve`: the annotation workflow."""
+"""`nerkit validate | labelstudio-config | convert | agree | adjudicate | preannotate | suggest | curve`: the annotation
+workflow."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,19 @@ def validate(a: argparse.Namespace) -> None:
     errors = sum(f.severity == "error" for f in findings)
     if errors or (a.strict and findings):
         raise NerkitError(f"{errors} errors and {len(findings) - errors} warnings in {', '.join(a.data)}")
+
+
+def labelstudio_config(a: argparse.Namespace) -> None:
+    """Write (or print) the Label Studio labeling config of a guidelines file."""
+    from nerkit.annotate.guidelines import load_guidelines
+    from nerkit.files import atomic_write_text
+
+    xml = load_guidelines(a.schema).labelstudio_config()
+    if a.output:
+        atomic_write_text(a.output, xml)
+        print(f"wrote {a.output} (paste it under Settings > Labeling Interface > Code)", file=sys.stderr)
+    else:
+        sys.stdout.write(xml)
 
 
 def convert(a: argparse.Namespace) -> None:
@@ -146,6 +160,11 @@ def register(sub) -> None:
     v.add_argument("--from", dest="fmt", help=f"data format ({FORMAT_HELP}); default: guessed from the name")
     v.add_argument("--strict", action="store_true", help="fail on warnings too")
     v.set_defaults(func=validate)
+
+    x = sub.add_parser("labelstudio-config", help="the Label Studio labeling config of a label schema (XML)")
+    x.add_argument("schema")
+    x.add_argument("--output", help="write the config here (default: print it)")
+    x.set_defaults(func=labelstudio_config)
 
     c = sub.add_parser("convert", help="convert annotations between tools' formats")
     c.add_argument("input")

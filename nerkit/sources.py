@@ -46,7 +46,9 @@ def load(path: str | os.PathLike, scheme: LabelScheme | str | None = None) -> li
     log = formats.ChangeLog()
     docs = formats.read_documents(path, fmt, log)
     if log.changes:
-        warnings.warn(f"{path}: read as {fmt}; " + log.summary().replace("\n", "; "), data.DataWarning, stacklevel=2)
+        counts = "; ".join(f"{n} x {formats.CHANGES[k]}" for k, n in log.counts().most_common())
+        warnings.warn(f"{path}: read as {fmt} with {len(log.changes)} changes ({counts}; first: {log.details(1)[0]}); "
+                      "`nerkit convert` lists them all", data.DataWarning, stacklevel=2)
     return docs
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from nerkit.cli._util import FORMAT_HELP, add_backend, add_scheme, add_training_options, training_config
+from nerkit.cli._util import FORMAT_HELP, add_annotator, add_backend, add_scheme, add_training_options, training_config
 from nerkit.errors import NerkitError
 
 
@@ -48,7 +48,8 @@ def convert(a: argparse.Namespace) -> None:
     """Convert annotations between formats; print what changed."""
     from nerkit.annotate.formats import convert as convert_file
 
-    report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict)
+    report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict,
+                          annotators=a.annotator)
     _print_report(report, a.details)
     print(f"wrote {a.output}")
 
@@ -59,7 +60,7 @@ def agree(a: argparse.Namespace) -> None:
     from nerkit.annotate.formats import ChangeLog
 
     report = ChangeLog()
-    names, sets = ag.load_annotators(a.files, a.fmt, report)
+    names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
     al = ag.align(names, sets)
     result = ag.agreement(al, report)
     found = ag.disagreements(al)
@@ -97,7 +98,7 @@ def adjudicate(a: argparse.Namespace) -> None:
     from nerkit.annotate import agreement as ag
 
     report = formats.ChangeLog()
-    names, sets = ag.load_annotators(a.files, a.fmt, report)
+    names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
     al = ag.align(names, sets)
     out = merge(al, a.strategy)
     formats.write(out.records, a.output, a.to, report)
@@ -175,6 +176,8 @@ def register(sub) -> None:
                    help="span edge inside a word, for token formats: split the word (default) or widen the span")
     c.add_argument("--strict", action="store_true", help="fail instead of changing anything")
     c.add_argument("--details", type=int, default=20, help="list this many changes (-1: all)")
+    add_annotator(c, "keep this annotator's annotation of each task (Label Studio user id or email; repeat "
+                     "for a fallback order); default: each task's first submitted annotation")
     c.set_defaults(func=convert)
 
     g = sub.add_parser("agree", help="inter-annotator agreement of two or more annotators' files")
@@ -183,6 +186,7 @@ def register(sub) -> None:
     g.add_argument("--json", action="store_true")
     g.add_argument("--report", help="write the disagreements as text here (default: print them)")
     g.add_argument("--html", help="write the disagreements as an HTML page here")
+    add_annotator(g, "compare only these annotators of a Label Studio export (id or email; repeat)")
     g.set_defaults(func=agree)
 
     j = sub.add_parser("adjudicate", help="merge annotators by majority; conflicts go to a review file")
@@ -194,6 +198,7 @@ def register(sub) -> None:
     j.add_argument("--strategy", choices=["majority", "plurality"], default="majority")
     j.add_argument("--apply", metavar="REVIEW", help="apply a decided review file to the merged file given")
     j.add_argument("--allow-undecided", action="store_true", help="with --apply: leave undecided items without entities")
+    add_annotator(j, "merge only these annotators of a Label Studio export (id or email; repeat)")
     j.set_defaults(func=adjudicate)
 
     p = sub.add_parser("preannotate", help="tag texts with a model and write annotation tasks")

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from nerkit.annotate.formats.records import ChangeLog, Record, _finish
+from nerkit.annotate.formats.records import ChangeLog, Record, finish
 from nerkit.errors import DataError, NerkitError
 from nerkit.files import atomic_write_bytes, read_bytes
 from nerkit.types import Span
@@ -49,7 +49,7 @@ def _record(doc, rid: str, where: str, log: ChangeLog) -> Record:
                 located.append((span, f"{where} {what} {k}"))
     # spaCy's tokens are not kept as the record's words: nerkit's word splitting is what it trains on.
     rec = Record(rid, doc.text, source=where, meta={META: {"ents": ents, "spans": groups}})
-    return _finish(rec, located, log)
+    return finish(rec, located, log)
 
 
 def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:

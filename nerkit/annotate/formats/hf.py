@@ -284,7 +284,6 @@ def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
     ds_extra = _extra_columns(path, info)
     for i, (r, d) in enumerate(zip(records, docs)):
         s = d.sentences[0]
-        r.meta["words"] = s.surface()[1]
         r.meta[META] = {"names": info.names, "features": info.features,
                         "extra": {c: v[i] for c, v in ds_extra.items()}, "n_words": len(s.words)}
         log.records_in += 1

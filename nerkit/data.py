@@ -6,7 +6,6 @@ Everything read here comes out as IOB2-tagged ``Document``s; problems in the inp
 from __future__ import annotations
 
 import json
-import os
 import re
 import unicodedata
 import warnings
@@ -175,13 +174,11 @@ def _token_re() -> re.Pattern[str]:
             else:
                 ranges.append([c, c])
     marks = "".join(f"{chr(a)}-{chr(b)}" if b > a else re.escape(chr(a)) for a, b in ranges)
-    # Grapheme extenders (Unicode's Grapheme_Extend + ZWJ, minus what \w already holds): marks, ZWNJ/ZWJ,
-    # emoji skin-tone modifiers and emoji tag characters (the subdivision flags). A word or symbol never ends
-    # before one, so no user-perceived character is cut in two.
+    # Grapheme extenders (marks, ZWNJ/ZWJ, skin tones, emoji tag characters) stay with the character before them,
+    # so no user-perceived character is cut in two. A symbol is a flag (two regional indicators) or one other character, with its
+    # extenders and the symbols it is zero-width-joined to: one emoji (👩🏽‍💻, 🏳️‍🌈, #️⃣, 🇬🇷), one token.
     ext = rf"{marks}\u200c\u200d\U0001F3FB-\U0001F3FF\U000E0020-\U000E007F"
     word = rf"[\w{ext}]+"
-    # A symbol is a flag (a pair of regional indicators, else one indicator) or one other character, with its
-    # extenders and the symbols it is zero-width-joined to: one emoji (👩🏽‍💻, 🏳️‍🌈, #️⃣, 🇬🇷), one token.
     symbol = rf"(?:[\U0001F1E6-\U0001F1FF]{{2}}|[^\w\s{ext}])(?:\u200d[^\w\s{ext}]|[{ext}])*"
     return re.compile(rf"{word}(?:[-'’.]{word})*|{symbol}")
 
@@ -349,19 +346,10 @@ def write_jsonl(docs: Iterable[Document], path: str | Path) -> None:
 
 
 def load(path: str | Path, scheme: LabelScheme | str | None = None) -> list[Document]:
-    """Read ``.jsonl``/``.json`` files as JSON Lines, anything else as CoNLL columns."""
+    """Read ``.jsonl``/``.json`` files as JSON Lines, anything else as CoNLL (``sources.load`` reads every format)."""
     if Path(path).suffix.lower() in (".jsonl", ".json"):
         return read_jsonl(path)
     return read_conll(path, scheme)
-
-
-def as_documents(data, scheme: LabelScheme | str | None = None) -> list[Document]:
-    """Documents from a file path (read with ``load``), an iterable of Documents, or None (no documents)."""
-    if data is None:
-        return []
-    if isinstance(data, (str, os.PathLike)):
-        return load(data, scheme=scheme)
-    return list(data)
 
 
 # ---------------------------------------------------------------- statistics

@@ -232,8 +232,9 @@ def test_tokenize_keeps_grapheme_clusters_whole():
 
 
 # Letters, digits, marks, joiners, emoji pieces, regional indicators, tag characters, punctuation and spaces
-# (Prepend characters such as U+0600 are left out: nerkit keeps them as symbols of their own).
-_GRAPHEME_ALPHABET = list("ab1#-'. \n") + ["\u0301", "\u093f", "\u094d", "\u20e3", "\ufe0f", "\u200c", "\u200d",
+# (left out: Prepend characters such as U+0600, which nerkit keeps as symbols of their own, and the virama, with
+# which the regex module joins a consonant to any preceding cluster, '🇬्क', where Unicode 15.1's GB9c does not).
+_GRAPHEME_ALPHABET = list("ab1#-'. \n") + ["\u0301", "\u093f", "\u20e3", "\ufe0f", "\u200c", "\u200d",
                                             "🇬", "🇷", "👍", "😀", "🏴", "🏽", "\U000E0067", "\U000E007F", "क", "ष"]
 
 

@@ -167,3 +167,21 @@ def test_classic_recipe_trains_on_a_converted_dataset(tmp_path, tiny_model, monk
         recipe.main()
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["train_subword_tokens_per_epoch"] > 0 and 0.0 <= result["dev_f1"] <= 1.0
+
+
+def test_train_on_a_dataset_with_a_docbin_dev_set(tmp_path, tiny_model):
+    """--train/--dev take the converted forms too; the run records a fingerprint of the dataset directory."""
+    conll = tmp_path / "a.conll"
+    conll.write_text("john B-PER\nsmith I-PER\nlives O\nin O\nparis B-LOC\n\nmary B-PER\nwent O\nto O\nlondon B-LOC\n",
+                     encoding="utf-8")
+    assert main(["convert", str(conll), str(tmp_path / "train"), "--to", "hf"]) == 0
+    dev = tmp_path / "train"
+    if importlib.util.find_spec("spacy") is not None:
+        dev = tmp_path / "dev.spacy"
+        assert main(["convert", str(conll), str(dev)]) == 0
+    out = tmp_path / "model"
+    assert main(["train", "--train", str(tmp_path / "train"), "--dev", str(dev), "--model", str(tiny_model),
+                 "--max-steps", "2", "--output", str(out)]) == 0
+    meta = json.loads((out / "nerkit.json").read_text(encoding="utf-8"))
+    assert meta["data"]["train"]["path"] == str(tmp_path / "train") and len(meta["data"]["train"]["sha256_16"]) == 16
+    assert meta["data"]["dev"]["sentences"] == 2

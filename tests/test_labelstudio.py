@@ -154,3 +154,17 @@ def test_export_with_predictions_only_stops(tmp_path):
     path.write_text(json.dumps(tasks), encoding="utf-8")
     with pytest.raises(NerkitError, match='no task has an annotation.*"annotations"'):
         formats.convert(path, tmp_path / "o.jsonl")
+
+
+def test_agree_compares_the_chosen_annotators_alike_in_both_exports(exports, capsys):
+    full, mini, _, _ = exports
+    results = []
+    for path in (full, mini):
+        assert main(["agree", str(path), "--annotator", "1", "--annotator", "2", "--json"]) == 0
+        results.append(json.loads(capsys.readouterr().out))
+    assert results[0]["annotators"] == ["export:1", "export:2"]
+    assert results[1]["annotators"] == ["export_min:1", "export_min:2"]
+    for key in ("items", "entity_f1_exact", "token_kappa"):
+        if key in results[0]:
+            assert results[0][key] == results[1][key], key
+    assert results[0]["items"] == 2  # tasks 1 and 2: the only ones both annotated

@@ -51,7 +51,10 @@ def load_annotators(paths: Sequence[str | os.PathLike], fmt: str | None = None, 
             by.setdefault(f"{Path(paths[0]).stem}:{r.annotator or '?'}", []).append(r)
         if len(by) < 2:
             raise NerkitError(f"{paths[0]}: needs two or more annotators (give one file per annotator)")
-        return list(by), list(by.values())
+        # Ordered by annotator (user ids numerically), not by first appearance: the JSON and JSON-MIN exports of
+        # a project list annotations in different orders and must give the same result.
+        order = sorted(by, key=lambda n: (not n.rsplit(":", 1)[-1].isdigit(), len(n.rsplit(":", 1)[-1]), n))
+        return order, [by[n] for n in order]
     names, sets = [], []
     for p in paths:
         name, k = Path(p).stem or str(p), 2

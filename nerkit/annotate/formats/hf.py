@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from nerkit.annotate.formats.documents import from_documents, to_documents
 from nerkit.annotate.formats.records import ChangeLog, Record
 from nerkit.errors import DataError, NerkitError
 from nerkit.scheme import LabelScheme, chunks, convert as convert_tags, detect_scheme, split_tag, validate
@@ -142,6 +143,10 @@ def _column(ds, wanted: Sequence[str], what: str, where: str) -> str:
 
 def read_documents(path: str | os.PathLike) -> tuple[list[Document], HfInfo]:
     """One single-sentence IOB2 document per row (document id from an ``id`` column when there is one)."""
+    return _read(path)[:2]
+
+
+def _read(path: str | os.PathLike):
     ds = load(path)
     where = str(path)
     tok_col = _column(ds, TOKEN_COLUMNS, "word", where)
@@ -187,7 +192,7 @@ def read_documents(path: str | os.PathLike) -> tuple[list[Document], HfInfo]:
     for doc, tags in zip(docs, sequences):
         doc.sentences[0].tags = convert_tags(tags, scheme)
     info = HfInfo(tok_col, tag_col, names, scheme, ds.features.to_dict(), found.total() if found else 0)
-    return docs, info
+    return docs, info, ds
 
 
 def tag_names(tags: Sequence[str], keep: Sequence[str] | None = None) -> list[str]:
@@ -275,13 +280,12 @@ def _cast_id(v: str):
 
 def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
     """Records of a dataset: words joined by spaces, with the words kept (``meta["words"]``) for an exact way back."""
-    from nerkit.annotate.formats.documents import from_documents
-
-    docs, info = read_documents(path)
+    docs, info, ds = _read(path)
     records = from_documents(docs)
     for _ in range(info.repaired):
         log.add("tags-repaired", str(path), "invalid tag transition")
-    ds_extra = _extra_columns(path, info)
+    # Columns other than id, words and tags (e.g. pos_tags), kept to write the same dataset back.
+    ds_extra = {c: ds[c] for c in info.features if c not in ("id", info.token_column, info.tag_column)}
     for i, (r, d) in enumerate(zip(records, docs)):
         s = d.sentences[0]
         r.meta[META] = {"names": info.names, "features": info.features,
@@ -291,20 +295,8 @@ def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
     return records
 
 
-def _extra_columns(path, info: HfInfo) -> dict[str, list]:
-    """Columns other than id, words and tags (e.g. pos_tags), kept to write the same dataset back."""
-    skip = {"id", info.token_column, info.tag_column}
-    names = [c for c in info.features if c not in skip]
-    if not names:
-        return {}
-    ds = load(path)
-    return {c: ds[c] for c in names}
-
-
 def write(records: Sequence[Record], path: str | os.PathLike, log: ChangeLog, misaligned: str = "split") -> None:
     """A dataset with ClassLabel tags, one row per sentence; a dataset read by ``read`` comes back unchanged."""
-    from nerkit.annotate.formats.documents import to_documents
-
     docs = to_documents(records, log, misaligned=misaligned)
     metas = [r.meta.get(META) for r in records]
     names = extra_features = extra = None

@@ -6,7 +6,6 @@ Everything read here comes out as IOB2-tagged ``Document``s; problems in the inp
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from bisect import bisect_left, bisect_right
 from collections import Counter
@@ -323,19 +322,10 @@ def write_jsonl(docs: Iterable[Document], path: str | Path) -> None:
 
 
 def load(path: str | Path, scheme: LabelScheme | str | None = None) -> list[Document]:
-    """Read ``.jsonl``/``.json`` files as JSON Lines, anything else as CoNLL columns."""
+    """Read ``.jsonl``/``.json`` files as JSON Lines, anything else as CoNLL (``sources.load`` reads every format)."""
     if Path(path).suffix.lower() in (".jsonl", ".json"):
         return read_jsonl(path)
     return read_conll(path, scheme)
-
-
-def as_documents(data, scheme: LabelScheme | str | None = None) -> list[Document]:
-    """Documents from a file path (read with ``load``), an iterable of Documents, or None (no documents)."""
-    if data is None:
-        return []
-    if isinstance(data, (str, os.PathLike)):
-        return load(data, scheme=scheme)
-    return list(data)
 
 
 def check_labelled(docs: Iterable[Document], role: str) -> None:

@@ -61,7 +61,8 @@ def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
 
 def evaluate(tagger, data: str | os.PathLike | Sequence[Document], scheme: str | None = None) -> dict:
     """Tag every sentence of labelled data with ``tagger`` (document context, windows merged) and score it."""
-    from nerkit.data import as_documents, check_labelled
+    from nerkit.data import check_labelled
+    from nerkit.sources import as_documents
 
     docs = as_documents(data, scheme)
     check_labelled(docs, "evaluation")

@@ -30,13 +30,13 @@ import numpy as np
 from nerkit import align, checkpoint
 from nerkit._version import __version__
 from nerkit.budget import Budget, plan_budget
-from nerkit.data import as_documents, check_labelled
+from nerkit.data import check_labelled
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, available_cores, set_torch_threads, use_bf16
 from nerkit.errors import NerkitError
-from nerkit.files import fingerprint
 from nerkit.modeldir import ModelMeta, check_output, save_model_dir
 from nerkit.scheme import iob2_labels, labels_of
+from nerkit.sources import as_documents, fingerprint
 from nerkit.transfer import parse_label_map, source_labels, transfer_head
 from nerkit.types import Document
 
@@ -563,7 +563,6 @@ def start_state(cfg: TrainConfig, root: Path | None, key: str, model, opt, sched
 def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, config: TrainConfig | None = None,
         scheme: str | None = None) -> TrainResult:
     """Fine-tune ``config.model`` on ``train`` (path or documents); keep the best dev-F1 checkpoint; save to ``output``."""
-    import torch
     from tqdm.auto import tqdm
     from transformers import set_seed
 
@@ -590,7 +589,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
         print(f"training budget: {budget.describe()}", file=sys.stderr, flush=True)
 
     accelerator = _accelerator()
-    n_proc, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    n_proc, main = accelerator.num_processes, accelerator.is_main_process
     device = accelerator.device
     model.to(device)
     bf16 = use_bf16(cfg.bf16, device)

@@ -224,6 +224,33 @@ def test_tokenize_covers_every_non_space_character_exactly(text):
     assert all(text[i] in INVISIBLE for i in {i for i, c in enumerate(text) if not c.isspace()} - covered)
 
 
+def test_tokenize_keeps_grapheme_clusters_whole():
+    # Flags are pairs of regional indicators; ZWJ sequences, keycaps, tag flags and modifiers are one emoji.
+    england = "\U0001F3F4\U000E0067\U000E0062\U000E0065\U000E006E\U000E0067\U000E007F"
+    text = f"Athens 🇬🇷🇫🇷 and 🇬 👩🏽\u200d💻 🏳️\u200d🌈 #️⃣ 1️⃣ {england} می\u200cخواهم क्\u200dष a🏻"
+    words, offsets = tokenize(text)
+    assert words == ["Athens", "🇬🇷", "🇫🇷", "and", "🇬", "👩🏽\u200d💻", "🏳️\u200d🌈", "#️⃣", "1️⃣", england,
+                     "می\u200cخواهم", "क्\u200dष", "a🏻"]
+    assert all(text[s:e] == w for w, (s, e) in zip(words, offsets))
+
+
+# Letters, digits, marks, joiners, emoji pieces, regional indicators, tag characters, punctuation and spaces
+# (left out: Prepend characters such as U+0600, which nerkit keeps as symbols of their own, and the virama, with
+# which the regex module joins a consonant to any preceding cluster, '🇬्क', where Unicode 15.1's GB9c does not).
+_GRAPHEME_ALPHABET = list("ab1#-'. \n") + ["\u0301", "\u093f", "\u20e3", "\ufe0f", "\u200c", "\u200d",
+                                            "🇬", "🇷", "👍", "😀", "🏴", "🏽", "\U000E0067", "\U000E007F", "क", "ष"]
+
+
+@given(st.lists(st.sampled_from(_GRAPHEME_ALPHABET), max_size=30).map("".join))
+def test_tokenize_never_cuts_a_grapheme_cluster(text):
+    import regex
+
+    bounds = {m.start() for m in regex.finditer(r"\X", text)} | {len(text)}
+    for s, e in tokenize(text)[1]:
+        assert e in bounds  # a word or symbol never ends inside a user-perceived character
+        assert s in bounds or text[s - 1].isspace()  # Unicode joins " \u0301" into one cluster; a word cannot
+
+
 # ---------------------------------------------------------------- spans and tags
 
 

@@ -46,7 +46,7 @@ def test_labelstudio_export():
     assert counts == {"skipped-record": 2, "not-entity": 2, "utf16": 2}
     emoji = records[4]
     assert [emoji.text[s.start:s.end] for s in emoji.spans] == ["Berlin", "Anna"]
-    assert records[0].source.endswith("labelstudio_export.json:2 annotation 1")
+    assert records[0].source.endswith("labelstudio_export.json:2 task 101 annotation 1")  # findings name the task
 
 
 def test_labelstudio_json_min_export():

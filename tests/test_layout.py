@@ -13,6 +13,9 @@ STAGES = [
     {"nerkit._version", "nerkit.errors", "nerkit.types", "nerkit.scheme", "nerkit.files",
      "nerkit.words", "nerkit.hf_pipeline_code"},  # the word splitter; the pipeline code copied into model dirs
     {"nerkit.data"},
+    # Tool formats read and write data (they import nothing above data), and sources reads every format for
+    # train, evaluate and the CLI: so the formats sit here, below the pipeline, while the rest of annotate is beside.
+    {"nerkit.annotate.formats", "nerkit.sources"},
     {"nerkit.align", "nerkit.modeldir", "nerkit.hf_pipeline"},
     {"nerkit.engines", "nerkit.decode"},
     {"nerkit.budget", "nerkit.transfer", "nerkit.checkpoint"},  # budget rule, head transfer, checkpoints: used by train

@@ -12,7 +12,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 pytest.importorskip("onnxruntime")
 
 from nerkit.errors import DataError, NerkitError  # noqa: E402
-from nerkit.tagcorpus import (MANIFEST_FILE, TagBatch, find_inputs, read_shard, plan_shards,  # noqa: E402
+from nerkit.tagcorpus import (MANIFEST_FILE, TagBatch, find_inputs, plan_shards,  # noqa: E402
                               tag_corpus, tag_table)
 from tiny import make_tiny_model  # noqa: E402
 

@@ -18,7 +18,8 @@ from typing import Sequence
 from nerkit.errors import NerkitError
 from nerkit.data import split_words
 from nerkit.files import atomic_write_text
-from nerkit.annotate.formats import Record, ChangeLog, flatten, one_per_text, read
+from nerkit.annotate.formats import (ChangeLog, Record, annotator_rank, flatten, read_labelled,
+                                    select_annotations)
 from nerkit.types import Span
 
 
@@ -35,25 +36,32 @@ class Aligned:
         return self.records[item][annotator].spans
 
 
-def load_annotators(paths: Sequence[str | os.PathLike], fmt: str | None = None,
-                    report: ChangeLog | None = None) -> tuple[list[str], list[list[Record]]]:
-    """Each file is one annotator; a single file with several annotators (Label Studio) is split by annotator."""
+def load_annotators(paths: Sequence[str | os.PathLike], fmt: str | None = None, report: ChangeLog | None = None,
+                    annotators: Sequence[str] | None = None) -> tuple[list[str], list[list[Record]]]:
+    """Each file is one annotator; a single file with several annotators (Label Studio) is split by annotator
+    (only the ``annotators`` given, ids or emails, when there are some)."""
     report = report if report is not None else ChangeLog()
     if len(paths) == 1:
-        records = read(paths[0], fmt, report)
+        records = read_labelled(paths[0], fmt, report)
+        if annotators:
+            select_annotations(records, ChangeLog(), annotators, paths[0])  # stops when none of them annotated
+            records = [r for r in records if annotator_rank(r, annotators) is not None]
         by: dict[str, list[Record]] = {}
         for r in records:
             by.setdefault(f"{Path(paths[0]).stem}:{r.annotator or '?'}", []).append(r)
         if len(by) < 2:
             raise NerkitError(f"{paths[0]}: needs two or more annotators (give one file per annotator)")
-        return list(by), list(by.values())
+        # Ordered by annotator (user ids numerically), not by first appearance: the JSON and JSON-MIN exports of
+        # a project list annotations in different orders and must give the same result.
+        order = sorted(by, key=lambda n: (not n.rsplit(":", 1)[-1].isdigit(), len(n.rsplit(":", 1)[-1]), n))
+        return order, [by[n] for n in order]
     names, sets = [], []
     for p in paths:
         name, k = Path(p).stem or str(p), 2
         while name in names:
             name, k = f"{Path(p).stem}-{k}", k + 1
         names.append(name)
-        sets.append(one_per_text(read(p, fmt, report), report))
+        sets.append(select_annotations(read_labelled(p, fmt, report), report, annotators, p))
     return names, sets
 
 

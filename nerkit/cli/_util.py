@@ -6,12 +6,18 @@ import argparse
 from nerkit.engines import BACKENDS
 
 SCHEMES = ("IOB1", "IOB2", "BIOES")
-FORMAT_HELP = "labelstudio, doccano, brat, spacy (Prodigy), conll, conll-iob1, conll-iob2, conll-bioes, nerkit"
+FORMAT_HELP = ("labelstudio, doccano, brat, spacy (Prodigy, Doc.to_json, v2 tuples), docbin (.spacy), spacy-json "
+               "(spacy convert), hf (Hugging Face dataset), conll, conll-iob1, conll-iob2, conll-bioes, nerkit")
 
 
 def add_scheme(p: argparse.ArgumentParser) -> None:
     """``--scheme``: the tag scheme of CoNLL input (default: detected)."""
     p.add_argument("--scheme", choices=SCHEMES, help="tag scheme of CoNLL input (default: detect)")
+
+
+def add_annotator(p: argparse.ArgumentParser, help: str) -> None:
+    """``--annotator``: whose annotations of a multi-annotator export to use (repeatable)."""
+    p.add_argument("--annotator", action="append", metavar="ID_OR_EMAIL", help=help)
 
 
 def add_backend(p: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""`nerkit validate | convert | agree | adjudicate | preannotate | suggest | curve`: the annotation workflow."""
+"""`nerkit validate | labelstudio-config | convert | agree | adjudicate | preannotate | suggest | curve`: the annotation
+workflow."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from nerkit.cli._util import FORMAT_HELP, add_backend, add_scheme, add_training_options, training_config
+from nerkit.cli._util import FORMAT_HELP, add_annotator, add_backend, add_scheme, add_training_options, training_config
 from nerkit.errors import NerkitError
 
 
@@ -30,11 +31,25 @@ def validate(a: argparse.Namespace) -> None:
         raise NerkitError(f"{errors} errors and {len(findings) - errors} warnings in {', '.join(a.data)}")
 
 
+def labelstudio_config(a: argparse.Namespace) -> None:
+    """Write (or print) the Label Studio labeling config of a guidelines file."""
+    from nerkit.annotate.guidelines import load_guidelines
+    from nerkit.files import atomic_write_text
+
+    xml = load_guidelines(a.schema).labelstudio_config()
+    if a.output:
+        atomic_write_text(a.output, xml)
+        print(f"wrote {a.output} (paste it under Settings > Labeling Interface > Code)", file=sys.stderr)
+    else:
+        sys.stdout.write(xml)
+
+
 def convert(a: argparse.Namespace) -> None:
     """Convert annotations between formats; print what changed."""
     from nerkit.annotate.formats import convert as convert_file
 
-    report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict)
+    report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict,
+                          annotators=a.annotator)
     _print_report(report, a.details)
     print(f"wrote {a.output}")
 
@@ -45,7 +60,7 @@ def agree(a: argparse.Namespace) -> None:
     from nerkit.annotate.formats import ChangeLog
 
     report = ChangeLog()
-    names, sets = ag.load_annotators(a.files, a.fmt, report)
+    names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
     al = ag.align(names, sets)
     result = ag.agreement(al, report)
     found = ag.disagreements(al)
@@ -83,7 +98,7 @@ def adjudicate(a: argparse.Namespace) -> None:
     from nerkit.annotate import agreement as ag
 
     report = formats.ChangeLog()
-    names, sets = ag.load_annotators(a.files, a.fmt, report)
+    names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
     al = ag.align(names, sets)
     out = merge(al, a.strategy)
     formats.write(out.records, a.output, a.to, report)
@@ -147,6 +162,11 @@ def register(sub) -> None:
     v.add_argument("--strict", action="store_true", help="fail on warnings too")
     v.set_defaults(func=validate)
 
+    x = sub.add_parser("labelstudio-config", help="the Label Studio labeling config of a label schema (XML)")
+    x.add_argument("schema")
+    x.add_argument("--output", help="write the config here (default: print it)")
+    x.set_defaults(func=labelstudio_config)
+
     c = sub.add_parser("convert", help="convert annotations between tools' formats")
     c.add_argument("input")
     c.add_argument("output")
@@ -156,6 +176,8 @@ def register(sub) -> None:
                    help="span edge inside a word, for token formats: split the word (default) or widen the span")
     c.add_argument("--strict", action="store_true", help="fail instead of changing anything")
     c.add_argument("--details", type=int, default=20, help="list this many changes (-1: all)")
+    add_annotator(c, "keep this annotator's annotation of each task (Label Studio user id or email; repeat "
+                     "for a fallback order); default: each task's first submitted annotation")
     c.set_defaults(func=convert)
 
     g = sub.add_parser("agree", help="inter-annotator agreement of two or more annotators' files")
@@ -164,6 +186,7 @@ def register(sub) -> None:
     g.add_argument("--json", action="store_true")
     g.add_argument("--report", help="write the disagreements as text here (default: print them)")
     g.add_argument("--html", help="write the disagreements as an HTML page here")
+    add_annotator(g, "compare only these annotators of a Label Studio export (id or email; repeat)")
     g.set_defaults(func=agree)
 
     j = sub.add_parser("adjudicate", help="merge annotators by majority; conflicts go to a review file")
@@ -175,6 +198,7 @@ def register(sub) -> None:
     j.add_argument("--strategy", choices=["majority", "plurality"], default="majority")
     j.add_argument("--apply", metavar="REVIEW", help="apply a decided review file to the merged file given")
     j.add_argument("--allow-undecided", action="store_true", help="with --apply: leave undecided items without entities")
+    add_annotator(j, "merge only these annotators of a Label Studio export (id or email; repeat)")
     j.set_defaults(func=adjudicate)
 
     p = sub.add_parser("preannotate", help="tag texts with a model and write annotation tasks")

@@ -10,11 +10,11 @@ from nerkit.cli._util import add_backend, add_scheme, add_training_options, trai
 
 def stats(a: argparse.Namespace) -> None:
     """Print corpus statistics of each file."""
-    from nerkit import data
+    from nerkit import data, sources
 
     for path in a.data:
         print(f"== {path}")
-        print(data.format_stats(data.stats(data.load(path, scheme=a.scheme))))
+        print(data.format_stats(data.stats(sources.load(path, scheme=a.scheme))))
 
 
 def train(a: argparse.Namespace) -> None:

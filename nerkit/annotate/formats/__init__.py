@@ -1,7 +1,8 @@
 """Import and export of annotation tools' files through one canonical view: a text and its character spans.
 
-Formats: Label Studio JSON export, doccano JSONL, brat standoff (.txt + .ann), spaCy/Prodigy JSONL spans,
-CoNLL columns (IOB1, IOB2, BIOES) and nerkit JSONL. Every reader yields ``Record``s (text + spans, exactly as
+Formats: Label Studio JSON and JSON-MIN exports, doccano JSONL, brat standoff (.txt + .ann), spaCy/Prodigy JSONL
+spans, spaCy DocBin and JSON training files, Hugging Face datasets, CoNLL columns (IOB1, IOB2, BIOES) and nerkit
+JSONL. Every reader yields ``Record``s (text + spans, exactly as
 the tool stored them, after the checks below); every writer takes them. Token-level formats go through
 ``to_documents`` (IOB2 ``Document``s). Anything a reader or writer has to change is counted in a ``ChangeLog``,
 so nothing is dropped or moved silently; the resolutions are described in docs/annotation.md.
@@ -15,28 +16,70 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from nerkit.annotate.formats import brat, conll, doccano, labelstudio, nerkit_jsonl, spacy
+from nerkit.annotate.formats import brat, conll, docbin, doccano, hf, labelstudio, nerkit_jsonl, spacy
 from nerkit.annotate.formats.documents import from_documents, to_documents
 from nerkit.annotate.formats.jsonvalues import json_values
 from nerkit.annotate.formats.labelstudio import labelstudio_result, labelstudio_tasks
-from nerkit.annotate.formats.records import CHANGES, Change, ChangeLog, Record, flatten, make_span
+from nerkit.annotate.formats.records import CHANGES, Change, ChangeLog, Record, _is_int, flatten, make_span
 from nerkit.data import tokenize
+from nerkit.types import Document
 from nerkit.errors import DataError, NerkitError
 from nerkit.scheme import LabelScheme, chunks
 
 __all__ = ["CHANGES", "FORMATS", "Change", "ChangeLog", "Record", "convert", "detect_format", "flatten",
            "from_documents", "json_values", "labelstudio_result", "labelstudio_tasks", "make_span", "one_per_text",
-           "read", "to_documents", "write"]
+           "annotator_rank", "read", "read_documents", "read_labelled", "select_annotations", "to_documents", "write"]
 
 
-_MODULES = {"labelstudio": labelstudio, "doccano": doccano, "brat": brat, "spacy": spacy, "nerkit": nerkit_jsonl}
-FORMATS = ("labelstudio", "doccano", "brat", "spacy", "conll", "conll-iob1", "conll-iob2", "conll-bioes", "nerkit")
+_MODULES = {"labelstudio": labelstudio, "doccano": doccano, "brat": brat, "spacy": spacy, "nerkit": nerkit_jsonl,
+            "hf": hf, "docbin": docbin}
+FORMATS = ("labelstudio", "doccano", "brat", "spacy", "docbin", "spacy-json", "hf", "conll", "conll-iob1", "conll-iob2",
+           "conll-bioes", "nerkit")
+# The annotation field each format's records carry; when no record of a file has it, reading stops and says so.
+EXPECTED = {"labelstudio": '"annotations" with a "result" (JSON export) or a labels list (JSON-MIN)',
+            "doccano": '"label" ([[start, end, label], ...])', "spacy": '"spans", "ents" or "entities"',
+            "nerkit": '"entities"', "brat": "a .ann file next to each .txt", "docbin": "doc.ents or span groups",
+            "spacy-json": 'tokens with "ner" tags'}
+# Binary formats told by their first bytes, whatever the file is called.
+_MAGIC = ((b"PAR1", "hf"), (b"ARROW1", "hf"), (b"\xff\xff\xff\xff", "hf"), (b"\x78\x9c", "docbin"),
+          (b"\x78\xda", "docbin"), (b"\x78\x01", "docbin"))
+# Formats nerkit recognises but does not read: the reason, and what to give instead.
+UNSUPPORTED = {
+    ".csv": "CSV exports are not supported (their span columns are tool-specific); export JSON or JSONL instead",
+    ".xlsx": "Excel files are not supported; export the annotations as JSON or JSONL",
+    ".xls": "Excel files are not supported; export the annotations as JSON or JSONL",
+    ".pkl": "Python pickle files are not supported (reading one would run code from it); save the data as JSONL, "
+            "a DocBin or a Hugging Face dataset",
+    ".pickle": "Python pickle files are not supported (reading one would run code from it); save the data as JSONL, "
+               "a DocBin or a Hugging Face dataset",
+    ".xml": "XML is not supported (a Label Studio labeling config is not data; corpora in XML need converting)",
+}
+OTHER_SUFFIXES = (".spacy", ".bin", *hf.SUFFIXES, *UNSUPPORTED)  # suffixes that are never CoNLL text
+
+
+def _magic(p: Path) -> str | None:
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """Guess a file's format from its name and, for .json/.jsonl, its first record."""
+    """Guess a file's format from its name and content (the first record of JSON, the first bytes of binaries)."""
+    if hf.is_dataset_path(path):
+        return "hf"
     p = Path(path)
     suffix = p.suffix.lower()
+    if suffix in UNSUPPORTED:
+        raise NerkitError(f"{p}: {UNSUPPORTED[suffix]}")
+    if suffix == ".spacy":
+        return "docbin"
+    if p.is_file() and suffix not in (".json", ".jsonl", ".ndjson", ".txt", ".ann"):
+        found = _magic(p)
+        if found:
+            return found
     if p.is_dir() or suffix == ".ann":
         return "brat"
     if suffix in (".conll", ".iob", ".iob2", ".bio", ".bioes", ".tsv", ".conllu", ".txt") and not (
@@ -54,7 +97,12 @@ def detect_format(path: str | os.PathLike) -> str:
         if isinstance(first, dict):
             if "data" in first or "annotations" in first:
                 return "labelstudio"
-            if "spans" in first or "tokens" in first or "answer" in first:
+            if "paragraphs" in first:
+                return "spacy-json"  # spacy convert --file-type json
+            tokens = first.get("tokens")
+            if "ner_tags" in first or (isinstance(tokens, list) and tokens and isinstance(tokens[0], str)):
+                return "hf"  # a datasets JSON Lines file: words and their tags
+            if "spans" in first or "tokens" in first or "answer" in first or "ents" in first:
                 return "spacy"
             if isinstance(first.get("label"), list) and first["label"] and isinstance(first["label"][0], dict):
                 return "labelstudio"  # JSON-MIN export
@@ -78,6 +126,7 @@ def _check_format(fmt: str) -> str:
     fmt = fmt.lower().replace("_", "-")
     fmt = {"label-studio": "labelstudio", "prodigy": "spacy", "jsonl": "nerkit", "iob1": "conll-iob1",
            "iob2": "conll-iob2", "bioes": "conll-bioes"}.get(fmt, fmt)
+    fmt = {"huggingface": "hf", "datasets": "hf", "spacy-docbin": "docbin"}.get(fmt, fmt)
     if fmt not in FORMATS:
         raise NerkitError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     return fmt
@@ -90,7 +139,27 @@ def read(path: str | os.PathLike, fmt: str | None = None, log: ChangeLog | None 
     if fmt.startswith("conll"):
         scheme = None if fmt == "conll" else fmt.split("-")[1].upper()
         return conll.read(path, log, scheme)
+    if fmt == "spacy-json":
+        return docbin.read_json(path, log)
     return _MODULES[fmt].read(path, log)
+
+
+def read_labelled(path: str | os.PathLike, fmt: str | None = None, log: ChangeLog | None = None) -> list[Record]:
+    """``read``, for uses that need annotations (convert, training, agreement): a file in which no record has its
+    format's annotation field (or no task was annotated) stops with a ``DataError`` naming the field expected,
+    rather than reading as texts without entities."""
+    fmt = _check_format(fmt or detect_format(path))
+    log = log if log is not None else ChangeLog()
+    before = len(log.changes)
+    records = read(path, fmt, log)
+    new = log.changes[before:]
+    if fmt in EXPECTED:
+        unlabelled = sum(c.kind == "no-labels" for c in new)
+        skipped = sum(c.kind == "skipped-record" for c in new)
+        if (records and unlabelled >= len(records)) or (not records and skipped):
+            what = "no task has an annotation" if fmt == "labelstudio" else "no record has an annotation field"
+            raise DataError(path, None, f"{what} (expected {EXPECTED[fmt]}); nothing was read as entities")
+    return records
 
 
 def write(records: Sequence[Record], path: str | os.PathLike, fmt: str | None = None, log: ChangeLog | None = None,
@@ -107,6 +176,11 @@ def write(records: Sequence[Record], path: str | os.PathLike, fmt: str | None = 
         log.records_out += len(written)
         log.spans_out += sum(len(chunks(s.tags, LabelScheme(target))) for s in written)
         return
+    if fmt == "spacy-json":
+        raise NerkitError("writing spaCy's JSON training format is not supported; write a DocBin (--to docbin)")
+    if fmt == "hf":
+        hf.write(records, path, log, misaligned)  # counts what it writes: rows are sentences, not records
+        return
     _MODULES[fmt].write(records, path, log)
     if fmt == "nerkit":
         records = [r for r in records if tokenize(r.text)[0]]
@@ -114,25 +188,89 @@ def write(records: Sequence[Record], path: str | os.PathLike, fmt: str | None = 
     log.spans_out += sum(len(flatten(r, ChangeLog())) if fmt == "nerkit" else len(r.spans) for r in records)
 
 
-def one_per_text(records: Sequence[Record], log: ChangeLog) -> list[Record]:
-    """Keep the first annotation of each Label Studio task (others reported): conversion needs one version."""
-    seen: set[object] = set()
+def _first_key(r: Record, position: int) -> tuple:
+    """Which annotation of a task counts as the first submitted: the lowest annotation id (both Label Studio
+    exports carry it), then the earliest creation time, then the order in the file."""
+    ann = r.meta.get("annotation")
+    created = r.meta.get("created")
+    return (not _is_int(ann), ann if _is_int(ann) else 0, created if isinstance(created, str) else "", position)
+
+
+def annotator_rank(r: Record, annotators: Sequence[str]) -> int | None:
+    """Position in ``annotators`` (ids or emails, any case) of the one who made record ``r``; None if not listed."""
+    keys = [k.lower() for k in r.meta.get("annotator_keys") or ([r.annotator] if r.annotator else [])]
+    return next((i for i, w in enumerate(annotators) if w.strip().lower() in keys), None)
+
+
+def select_annotations(records: Sequence[Record], log: ChangeLog, annotators: Sequence[str] | None = None,
+                       path: str | os.PathLike | None = None) -> list[Record]:
+    """One annotation per Label Studio task: the chosen annotator's (``annotators``: ids or emails, the first of
+    them that annotated the task), else the first submitted one (lowest annotation id). The rule does not depend
+    on the order of the export, so the JSON and JSON-MIN exports of a project give the same records. Every
+    annotation left out is counted. Records of other formats pass, filtered by annotator when one is given."""
+    wanted = [a.strip().lower() for a in annotators or [] if a.strip()]
+    if wanted:
+        def rank(r: Record) -> int | None:
+            return annotator_rank(r, wanted)
+
+        known = sorted({k for r in records for k in (r.meta.get("annotator_keys") or ([r.annotator] if r.annotator else []))},
+                       key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+        if not any(rank(r) is not None for r in records):
+            where = path or (records[0].source if records else "the data")
+            if not known:
+                raise NerkitError(f"{where}: no annotator is named in this data, so --annotator cannot choose")
+            ids_only = all(k.isdigit() for k in known)
+            hint = (" (this export names annotators by Label Studio user ids only; give the id)"
+                    if ids_only and any("@" in w for w in wanted) else "")
+            raise NerkitError(f"{where}: no annotation by {', '.join(annotators)}; annotators here: "
+                              f"{', '.join(known)}{hint}")
+    groups: dict[object, list[tuple[int, Record]]] = {}
+    order: list[object] = []
+    for i, r in enumerate(records):
+        key = ("task", r.meta["task"]) if "task" in r.meta else ("record", i)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append((i, r))
     out = []
-    for r in records:
-        key = ("task", r.meta["task"]) if "task" in r.meta else None
-        if key is not None and key in seen:
-            log.add("extra-annotation", r.source, f"annotator {r.annotator}")
-            continue
-        if key is not None:
-            seen.add(key)
-        out.append(r)
+    for key in order:
+        group = groups[key]
+        if wanted:
+            chosen = [(i, r) for i, r in group if rank(r) is not None]
+            for _, r in group:
+                if rank(r) is None:
+                    log.add("other-annotator", r.source, f"annotator {r.annotator}")
+            if not chosen:
+                continue
+            best = min(chosen, key=lambda ir: (rank(ir[1]), _first_key(ir[1], ir[0])))
+        else:
+            best = min(group, key=lambda ir: _first_key(ir[1], ir[0]))
+        for i, r in group:
+            if r is not best[1] and (not wanted or rank(r) is not None):
+                log.add("extra-annotation", r.source, f"annotator {r.annotator}")
+        out.append(best[1])
     return out
 
 
+def one_per_text(records: Sequence[Record], log: ChangeLog) -> list[Record]:
+    """One annotation per Label Studio task by the rule of ``select_annotations`` (no annotator chosen)."""
+    return select_annotations(records, log)
+
+
 def convert(src: str | os.PathLike, dst: str | os.PathLike, src_fmt: str | None = None, dst_fmt: str | None = None,
-            misaligned: str = "split", strict: bool = False) -> ChangeLog:
-    """Convert an annotation file between formats; the log counts every change made."""
+            misaligned: str = "split", strict: bool = False, annotators: Sequence[str] | None = None) -> ChangeLog:
+    """Convert an annotation file between formats (one annotation per task: see ``select_annotations``); the log
+    counts every change made."""
     log = ChangeLog(strict=strict)
-    records = one_per_text(read(src, src_fmt, log), log)
+    records = select_annotations(read_labelled(src, src_fmt, log), log, annotators, src)
     write(records, dst, dst_fmt, log, misaligned=misaligned)
     return log
+
+
+def read_documents(path: str | os.PathLike, fmt: str | None = None, log: ChangeLog | None = None,
+                   annotators: Sequence[str] | None = None) -> list[Document]:
+    """Any supported format as IOB2 documents (what training and evaluation read), one annotation per task."""
+    log = log if log is not None else ChangeLog()
+    if _check_format(fmt or detect_format(path)) == "hf":
+        return hf.read_documents(path)[0]  # the dataset's words and tags as they are
+    return to_documents(select_annotations(read_labelled(path, fmt, log), log, annotators, path), log)

@@ -22,7 +22,7 @@ def _line_ranges(text: str) -> list[tuple[int, int]]:
 
 def to_documents(records: Sequence[Record], log: ChangeLog | None = None, misaligned: str = "split",
                  flat: bool = True) -> list[Document]:
-    """IOB2 documents for records: words from ``data.tokenize``, split (or spans expanded) where an edge falls
+    """IOB2 documents for records: words from ``meta["words"]`` (offsets) or ``data.tokenize``, split (or spans expanded) where an edge falls
     inside a word, one sentence per line of text, consecutive records of one ``meta["doc"]`` in one document."""
     if misaligned not in ("split", "expand"):
         raise NerkitError(f"misaligned must be 'split' or 'expand', got {misaligned!r}")
@@ -33,7 +33,11 @@ def to_documents(records: Sequence[Record], log: ChangeLog | None = None, misali
         for rec in group:
             spans = flatten(rec, log) if flat else list(rec.spans)
             where = {s: w for s, w in rec.located()}
-            words, offsets = tokenize(rec.text)
+            if rec.meta.get("words") is not None:  # the source's own words (CoNLL, HF datasets): kept exactly
+                offsets = [(a, b) for a, b in rec.meta["words"]]
+                words = [rec.text[a:b] for a, b in offsets]
+            else:
+                words, offsets = tokenize(rec.text)
             if not words:
                 log.add("skipped-record", rec.source or rec.id, "text has no words")
                 continue
@@ -90,7 +94,8 @@ def _merge_ranges(ranges: list[tuple[int, int]], spans: Sequence[Span], rec: Rec
 
 
 def from_documents(docs: Iterable[Document]) -> list[Record]:
-    """One record per sentence (text and offsets from ``Sentence.surface()``), ``meta["doc"]`` = document id."""
+    """One record per sentence (text and offsets from ``Sentence.surface()``), ``meta["doc"]`` = document id,
+    ``meta["words"]`` = the words' character ranges."""
     out = []
     for doc in docs:
         for k, s in enumerate(doc.sentences, 1):
@@ -108,5 +113,6 @@ def from_documents(docs: Iterable[Document]) -> list[Record]:
                 else:
                     wheres.append(s.source or doc.id)
             rid = doc.id if len(doc.sentences) == 1 else f"{doc.id}/{k}"
-            out.append(Record(rid, text, spans, s.source or doc.id, wheres, meta={"doc": doc.id}))
+            # The words go along, so that writing a token format gives back the same words (not a re-tokenization).
+            out.append(Record(rid, text, spans, s.source or doc.id, wheres, meta={"doc": doc.id, "words": list(offs)}))
     return out

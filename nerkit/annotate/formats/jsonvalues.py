@@ -47,7 +47,8 @@ def json_values(path: str | os.PathLike) -> Iterator[tuple[int, object]]:
         # An array of objects (a Label Studio export) is read element by element, to know each one's line;
         # an array of anything else is one JSON Lines value (spaCy's ["text", {"entities": ...}] lines).
         probe = skip(pos + 1)
-        if probe < n and raw[probe] in "{]":
+        # ... so is an array of arrays: spaCy v2 training data saved as one array of ["text", {"entities"}] pairs.
+        if probe < n and raw[probe] in "{[]":
             pos = probe
             while pos < n and raw[pos] != "]":
                 start_line = line

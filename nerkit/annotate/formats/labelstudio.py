@@ -50,36 +50,55 @@ def _ls_regions(items: object, text: str, where: str, log: ChangeLog, utf16) -> 
     return out
 
 
-def _annotator(ann: dict) -> str | None:
-    who = ann.get("completed_by", ann.get("annotator"))
+def _annotator(who: object) -> tuple[str | None, list[str]]:
+    """An annotator as Label Studio exports one (a user id, an email, or ``{"id", "email", ...}``): the name
+    nerkit shows, and every key ``--annotator`` may give for it (id and email)."""
     if isinstance(who, dict):
-        who = who.get("email") or who.get("id")
-    return None if who is None else str(who)
+        ident, email = who.get("id"), who.get("email")
+        keys = [str(k) for k in (ident, email) if k not in (None, "")]
+        return (keys[-1] if keys else None), keys
+    if who is None or who == "":
+        return None, []
+    return str(who), [str(who)]
+
+
+def _meta(task_id: object, ann_id: object, created: object, keys: list[str], data: dict) -> dict:
+    meta = {"task": task_id, "annotation": ann_id, "created": created, "annotator_keys": keys}
+    if data.get("nerkit_doc") is not None:
+        meta["doc"] = str(data["nerkit_doc"])
+    return meta
 
 
 def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
-    """Label Studio JSON (or JSON-MIN) export: one record per task annotation, ``annotator`` set from completed_by."""
+    """Label Studio JSON or JSON-MIN export: one record per non-cancelled annotation; each record's source names
+    the file, line and task (``export.json:1 task 17 annotation 2``: Label Studio writes its JSON on one line)."""
     out = []
     for index, (line, task) in enumerate(json_values(path), 1):
-        where = f"{path}:{line}"
         if not isinstance(task, dict):
             raise DataError(path, line, f"task {index}: expected an object, got {type(task).__name__}")
+        task_id = task.get("id", index)
+        where = f"{path}:{line} task {task_id}"
         if "data" not in task:
+            # JSON-MIN: one row per annotation (newest first), the task's data fields and each labels control's
+            # regions at the top level, "annotator" the user id (or email); a never-annotated task is one row
+            # without annotator or annotation id.
             if not isinstance(task.get("text"), str):
                 raise DataError(path, line, f'task {index}: no "data" (full export) or "text" (JSON-MIN export)')
             text = task["text"]
-            items = next((v for k, v in task.items() if isinstance(v, list) and v and isinstance(v[0], dict)
-                          and "start" in v[0]), [])
-            rec = Record(str(task.get("id", index)), text, source=where, annotator=_annotator(task),
-                         meta={"task": task.get("id", index)})
-            out.append(finish(rec, _ls_regions(items, text, where, log, utf16_to_chars(text)), log))
+            lists = [v for v in task.values() if isinstance(v, list) and v and isinstance(v[0], dict) and "start" in v[0]]
+            name, keys = _annotator(task.get("annotator"))
+            if name is None and task.get("annotation_id") is None and not lists:
+                log.add("skipped-record", where, "task has no annotation")
+                continue
+            rid = str(task.get("nerkit_id", task_id))
+            rec = Record(rid, text, source=where, annotator=name,
+                         meta=_meta(task_id, task.get("annotation_id"), task.get("created_at"), keys, task))
+            located = [x for items in lists for x in _ls_regions(items, text, where, log, utf16_to_chars(text))]
+            out.append(finish(rec, located, log))
             continue
         key, text = _task_text(task["data"], where)
         data = task["data"]
-        rid = str(data.get("nerkit_id", task.get("id", index)))
-        meta = {"task": task.get("id", index)}
-        if data.get("nerkit_doc") is not None:
-            meta["doc"] = str(data["nerkit_doc"])
+        rid = str(data.get("nerkit_id", task_id))
         anns = task.get("annotations", task.get("completions")) or []
         if not isinstance(anns, list):
             raise DataError(path, line, f'task {index}: "annotations" must be a list')
@@ -87,17 +106,19 @@ def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
         for k, ann in enumerate(anns, 1):
             if not isinstance(ann, dict):
                 raise DataError(path, line, f"task {index}: annotation {k} is not an object")
-            if ann.get("was_cancelled"):
+            if ann.get("was_cancelled") or ann.get("skipped"):
                 log.add("skipped-record", f"{where} annotation {k}", "cancelled (skipped) annotation")
             else:
                 live.append((k, ann))
         if not live:
-            log.add("skipped-record", where, f"task {rid} has no annotation" + (" (only predictions)" if task.get("predictions") else ""))
+            log.add("skipped-record", where, "task has no annotation" + (" (only predictions)" if task.get("predictions") else ""))
             continue
         utf16 = utf16_to_chars(text)
         for k, ann in live:
             w = f"{where} annotation {k}"
-            rec = Record(rid, text, source=w, annotator=_annotator(ann) or f"annotation{k}", meta=dict(meta))
+            name, keys = _annotator(ann.get("completed_by"))
+            rec = Record(rid, text, source=w, annotator=name or f"annotation{k}",
+                         meta=_meta(task_id, ann.get("id"), ann.get("created_at"), keys, data))
             out.append(finish(rec, _ls_regions(ann.get("result", []), text, w, log, utf16), log))
     return out
 

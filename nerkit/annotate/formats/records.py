@@ -30,7 +30,9 @@ CHANGES: dict[str, str] = {
     "expanded": "span expanded to word boundaries",
     "sentences-merged": "sentences joined where a span crossed a line break",
     "skipped-record": "record skipped (rejected, ignored, cancelled or never annotated)",
-    "extra-annotation": "further annotation of a task skipped (the first kept)",
+    "extra-annotation": "further annotation of a task skipped (the chosen or first submitted one kept)",
+    "other-annotator": "annotation by an annotator not chosen with --annotator skipped",
+    "ents-overlap": "overlapping span kept in span group 'sc' only (doc.ents cannot overlap)",
     "not-entity": "non-entity annotation ignored (relation, event, attribute, note, choice...)",
     "no-labels": "record without an annotation field read as having no entities",
     "tags-repaired": "invalid tag transition repaired (entity read leniently)",
@@ -205,6 +207,9 @@ def flatten(rec: Record, log: ChangeLog) -> list[Span]:
             if clash != span:
                 log.add("overlap", where, f"dropped [{span.start}, {span.end}) {span.label} "
                            f"{rec.text[span.start:span.end]!r}, kept [{clash.start}, {clash.end}) {clash.label}")
+            else:  # two spans that became one after trimming (or widening): one of them goes, and is counted
+                log.add("duplicate", where, f"[{span.start}, {span.end}) {span.label} (equal to another span "
+                        "once whitespace is trimmed)")
             continue
         kept.append(span)
     return sorted(kept)

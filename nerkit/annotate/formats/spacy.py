@@ -14,8 +14,9 @@ from nerkit.files import atomic_write_text
 
 
 def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
-    """Prodigy/spaCy JSONL ``{"text", "spans": [{start, end, label}]}`` (rejected/ignored answers skipped), or
-    spaCy v2 training lines ``["text", {"entities": [[start, end, label]]}]``."""
+    """Prodigy/spaCy JSONL ``{"text", "spans": [{start, end, label}]}`` (rejected/ignored answers skipped),
+    ``Doc.to_json()`` lines (``"ents"`` and span groups ``"spans": {key: [...]}``; a span in both is one), or spaCy
+    v2 training data ``["text", {"entities": [[start, end, label]]}]``, one per line or all in one JSON array."""
     out = []
     for index, (line, rec) in enumerate(json_values(path), 1):
         where = f"{path}:{line}"
@@ -29,22 +30,30 @@ def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
         text = rec["text"]
         utf16 = utf16_to_chars(text)
         located = []
-        if "spans" in rec or "entities" in rec:
-            items = rec.get("spans", rec.get("entities"))
+        groups: list[tuple[str, object]] = []  # (what, list of spans) in reading order
+        if isinstance(rec.get("ents"), list):
+            groups.append(("ent", rec["ents"]))
+        if isinstance(rec.get("spans"), dict):  # Doc.to_json(): span groups by key
+            groups += [(f"spans[{key!r}]", v) for key, v in rec["spans"].items()]
+        elif "spans" in rec or "entities" in rec:
+            groups.append(("span", rec.get("spans", rec.get("entities"))))
+        if not groups:
+            log.add("no-labels", where)
+        seen: set = set()
+        for what, items in groups:
             if not isinstance(items, list):
-                raise DataError(path, line, '"spans" must be a list')
+                raise DataError(path, line, f'"{what}" must be a list')
             for k, sp in enumerate(items):
-                w = f"{where} span {k + 1}"
+                w = f"{where} {what} {k + 1}"
                 if isinstance(sp, list) and len(sp) == 3:
                     sp = {"start": sp[0], "end": sp[1], "label": sp[2]}
                 if not isinstance(sp, dict):
                     raise DataError(w, None, "expected an object with start, end and label")
                 claimed = sp.get("text") if isinstance(sp.get("text"), str) else None
                 span = make_span(text, sp.get("start"), sp.get("end"), sp.get("label"), claimed, w, log, utf16)
-                if span:
+                if span and not (what != "span" and span in seen):  # an entity also in a span group is one span
+                    seen.add(span)
                     located.append((span, w))
-        else:
-            log.add("no-labels", where)
         meta_in = rec.get("meta") if isinstance(rec.get("meta"), dict) else {}
         rec_out = read_record(meta_in.get("id", rec.get("id", index)), text, where,
                               rec.get("_annotator_id", rec.get("_session_id")), meta_in.get("doc"))

@@ -32,9 +32,9 @@ def _token_re() -> re.Pattern[str]:
                 ranges.append([c, c])
     marks = "".join(f"{chr(a)}-{chr(b)}" if b > a else re.escape(chr(a)) for a, b in ranges)
     invisible = "".join(re.escape(c) for c in INVISIBLE)
-    # Grapheme extenders (marks, skin tones, emoji tag characters) stay with the character before them, so no
-    # user-perceived character is cut in two; invisible characters (ZWJ/ZWNJ among them) join a word's parts.
-    ext = rf"{marks}\U0001F3FB-\U0001F3FF\U000E0020-\U000E007F"
+    # Grapheme extenders (marks, ZWNJ/ZWJ, skin tones, emoji tag characters) stay with the character before them,
+    # so no user-perceived character is cut in two; the other invisible characters join a word's parts.
+    ext = rf"{marks}\u200c\u200d\U0001F3FB-\U0001F3FF\U000E0020-\U000E007F"
     word = rf"[\w{ext}]+(?:[{invisible}]+[\w{ext}]+)*"
     # A symbol is a flag (two regional indicators) or one other character, with its extenders and the symbols it
     # is zero-width-joined to: one emoji (👩🏽‍💻, 🏳️‍🌈, #️⃣, 🇬🇷), one token.

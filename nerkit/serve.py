@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -30,18 +31,21 @@ STATIC = Path(__file__).parent / "static"
 
 @dataclass
 class Limits:
-    """What one request may ask for, and how the worker batches requests together."""
+    """What one request may ask for, how long its body may take to arrive, and how the worker batches requests."""
 
     max_chars: int = 20_000  # characters per text
     max_texts: int = 256  # texts per request
     max_body_bytes: int = 4 * 1024 * 1024  # request body size
-    max_batch_texts: int = 64  # texts tagged together in one model call (whole requests are never split)
+    max_batch_texts: int = 64  # texts tagged together in one model call
     max_wait_ms: float = 2.0  # how long the worker waits for more requests before tagging a partial batch
     max_pending_texts: int = 8192  # texts queued before new requests are refused with 503
+    read_timeout_s: float = 30.0  # longest wait for the next piece of a request body (then 408 and close)
+    shutdown_timeout_s: float = 10.0  # on SIGTERM/SIGINT, how long open requests may take before they are cut
 
     def __post_init__(self) -> None:
         for k, v in asdict(self).items():
-            if not (isinstance(v, (int, float)) and v >= 0) or (k != "max_wait_ms" and v < 1):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
+                    or (k != "max_wait_ms" and v == 0) or (isinstance(getattr(type(self), k), int) and v < 1):
                 raise NerkitError(f"limit {k} must be a positive number, got {v!r}")
 
 
@@ -167,44 +171,91 @@ class MicroBatcher:
             fut.set_result(res)
 
 
-class BodyLimit:
-    """ASGI middleware: answer 413 to request bodies over ``max_bytes`` before anything parses them."""
+# An over-limit body up to this many bytes is read and dropped before the 413 is sent: clients that send the whole
+# body before reading the answer (Python's urllib, requests) otherwise get a connection reset instead of the 413,
+# because the server closes a socket that still holds unread data. Beyond it (or after DRAIN_SECONDS) the server
+# answers and closes anyway: reading gigabytes to be polite is a denial of service.
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 10.0
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+
+class _ReadTimeout(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware that reads request bodies before anything parses them: 413 over ``max_bytes`` (after
+    draining the rest, bounded), 408 when the client stops sending for ``read_timeout`` seconds, 422 for bodies
+    that no JSON parser here could read (undecodable bytes, nesting deeper than the parser's recursion limit)."""
+
+    def __init__(self, app, max_bytes: int, read_timeout: float = 30.0):
+        self.app, self.max_bytes, self.read_timeout = app, max_bytes, read_timeout
+
+    async def _receive(self, receive, timeout: float | None = None) -> dict:
+        try:
+            return await asyncio.wait_for(receive(), self.read_timeout if timeout is None else timeout)
+        except asyncio.TimeoutError:
+            raise _ReadTimeout from None
+
+    async def _drain(self, receive, more: bool) -> None:
+        """Read and drop the rest of a body, up to DRAIN_BYTES and DRAIN_SECONDS."""
+        deadline, dropped = time.monotonic() + DRAIN_SECONDS, 0
+        while more and dropped <= DRAIN_BYTES:
+            left = min(self.read_timeout, deadline - time.monotonic())
+            if left <= 0:
+                return
+            try:
+                msg = await self._receive(receive, left)
+            except _ReadTimeout:
+                return
+            if msg["type"] != "http.request":
+                return
+            dropped += len(msg.get("body", b""))
+            more = msg.get("more_body", False)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
+        size = None
         if declared is not None:
             try:
                 size = int(declared)
             except ValueError:
                 return await _send_json(send, 400, ApiError(400, "bad_request", "invalid Content-Length header").body())
-            if size > self.max_bytes:
-                return await _send_json(send, 413, _body_too_large(self.max_bytes, size).body())
+        waiting = headers.get(b"expect", b"").lower() == b"100-continue"
+        if size is not None and size > self.max_bytes and (waiting or size > self.max_bytes + DRAIN_BYTES):
+            # The client waits for "100 Continue" before sending (curl), or the body is too large to drain.
+            return await _send_json(send, 413, _body_too_large(self.max_bytes, size).body())
         chunks, total = [], 0
-        while True:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            body = msg.get("body", b"")
-            total += len(body)
-            if total > self.max_bytes:
-                return await _send_json(send, 413, _body_too_large(self.max_bytes, None).body())
-            chunks.append(body)
-            if not msg.get("more_body", False):
-                break
+        try:
+            while True:
+                msg = await self._receive(receive)
+                if msg["type"] == "http.disconnect":
+                    return
+                body = msg.get("body", b"")
+                total += len(body)
+                more = msg.get("more_body", False)
+                if total > self.max_bytes:
+                    await self._drain(receive, more)
+                    return await _send_json(send, 413, _body_too_large(self.max_bytes, size).body())
+                chunks.append(body)
+                if not more:
+                    break
+        except asyncio.CancelledError:
+            # uvicorn's graceful-shutdown bound cut this request while its body was arriving: say so and end the
+            # request here (re-raising would only log a traceback for an expected event).
+            return await _send_json(send, 503, ApiError(503, "shutting_down", "the server is shutting down").body())
+        except _ReadTimeout:
+            return await _send_json(send, 408, ApiError(
+                408, "timeout", f"the request body stopped arriving: nothing for {self.read_timeout:g} s "
+                                f"(read_timeout_s={self.read_timeout:g}) after {total} bytes").body())
         whole = b"".join(chunks)
-        try:  # FastAPI answers undecodable bytes with a bare 400; say what is wrong, as for any bad JSON
-            if scope["path"].startswith("/v1/"):
-                whole.decode(json.detect_encoding(whole))
-        except UnicodeDecodeError as exc:
-            return await _send_json(send, 422, ApiError(
-                422, "malformed_json", f"request body is not valid JSON: not {exc.encoding} text "
-                                       f"(byte 0x{whole[exc.start]:02x} at position {exc.start})").body())
+        if scope["path"].startswith("/v1/"):
+            problem = _unparseable(whole)
+            if problem:
+                return await _send_json(send, 422, ApiError(422, "malformed_json", problem).body())
         replayed = False
 
         async def replay():
@@ -215,6 +266,27 @@ class BodyLimit:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+
+def _unparseable(body: bytes) -> str | None:
+    """Why a JSON parser cannot read ``body`` where FastAPI would only say "error parsing the body", else None."""
+    try:  # FastAPI answers undecodable bytes with a bare 400; say what is wrong, as for any bad JSON
+        body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError as exc:
+        return (f"request body is not valid JSON: not {exc.encoding} text "
+                f"(byte 0x{body[exc.start]:02x} at position {exc.start})")
+    # Deep nesting exhausts the parser's recursion limit (RecursionError, which FastAPI turns into a vague 400).
+    # Counting brackets first keeps the second parse to the rare bodies that could be that deep.
+    if body.count(b"[") + body.count(b"{") > 256:
+        try:
+            json.loads(body)
+        except RecursionError:
+            return ("request body is not valid JSON for this service: arrays or objects are nested too deeply "
+                    f"(the parser stops at about {sys.getrecursionlimit()} levels); "
+                    'send {"texts": ["some text", ...]}')
+        except ValueError:
+            pass  # reported, with its position, by the request validation
+    return None
 
 
 def _body_too_large(limit: int, size: int | None) -> ApiError:
@@ -328,7 +400,7 @@ def create_app(tagger_or_dir, limits: Limits | None = None, backend: str = "auto
     app.state.tagger = tagger
     app.state.batcher = batcher
     app.state.limits = limits
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, read_timeout=limits.read_timeout_s)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -417,4 +489,7 @@ def serve(model_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 800
 
     app = create_app(model_dir, limits, backend=backend)
     log.info("serving %s with backend %s", model_dir, app.state.tagger.engine.name)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    # timeout_graceful_shutdown: a client holding a request open must not keep a stopping server (SIGTERM from a
+    # container runtime) alive until it is killed; open requests get limits.shutdown_timeout_s to finish.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=app.state.limits.shutdown_timeout_s)

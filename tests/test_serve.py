@@ -357,7 +357,9 @@ def test_sigterm_with_a_half_sent_body_stops_the_server_in_bounded_time(model_di
         except subprocess.TimeoutExpired:
             pytest.fail("the server did not exit after SIGTERM while a client held a half-sent body")
         sock.close()
-        assert code == 0, (tmp_path / "server.log").read_text()
+        out = (tmp_path / "server.log").read_text()
+        assert code in (0, -signal.SIGTERM), out  # uvicorn re-raises the signal it caught once it has stopped
+        assert "Traceback" not in out, out
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -24,7 +24,8 @@ def serve(a: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     limits = Limits(max_chars=a.max_chars, max_texts=a.max_texts, max_body_bytes=a.max_body_bytes,
-                    max_batch_texts=a.max_batch, max_wait_ms=a.max_wait_ms)
+                    max_batch_texts=a.max_batch, max_wait_ms=a.max_wait_ms, read_timeout_s=a.read_timeout,
+                    shutdown_timeout_s=a.shutdown_timeout)
     run_service(a.model_dir, host=a.host, port=a.port, limits=limits, backend=a.backend)
 
 
@@ -55,4 +56,8 @@ def register(sub) -> None:
     s.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="request body size")
     s.add_argument("--max-batch", type=int, default=d.max_batch_texts, help="texts tagged together")
     s.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="wait for more requests to batch")
+    s.add_argument("--read-timeout", type=float, default=d.read_timeout_s,
+                   help="seconds to wait for the next piece of a request body before answering 408")
+    s.add_argument("--shutdown-timeout", type=float, default=d.shutdown_timeout_s,
+                   help="seconds open requests may take to finish after SIGTERM/Ctrl-C")
     s.set_defaults(func=serve)

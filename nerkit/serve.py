@@ -36,7 +36,7 @@ class Limits:
     max_chars: int = 20_000  # characters per text
     max_texts: int = 256  # texts per request
     max_body_bytes: int = 4 * 1024 * 1024  # request body size
-    max_batch_texts: int = 64  # texts tagged together in one model call
+    max_batch_texts: int = 64  # texts tagged together (a request is never split between jobs)
     max_wait_ms: float = 2.0  # how long the worker waits for more requests before tagging a partial batch
     max_pending_texts: int = 8192  # texts queued before new requests are refused with 503
     read_timeout_s: float = 30.0  # longest wait for the next piece of a request body (then 408 and close)
@@ -64,8 +64,44 @@ class Overloaded(Exception):
     pass
 
 
+class _Job:
+    """Requests tagged together, run one model call at a time so that other jobs can run in between."""
+
+    def __init__(self, batch: list[tuple[list[str], asyncio.Future]], steps, seq: int):
+        self.batch, self.steps, self.seq = batch, steps, seq
+        self.left = sum(len(t) for ts, _ in batch for t in ts)  # work left (characters until encoded, then tokens)
+        self.result = None
+        self.done = False
+
+    def step(self) -> None:
+        """Run the next model call (in the worker thread)."""
+        try:
+            self.left = next(self.steps)
+        except StopIteration as stop:
+            self.result, self.done = stop.value, True
+
+
+def _whole(predict, texts):
+    """``predict`` as a one-step job, for taggers without ``predict_steps``."""
+    return predict(texts)
+    yield  # noqa: unreachable - makes this a generator
+
+
+# After this many model calls of other jobs, the oldest job runs next: small requests go first (least work
+# left), yet a large request keeps getting at least one call in FAIR_EVERY when small ones never stop coming.
+FAIR_EVERY = 4
+
+
 class MicroBatcher:
-    """Collects concurrent requests from an asyncio queue and tags them together on one worker thread."""
+    """Collects concurrent requests from an asyncio queue and tags them on one worker thread.
+
+    Requests waiting together are tagged together (up to ``max_batch_texts`` texts per job). A job runs one
+    model call (``Tagger.predict_steps``: a padded batch of ``batch_tokens`` tokens) at a time, and between
+    two calls the job with the least work left goes next, so a 1-text request that arrives while 20 texts of
+    20,000 characters are being tagged waits for one model call, not for the whole request. Each text's
+    entities are those of a direct ``Tagger.predict`` call: the model gives a text the same answer whatever
+    it is batched with.
+    """
 
     def __init__(self, tagger, max_batch_texts: int = 64, max_wait_ms: float = 2.0, max_pending_texts: int = 8192):
         self.tagger = tagger
@@ -76,8 +112,10 @@ class MicroBatcher:
         self.queue: asyncio.Queue | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task | None = None
+        self.jobs: list[_Job] = []
         self.pending = 0
-        self.stats = {"requests": 0, "texts": 0, "batches": 0, "largest_batch": 0, "errors": 0}
+        self._seq = 0
+        self.stats = {"requests": 0, "texts": 0, "batches": 0, "largest_batch": 0, "model_calls": 0, "errors": 0}
 
     def _ensure_started(self) -> None:
         loop = asyncio.get_running_loop()
@@ -85,6 +123,7 @@ class MicroBatcher:
             self.loop = loop
             self.queue = asyncio.Queue()
             self.pending = 0
+            self.jobs = []
             self.task = loop.create_task(self._run(), name="nerkit-microbatcher")
 
     async def start(self) -> None:
@@ -97,10 +136,13 @@ class MicroBatcher:
                 await self.task
             except asyncio.CancelledError:
                 pass
+            waiting = [f for job in self.jobs for _, f in job.batch]
             while self.queue is not None and not self.queue.empty():
-                _, fut = self.queue.get_nowait()
+                waiting.append(self.queue.get_nowait()[1])
+            for fut in waiting:
                 if not fut.done():
                     fut.set_exception(Overloaded("server is shutting down"))
+            self.jobs = []
         self.task = None
 
     async def submit(self, texts: list[str]) -> list:
@@ -118,47 +160,66 @@ class MicroBatcher:
         finally:
             self.pending -= len(texts)
 
-    async def _run(self) -> None:
-        queue = self.queue
-        while True:
-            batch = [await queue.get()]
-            n = len(batch[0][0])
-            if n < self.max_batch_texts and self.max_wait > 0 and queue.empty():
-                await asyncio.sleep(self.max_wait)  # let requests that are arriving right now join this batch
-            while n < self.max_batch_texts and not queue.empty():
-                item = queue.get_nowait()
-                batch.append(item)
-                n += len(item[0])
-            batch = [(t, f) for t, f in batch if not f.done()]  # clients that went away
-            if not batch:
+    def _new_jobs(self, first=None) -> None:
+        """Turn ``first`` and the requests waiting in the queue into jobs of up to ``max_batch_texts`` texts."""
+        batch, n = [], 0
+        while first is not None or not self.queue.empty():
+            item, first = (first, None) if first is not None else (self.queue.get_nowait(), None)
+            if item[1].done():  # the client went away
                 continue
-            try:
-                await self._tag(batch)
-            except Exception as exc:  # noqa: BLE001 - never let the worker loop die with requests waiting
-                log.exception("micro-batch failed")
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+            if batch and n + len(item[0]) > self.max_batch_texts:
+                self._add_job(batch)
+                batch, n = [], 0
+            batch.append(item)
+            n += len(item[0])
+        if batch:
+            self._add_job(batch)
 
-    async def _tag(self, batch: list[tuple[list[str], asyncio.Future]]) -> None:
+    def _add_job(self, batch) -> None:
         texts = [t for ts, _ in batch for t in ts]
+        steps_fn = getattr(self.tagger, "predict_steps", None)
+        steps = steps_fn(texts) if steps_fn is not None else _whole(self.tagger.predict, texts)
+        self._seq += 1
+        self.jobs.append(_Job(batch, steps, self._seq))
         self.stats["batches"] += 1
         self.stats["requests"] += len(batch)
         self.stats["texts"] += len(texts)
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(texts))
-        try:
-            results = await self.loop.run_in_executor(self.executor, self.tagger.predict, texts)
-        except Exception:  # noqa: BLE001 - isolate the failing request(s): tag each request alone
-            for ts, fut in batch:
-                await self._tag_alone(ts, fut)
-            return
-        k = 0
-        for ts, fut in batch:
-            if not fut.done():
-                fut.set_result(results[k:k + len(ts)])
-            k += len(ts)
+
+    async def _run(self) -> None:
+        queue, since_oldest = self.queue, 0
+        while True:
+            first = None
+            if not self.jobs:
+                first = await queue.get()
+                if self.max_wait > 0 and queue.empty() and len(first[0]) < self.max_batch_texts:
+                    await asyncio.sleep(self.max_wait)  # let requests that are arriving right now join this job
+            self._new_jobs(first)
+            self.jobs = [j for j in self.jobs if not all(f.done() for _, f in j.batch)]  # clients that went away
+            if not self.jobs:
+                continue
+            oldest = min(self.jobs, key=lambda j: j.seq)
+            job = oldest if since_oldest >= FAIR_EVERY else min(self.jobs, key=lambda j: (j.left, j.seq))
+            since_oldest = 0 if job is oldest else since_oldest + 1
+            try:
+                await self.loop.run_in_executor(self.executor, job.step)
+                self.stats["model_calls"] += 1
+            except Exception:  # noqa: BLE001 - isolate the failing request(s): tag each request alone
+                self.jobs.remove(job)
+                for ts, fut in job.batch:
+                    await self._tag_alone(ts, fut)
+                continue
+            if job.done:
+                self.jobs.remove(job)
+                k = 0
+                for ts, fut in job.batch:
+                    if not fut.done():
+                        fut.set_result(job.result[k:k + len(ts)])
+                    k += len(ts)
 
     async def _tag_alone(self, texts: list[str], fut: asyncio.Future) -> None:
+        if fut.done():
+            return
         try:
             res = await self.loop.run_in_executor(self.executor, self.tagger.predict, texts)
         except Exception as exc:  # noqa: BLE001 - reported to that client as a 500 with the reason
@@ -301,6 +362,21 @@ async def _send_json(send, status: int, body: dict) -> None:
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": data})
+
+
+def public_name(value: str | None) -> str | None:
+    """A model's name without the server's directories (they leak into anything published): a local path
+    becomes its part below site-packages (a model shipped as a Python package) or its last component; hub ids
+    such as ``org/name`` stay as they are."""
+    if not value or not isinstance(value, str):
+        return value
+    p = Path(value)
+    if not (p.is_absolute() or value.startswith(("~", "./", "../")) or p.exists()):
+        return value
+    parts = p.parts
+    if "site-packages" in parts and parts[-1] != "site-packages":
+        return "/".join(parts[parts.index("site-packages") + 1:])
+    return p.name or value
 
 
 def _finite(x: Any) -> Any:
@@ -464,8 +540,8 @@ def create_app(tagger_or_dir, limits: Limits | None = None, backend: str = "auto
     async def model_info():
         meta = getattr(tagger, "meta", None) or ModelMeta()
         types = sorted({lab.split("-", 1)[1] for lab in tagger.labels if "-" in lab})
-        return _finite({"path": model_path, "labels": tagger.labels, "entity_types": types,
-                        "base_model": meta.base_model, "metrics": meta.metrics or {},
+        return _finite({"path": public_name(model_path), "labels": tagger.labels, "entity_types": types,
+                        "base_model": public_name(meta.base_model), "metrics": meta.metrics or {},
                         "tag_scheme": meta.tag_scheme or "IOB2", "case_signal": tagger.case_signal,
                         "backend": getattr(tagger.engine, "name", "unknown"),
                         "nerkit_version": meta.nerkit_version, "limits": asdict(limits)})

@@ -12,7 +12,8 @@ def export(a: argparse.Namespace) -> None:
     from nerkit.export import export as export_onnx
 
     info = export_onnx(a.model_dir, a.output or a.model_dir, quantize=not a.no_quantize, fuse=not a.no_fuse,
-                  copy_weights=not a.no_weights, per_channel=not a.per_tensor, reduce_range=not a.full_range)
+                       copy_weights=not a.no_weights, per_channel=not a.per_tensor, reduce_range=not a.full_range,
+                       calibration=a.calibration)
     print(json.dumps({"output": a.output or a.model_dir, **info}, indent=2))
 
 
@@ -43,6 +44,9 @@ def register(sub) -> None:
     e.add_argument("--per-tensor", action="store_true", help="int8 scales per tensor instead of per channel")
     e.add_argument("--full-range", action="store_true", help="8-bit int8 weights (default 7-bit, which avoids "
                                                              "saturation on CPUs without VNNI)")
+    e.add_argument("--calibration", metavar="FILE",
+                   help="CoNLL or JSONL file like the training data, on which the int8 graph's activation scales "
+                        "are fixed (default: the small corpus shipped with nerkit)")
     e.set_defaults(func=export)
 
     d = Limits()

@@ -153,10 +153,11 @@ def calibration_texts(source: str | os.PathLike | None = None, sentences: int = 
     """Texts whose activations fix the int8 graph's scales: single sentences and multi-sentence passages
     (full-length windows), spread evenly over ``source`` (CoNLL or JSONL, like training data), by default
     the small corpus shipped with nerkit."""
-    from nerkit.data import load
-    from nerkit.demo import corpus_path
+    from importlib import resources
 
-    docs = load(source if source is not None else corpus_path("train"))
+    from nerkit.data import load
+
+    docs = load(source if source is not None else Path(str(resources.files("nerkit") / "corpus" / "train.conll")))
     sents = [s.surface()[0] for d in docs for s in d.sentences if s.words]
     if not sents:
         raise NerkitError(f"{source}: no text to calibrate the int8 graph on")

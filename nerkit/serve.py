@@ -1,13 +1,16 @@
-"""HTTP service: ``POST /v1/entities`` tags texts; concurrent requests are micro-batched into one model call.
+"""HTTP service: ``POST /v1/entities`` tags texts; concurrent requests are micro-batched.
 
 ``create_app(MODEL_DIR or Tagger, Limits(...))`` returns a FastAPI app; ``nerkit serve MODEL_DIR`` runs it
-with uvicorn. Requests wait in an asyncio queue; one worker thread tags everything waiting (up to
-``max_batch_texts`` texts, after at most ``max_wait_ms`` for more to arrive) in a single ``Tagger.predict``
-call and hands each request its own results, in order. Every input problem is answered with a JSON error
-that names what is wrong (413 for a limit, 422 for a malformed body); nothing a client sends stops the server.
+with uvicorn. Requests wait in an asyncio queue; one worker thread tags the requests waiting together (up to
+``max_batch_texts`` texts, after at most ``max_wait_ms`` for more to arrive) as one job, one model call at a
+time, the job with the least work left first, so a small request is not held up by a large one; each request
+gets its own results, in order, equal to a direct ``Tagger.predict`` call. Every input problem is answered
+with a JSON error that names what is wrong (413 for a limit, 408 for a body that stops arriving, 422 for a
+malformed body); nothing a client sends stops the server, and a stopping server waits at most
+``shutdown_timeout_s`` for open requests.
 """
-# size: ~420 lines because the HTTP contract (limits, request and error bodies, the micro-batcher and the routes
-# that use them) reads best in one file; the routes are one closure over the app's state.
+# size: ~570 lines because the HTTP contract (limits, the body reader, request and error bodies, the micro-batcher
+# and the routes that use them) reads best in one file; the routes are one closure over the app's state.
 
 import asyncio
 import json

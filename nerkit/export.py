@@ -1,9 +1,9 @@
 """Fast inference: export a nerkit model directory to ONNX (fp32 + int8) for ONNX Runtime (``engines.OnnxEngine``).
 
 ``export(MODEL_DIR, OUT)`` writes ``model.onnx`` (fp32, BERT fusions applied where ONNX Runtime's
-transformer optimizer recognises the graph) and ``model.int8.onnx`` (dynamic int8 quantization of the
-weight matrices) next to a copy of the model's config, tokenizer, label map and nerkit.json, so OUT is
-itself a model directory: ``Tagger.load(OUT)`` picks int8, else fp32 ONNX, else PyTorch. It also writes
+transformer optimizer recognises the graph) and ``model.int8.onnx`` (int8 weight matrices, per channel;
+activations quantized with constant scales calibrated on training-like text) next to a copy of the model's
+config, tokenizer, label map and nerkit.json, so OUT is itself a model directory: ``Tagger.load(OUT)`` picks int8, else fp32 ONNX, else PyTorch. It also writes
 ``nerkit.tokenizer.json``, the backend tokenizer transformers builds for the model (kept only if it encodes probe
 words exactly as transformers does), so that the ONNX path imports neither transformers nor torch: ``nerkit
 predict`` on an exported model starts in 0.8 s instead of 6 s, and a server's peak RSS is about 190 MB, not 400.
@@ -14,13 +14,17 @@ int8 with fused BERT operators was fastest (about 1.4x its fp32 graph and 2x PyT
 were 5-15% slower; OpenVINO 2026.4 fp32 fell between ONNX Runtime fp32 and int8 with large batches and was
 slower than both with small ones. Static int8 (OpenVINO with NNCF, and ONNX Runtime QDQ, both calibrated on
 CoNLL train) and ONNX Runtime's 8-bit block-quantized MatMulNBits were batch-invariant and closer to fp32 (argmax
-agreement 99.6%, 99.6% and 99.9% vs 99.4%) but 2x, 2x and 2-2.5x slower than the dynamic int8 graph, so dynamic
-int8 it is. PyTorch bf16 autocast was 7x slower than fp32
-(no native bf16 on this CPU). On AVX-512 VNNI/AMX cores (a Xeon pinned to 2 cores) the int8 graph ran 2.4x its
-fp32 graph (bench/results/inference_vnni.md). Small batches (~512 tokens) beat large ones (8192) by up to 2.5x.
+agreement 99.6%, 99.6% and 99.9% vs 99.4%) but 2x, 2x and 2-2.5x slower than the dynamic int8 graph. PyTorch
+bf16 autocast was 7x slower than fp32 (no native bf16 on this CPU). On AVX-512 VNNI/AMX cores (a Xeon pinned to 2
+cores) the int8 graph ran 2.4x its fp32 graph (bench/results/inference_vnni.md). Small batches (~512 tokens) beat
+large ones (8192) by up to 2.5x.
 
-Note: int8 activations are quantized with one scale per batch (dynamic quantization), so an int8 result
-can depend slightly on which other texts share its batch; the fp32 graph (backend "onnx") is batch-invariant.
+Activation scales (issue 9): dynamic quantization takes one activation scale per batch, so 146 of 3,701 served
+texts got other entities than a direct call. The int8 graph keeps the dynamic graph's integer kernels
+(MatMulInteger, QAttention) but each DynamicQuantizeLinear becomes a QuantizeLinear with a constant scale and zero
+point, the range its input took on calibration text (``fix_activation_scales``): a token is quantized the same
+way whatever shares its batch, and the graph ran faster than the dynamic one, not slower as the QDQ graph did
+(figures in bench/results/int8_static.md).
 """
 from __future__ import annotations
 
@@ -126,7 +130,8 @@ def _fuse(onnx_path: Path, fused_path: Path, config) -> bool:
 
 
 def quantize_model(fp32_path: Path, int8_path: Path, per_channel: bool = True, reduce_range: bool = True) -> None:
-    """Int8 quantization of the weight matrices, activations quantized on the fly (one scale per batch).
+    """Int8 quantization of the weight matrices, activations quantized on the fly (one scale per batch; see
+    ``fix_activation_scales`` for the batch-invariant graph ``export`` writes).
 
     Per-channel weight scales are needed for accuracy (CoNLL-2003 test F1 of the default MiniLM model:
     fp32 86.24; per-channel 86.11, with reduce_range 86.16; per-tensor 85.45, with reduce_range 83.13).

@@ -72,7 +72,8 @@ class _Job:
 
     def __init__(self, batch: list[tuple[list[str], asyncio.Future]], steps, seq: int):
         self.batch, self.steps, self.seq = batch, steps, seq
-        self.left = sum(len(t) for ts, _ in batch for t in ts)  # work left (characters until encoded, then tokens)
+        # Work left in tokens: estimated at ~4 characters per token until the texts are read.
+        self.left = sum(len(t) for ts, _ in batch for t in ts) // 4
         self.result = None
         self.done = False
 

@@ -480,12 +480,13 @@ def main(argv=None) -> int:
           f"texts identical, {c['entities_same_spans_labels']} with the same spans and labels (scores differ by up "
           f"to {c['max_score_diff']:.3f}), {c['entities_differ']} with different spans or labels.")
     if backend == "onnx-int8" and (c["entities_same_spans_labels"] or c["entities_differ"]):
-        print("  (int8 activations are quantized with one scale per batch, so an int8 result depends slightly on "
-              "which texts share its batch; run with --backend onnx for batch-invariant fp32 results.)")
+        print("  (an int8 graph exported before issue 9 quantizes activations with one scale per batch, so its "
+              "results depend slightly on which texts share a batch; export the model again.)")
     if rows[0].get("batching"):
         b = rows[0]["batching"]
-        print(f"micro-batching: {b['requests']} requests in {b['batches']} model calls "
-              f"({b['texts'] / max(1, b['batches']):.1f} texts per call, largest {b['largest_batch']}).")
+        calls = f", {b['model_calls']} model calls" if "model_calls" in b else ""
+        print(f"micro-batching: {b['requests']} requests in {b['batches']} jobs{calls} "
+              f"({b['texts'] / max(1, b['batches']):.1f} texts per job, largest {b['largest_batch']}).")
     for ex in c["examples"]:
         print(f"  differs: {json.dumps(ex, ensure_ascii=False)[:300]}")
     if "baseline" in checks:

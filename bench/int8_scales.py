@@ -75,7 +75,8 @@ def main(argv=None) -> int:
     print(f"## int8 activation scales: {model.name}, CoNLL-2003 test ({len(texts)} sentences, {words} words)\n")
     print(f"Machine: {info['cpu']}, {info['cores']} cores ({', '.join(info['isa'])}); onnxruntime "
           f"{info['onnxruntime']}. Engine only, nerkit's batches ({len(batches)}), best of {a.repeats}.\n")
-    print("| graph | words/s | × fp32 | F1 | ΔF1 vs fp32 | texts whose entities (spans, labels or scores) change when tagged alone |")
+    print("| graph | words/s | × fp32 | F1 | ΔF1 vs fp32 "
+          "| texts whose entities (spans, labels or scores) change when tagged alone |")
     print("|---|---|---|---|---|---|")
     for k, wps, score, differ, n in rows:
         print(f"| {k} | {wps:,.0f} | {wps / rows[0][1]:.2f}x | {score:.2f} | {score - rows[0][2]:+.2f} | "

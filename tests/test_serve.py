@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from nerkit.errors import DataError  # noqa: E402
 from nerkit.serve import Limits, create_app  # noqa: E402
 
-from tiny import LABELS  # noqa: E402
+from tiny import LABELS, make_tiny_model  # noqa: E402
 
 TEXTS = ["John Smith lives in Paris and visited New York City today.", "Mary Jones met John in London.",
          "", "Zürich 😀 Berlin visited John-Paul", "the"]

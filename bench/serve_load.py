@@ -7,6 +7,12 @@ bounded run of requests (a deterministic mix of short sentences and long multi-s
 CoNLL-2003 test set, one to four texts per request) from ``--concurrency`` concurrent clients, and reports
 throughput, latency p50/p99 and errors. Every nerkit response is checked: its texts must equal the
 request's texts in order, and its entities must match a direct ``Tagger`` call on the same model.
+
+``--starvation`` measures instead how long 1-text requests take while large ones are being tagged: one client
+sends 1-text requests (test sentences) one after the other, first alone, then while ``--large-clients``
+clients send large requests (``--large-texts`` texts of ``--large-chars`` characters of test documents)
+back to back; it reports p50/p99 of the small requests in both phases and checks every answer against a
+direct ``Tagger`` call.
 """
 
 import argparse
@@ -236,6 +242,118 @@ def summarise(name: str, run: dict, n_texts: int) -> dict:
             "p99_ms": float(np.percentile(lat, 99))}
 
 
+# ---------------------------------------------------------------------------------------------- starvation
+def large_texts(data: str, n: int, chars: int) -> list[str]:
+    """``n`` texts of about ``chars`` characters: consecutive test sentences, different for each text."""
+    from nerkit.data import read_conll
+
+    sents = [s.surface()[0] for d in read_conll(data) for s in d.sentences if s.words]
+    out, k = [], 0
+    for _ in range(n):
+        text = ""
+        while len(text) < chars:
+            s = sents[k % len(sents)]
+            k += 1
+            if len(text) + 1 + len(s) > chars:
+                break
+            text = f"{text} {s}" if text else s
+        out.append(text)
+    return out
+
+
+async def starvation_run(port: int, smalls: list[str], large: list[str], large_clients: int, gap_s: float = 0.05,
+                         timeout: float = 600) -> dict:
+    """Latencies of 1-text requests sent one at a time, alone and while large requests run back to back."""
+    import httpx
+
+    url = f"http://127.0.0.1:{port}/v1/entities"
+    out = {"alone": [], "loaded": [], "large": [], "answers": {}, "errors": 0}
+
+    async def small_client(c, phase):
+        for t in smalls:
+            t0 = time.perf_counter()
+            r = await c.post(url, json={"texts": [t]})
+            out[phase].append(time.perf_counter() - t0)
+            if r.status_code != 200:
+                out["errors"] += 1
+            else:
+                out["answers"][t] = r.json()["results"][0]["entities"]
+            await asyncio.sleep(gap_s)
+
+    stop = False
+
+    async def large_client(c):
+        while not stop:
+            t0 = time.perf_counter()
+            r = await c.post(url, json={"texts": large})
+            out["large"].append(time.perf_counter() - t0)
+            if r.status_code != 200:
+                out["errors"] += 1
+            else:
+                for t, res in zip(large, r.json()["results"]):
+                    out["answers"][t] = res["entities"]
+
+    async with httpx.AsyncClient(timeout=timeout) as c:
+        await c.post(url, json={"texts": ["Warm-up request from Paris."]})
+        await small_client(c, "alone")
+        bigs = [asyncio.ensure_future(large_client(c)) for _ in range(large_clients)]
+        await asyncio.sleep(1.0)  # the large requests are being tagged
+        await small_client(c, "loaded")
+        stop = True
+        await asyncio.gather(*bigs)
+    return out
+
+
+def starvation(a, fast: Path) -> int:
+    import numpy as np
+
+    from nerkit.data import read_conll
+    from nerkit.predict import Tagger
+
+    sents = [s.surface()[0] for d in read_conll(a.data) for s in d.sentences if 8 <= len(s.words) <= 30]
+    smalls = sents[::max(1, len(sents) // a.small_requests)][:a.small_requests]
+    large = large_texts(a.data, a.large_texts, a.large_chars)
+    tagger = Tagger.load(fast, backend=a.backend)
+    expected = {t: [e.to_dict() for e in es] for t, es in zip(smalls + large, tagger.predict(smalls + large))}
+    backend = tagger.engine.name
+    del tagger
+    port = free_port()
+    cmd = [sys.executable, "-m", "nerkit.cli", "serve", str(fast), "--port", str(port), "--backend", a.backend]
+    print("nerkit serve ...", file=sys.stderr)
+    proc = start_server(cmd, port)
+    try:
+        t0 = time.perf_counter()
+        run = asyncio.run(starvation_run(port, smalls, large, a.large_clients))
+        wall = time.perf_counter() - t0
+    finally:
+        stop_server(proc)
+    differ = sum(run["answers"][t] != expected[t] for t in run["answers"])
+    info = __import__("inference").machine()
+
+    def ms(xs, q):
+        return float(np.percentile(np.array(xs) * 1000, q)) if xs else float("nan")
+
+    rows = [{"phase": "alone", "requests": len(run["alone"]), "p50_ms": ms(run["alone"], 50),
+             "p99_ms": ms(run["alone"], 99), "max_ms": ms(run["alone"], 100)},
+            {"phase": f"while {a.large_clients} client(s) send {a.large_texts} x {a.large_chars:,}-character "
+                      f"requests back to back", "requests": len(run["loaded"]), "p50_ms": ms(run["loaded"], 50),
+             "p99_ms": ms(run["loaded"], 99), "max_ms": ms(run["loaded"], 100)}]
+    print(f"\n## Small requests while large ones run: {Path(a.model).name}, backend {backend}\n")
+    print(f"Machine: {info['cpu']}, {info['cores']} cores ({', '.join(info['isa'])}); client and server share "
+          f"them. {wall:.0f} s in all.\n")
+    print("| 1-text requests (sent one at a time) | requests | p50 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['phase']} | {r['requests']} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f} |")
+    print(f"\nLarge requests completed: {len(run['large'])} (p50 {ms(run['large'], 50) / 1000:.1f} s each). "
+          f"Errors: {run['errors']}. Texts whose entities differ from a direct Tagger call: {differ} of "
+          f"{len(run['answers'])}.")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"machine": info, "rows": rows, "large_s": run["large"],
+                                            "errors": run["errors"], "differ": differ}, indent=2))
+    return 1 if run["errors"] or differ else 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", nargs="?", default=os.environ.get("NERKIT_MODEL", str(ROOT / "runs" / "conll")))
@@ -250,6 +368,12 @@ def main(argv=None) -> int:
     ap.add_argument("--long-share", type=float, default=0.1, help="share of long texts (default 0.1)")
     ap.add_argument("--long-chars", type=int, default=1000, help="length cap of long texts (default 1000)")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--starvation", action="store_true",
+                    help="measure 1-text requests alone and while large requests run (no baseline)")
+    ap.add_argument("--small-requests", type=int, default=100, help="--starvation: 1-text requests per phase")
+    ap.add_argument("--large-clients", type=int, default=1, help="--starvation: clients sending large requests")
+    ap.add_argument("--large-texts", type=int, default=20, help="--starvation: texts per large request")
+    ap.add_argument("--large-chars", type=int, default=20_000, help="--starvation: characters per large text")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--baseline-server", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -281,6 +405,11 @@ def main(argv=None) -> int:
         print(f"exporting {model} to {fast} ...", file=sys.stderr)
         export(model, fast, copy_weights=False)
 
+    if a.starvation:
+        code = starvation(a, fast)
+        if tmp is not None:
+            tmp.cleanup()
+        return code
     requests = workload(a.data, a.requests, long_share=a.long_share, long_chars=a.long_chars)
     n_texts = sum(len(r) for r in requests)
     n_words = sum(len(t.split()) for r in requests for t in r)
@@ -354,12 +483,13 @@ def main(argv=None) -> int:
           f"texts identical, {c['entities_same_spans_labels']} with the same spans and labels (scores differ by up "
           f"to {c['max_score_diff']:.3f}), {c['entities_differ']} with different spans or labels.")
     if backend == "onnx-int8" and (c["entities_same_spans_labels"] or c["entities_differ"]):
-        print("  (int8 activations are quantized with one scale per batch, so an int8 result depends slightly on "
-              "which texts share its batch; run with --backend onnx for batch-invariant fp32 results.)")
+        print("  (an int8 graph exported before issue 9 quantizes activations with one scale per batch, so its "
+              "results depend slightly on which texts share a batch; export the model again.)")
     if rows[0].get("batching"):
         b = rows[0]["batching"]
-        print(f"micro-batching: {b['requests']} requests in {b['batches']} model calls "
-              f"({b['texts'] / max(1, b['batches']):.1f} texts per call, largest {b['largest_batch']}).")
+        calls = f", {b['model_calls']} model calls" if "model_calls" in b else ""
+        print(f"micro-batching: {b['requests']} requests in {b['batches']} jobs{calls} "
+              f"({b['texts'] / max(1, b['batches']):.1f} texts per job, largest {b['largest_batch']}).")
     for ex in c["examples"]:
         print(f"  differs: {json.dumps(ex, ensure_ascii=False)[:300]}")
     if "baseline" in checks:

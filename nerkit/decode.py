@@ -6,7 +6,7 @@ decodes each sentence with the IOB2 constraints. ``predict.Tagger`` adds raw tex
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Generator, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -47,6 +47,18 @@ def viterbi(logprobs: np.ndarray, trans: np.ndarray, start: np.ndarray) -> list[
     return path[::-1]
 
 
+_T = TypeVar("_T")
+
+
+def run_steps(steps: Generator[int, None, _T]) -> _T:
+    """Run a stepwise computation (a generator that yields work left and returns its result) to the end."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
 def log_softmax(x: np.ndarray) -> np.ndarray:
     """Log-probabilities over the last axis, computed stably."""
     x = x - x.max(-1, keepdims=True)
@@ -76,6 +88,10 @@ class WindowTagger:
 
     def _word_logprobs(self, docs: Sequence[Document]) -> list[np.ndarray]:
         """Per document, a (words x labels) array of log-probabilities, words in order across its sentences."""
+        return run_steps(self._word_logprobs_steps(docs))
+
+    def _word_logprobs_steps(self, docs: Sequence[Document]) -> Generator[int, None, list[np.ndarray]]:
+        """``_word_logprobs`` one model call at a time: yields the padded tokens left before each call."""
         encoded = align.encode_documents(docs, self.tokenizer, None)
         windows = align.make_windows(encoded, self.max_tokens, self.target_tokens, self.sentence_level)
         tok = self.tokenizer
@@ -83,7 +99,12 @@ class WindowTagger:
                  for w in windows]
         out = [np.empty((len(e.pieces), len(self.labels))) for e in encoded]
         lengths = [len(f.input_ids) for f in feats]
-        for batch in align.length_grouped_batches(lengths, self.batch_tokens, None):
+        batches = list(align.length_grouped_batches(lengths, self.batch_tokens, None))
+        sizes = [len(b) * max(lengths[i] for i in b) for b in batches]
+        left = sum(sizes)
+        for batch, size in zip(batches, sizes):
+            yield left
+            left -= size
             b = align.collate([feats[i] for i in batch], tok.pad_token_id)
             lp = log_softmax(self.engine.logits(b).astype(np.float64))
             for row, i in enumerate(batch):

@@ -7,6 +7,7 @@ of a model directory (int8, else fp32); ``TorchEngine`` wraps a loaded transform
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Protocol
@@ -14,8 +15,9 @@ from typing import Protocol
 import numpy as np
 
 from nerkit.errors import NerkitError
-from nerkit.modeldir import INT8_FILE, ONNX_FILE, first_line
+from nerkit.modeldir import INT8_FILE, ONNX_FILE, first_line, read_meta
 
+log = logging.getLogger("nerkit.engines")
 BACKENDS = ("auto", "onnx-int8", "onnx", "torch")
 DEFAULT_BATCH_TOKENS = 512
 # ONNX Runtime's SkipLayerNormalization CPU kernel took 4x the time of the Add + LayerNormalization it replaces
@@ -172,6 +174,16 @@ class OnnxEngine:
         return f"OnnxEngine({self.name}, {self.path})"
 
 
+def _fixed_scales(path: Path) -> bool:
+    """Whether a model directory's int8 graph quantizes activations with constant scales (``nerkit export``
+    since issue 9): then a text's logits do not depend on the other texts of its batch."""
+    try:
+        quant = (read_meta(path).onnx or {}).get("quantization") or {}
+    except Exception:  # noqa: BLE001 - unreadable metadata: treat the graph as the older, batch-dependent kind
+        return False
+    return isinstance(quant, dict) and quant.get("activations") == "static"
+
+
 def load_engine(path: str | os.PathLike, backend: str = "auto") -> OnnxEngine | None:
     """The ONNX engine for a model directory, or None where the backend asked for has no exported graph."""
     path = Path(path)
@@ -182,6 +194,11 @@ def load_engine(path: str | os.PathLike, backend: str = "auto") -> OnnxEngine | 
     order = {"auto": [(INT8_FILE, "onnx-int8"), (ONNX_FILE, "onnx")],
              "onnx-int8": [(INT8_FILE, "onnx-int8")], "onnx": [(ONNX_FILE, "onnx")]}[backend]
     for fname, name in order:
+        if backend == "auto" and fname == INT8_FILE and (path / fname).is_file() and not _fixed_scales(path):
+            log.warning("%s: the int8 graph quantizes activations with one scale per batch (exported by an older "
+                        "nerkit), so answers could depend on what a text is batched with; running the fp32 graph. "
+                        "Run `nerkit export` again for the faster int8 graph.", path)
+            continue
         if (path / fname).is_file():
             try:
                 import onnxruntime  # noqa: F401

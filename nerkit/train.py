@@ -635,7 +635,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
                                    cfg.early_stopping):
         bar.update(1)
         if p.step % 10 == 0:
-            bar.set_postfix(loss=f"{float(p.loss):.4f}", epoch=state.epoch + 1)
+            bar.set_postfix(loss=f"{float(p.loss.detach()):.4f}", epoch=state.epoch + 1)
         if p.dev is not None:
             log(f"step {p.step}: dev F1 {p.dev['f1'] * 100:.2f}")
         if p.is_best:

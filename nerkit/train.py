@@ -693,18 +693,17 @@ def model_meta(cfg: TrainConfig, sources: tuple, data: Datasets, windows: Traini
 
 def budget_for(train, model: str | None = None, context: int | None = None, scheme: str | None = None) -> dict:
     """The budget the defaults would pick for ``train`` (path or documents), without training (for benchmarks)."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     cfg = TrainConfig(model=model, context=context).resolved()
     docs = as_documents(train, scheme)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    labels = iob2_labels(labels_of(t for d in docs for s in d.sentences for t in (s.tags or [])))
+    tokenizer = load_tokenizer(cfg.model)
     max_len = min(getattr(AutoConfig.from_pretrained(cfg.model), "max_position_embeddings", 512), 512)
-    window = min(cfg.context, max_len) if cfg.context else max_len
-    enc = align.encode_documents(docs, tokenizer, None)
-    wins = align.make_windows(enc, window, window - 2, sentence_level=not cfg.context, fill_context=False)
-    tokens = sum(2 + sum(len(p) for p in enc[w.doc].pieces[w.ctx_start:w.ctx_end]) for w in wins)
-    n_sentences = sum(1 for d in docs for s in d.sentences if s.words)
-    return asdict(cfg.with_budget(n_sentences, tokens)[1])
+    encoded = align.encode_documents(docs, tokenizer, {t: i for i, t in enumerate(labels)})
+    # The same windows fit trains on (casing does not change their lengths), so the same budget.
+    windows = build_features(encoded, tokenizer, cfg, labels, False, max_len)
+    return asdict(resolve_config(cfg, data_size(docs, windows))[1])
 
 
 def _lowercases(tokenizer) -> bool:

@@ -115,3 +115,14 @@ def test_label_map_errors_name_the_problem(tiny_model, tmp_path):
     data = small_corpus(tmp_path, n_train=4)
     with pytest.raises(NerkitError, match="does not have"):
         fit(data["train"], config=TrainConfig(model=str(tiny_model), max_steps=1, progress=False, label_map="GPE=LOC"))
+
+
+def test_budget_for_is_the_budget_fit_uses(tiny_model, tmp_path):
+    from nerkit.budget import Budget
+    from nerkit.train import budget_for
+
+    data = small_corpus(tmp_path, n_train=8)
+    res = fit(data["train"], config=TrainConfig(model=str(tiny_model), max_steps=1, progress=False))
+    b = budget_for(data["train"], model=str(tiny_model))
+    b["chosen"] = tuple(b["chosen"])
+    assert Budget(**b).describe() == res["meta"]["budget"]["describe"]

@@ -85,7 +85,9 @@ def test_page_highlights_entities_in_place(server):
 
             # The CSS tooltip shows label and score on hover.
             page.hover("#output mark.ent >> nth=0")
-            page.wait_for_timeout(250)
+            # Wait for the fade-in to finish rather than a fixed time (at 250 ms a busy CI once read opacity 0.85).
+            page.wait_for_function("() => parseFloat(getComputedStyle(document.querySelector('#output mark.ent'), "
+                                   "'::after').opacity) > 0.9", timeout=5000)
             tip = page.eval_on_selector("#output mark.ent", "m => [getComputedStyle(m, '::after').content, "
                                                             "getComputedStyle(m, '::after').opacity]")
             assert want[0].label in tip[0] and float(tip[1]) > 0.9

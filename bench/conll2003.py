@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import describe  # noqa: E402
 
 
 def run(cmd: list[str], log: Path) -> dict:
@@ -29,22 +32,6 @@ def run(cmd: list[str], log: Path) -> dict:
         p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(p.pid, 0)
     return {"wall_s": round(time.time() - t, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024), "status": status}
-
-
-def machine() -> str:
-    model = platform.processor() or ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        flags = open("/proc/cpuinfo").read()
-        isa = "AVX512-BF16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "?"
-    except OSError:
-        isa = "?"
-    import torch
-
-    return f"{model}, {len(os.sched_getaffinity(0))} cores, {isa}, torch {torch.__version__}"
 
 
 def main() -> None:
@@ -62,7 +49,7 @@ def main() -> None:
     data, base = Path(a.data), default_model()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="nerkit-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "data": str(data)}
+    results: dict = {"machine": describe(), "date": time.strftime("%Y-%m-%d %H:%M"), "data": str(data)}
     if a.only != "recipe":
         out = work / "nerkit-model"
         cmd = [sys.executable, "-m", "nerkit.cli", "train", "--train", str(data / "train.txt"),

@@ -25,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import describe  # noqa: E402
 DEFAULT_DATA = Path(os.environ.get("NERKIT_DATA") or ROOT.parent / "shared" / "data") / "conll2003" / "test.txt"
 
 
@@ -147,7 +150,7 @@ def main() -> None:
                         f"{', '.join(f'{t:.1f}' for t in times[k])} |")
         n_ent = sum(len(v) for v in ref.values())
         ray_start = min(ray_starts)
-        notes = [f"Machine: {platform.processor() or platform.machine()}, {cores} cores, {platform.system()}; "
+        notes = [f"Machine: {describe()}, {platform.system()}; "
                  f"Python {platform.python_version()}; ray {ray.__version__}.",
                  f"Corpus: {len(texts):,} texts, {words:,} words (CoNLL-2003 test sentences repeated), "
                  f"{len(paths)} .txt files; model `{a.model}`, backend {a.backend}; {n_ent:,} entities.",

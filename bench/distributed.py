@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import describe  # noqa: E402
 DOCSTART = "-DOCSTART- -X- -X- O\n"
 
 
@@ -70,7 +73,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     result = {"train_sentences": n_train, "dev_sentences": n_dev, "settings": a.settings, "runs": rows,
               "dev_f1_gap_points": round(abs(rows[0]["dev_f1"] - rows[1]["dev_f1"]) * 100, 2),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "data_dir": str(tmp)}
+              "machine": describe(), "data_dir": str(tmp)}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"dev F1: 1 process {rows[0]['dev_f1'] * 100:.2f}, {a.processes} processes {rows[1]['dev_f1'] * 100:.2f}")

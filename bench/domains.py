@@ -181,7 +181,7 @@ def execute(job: dict, args, work: Path) -> dict:
         res = run_nerkit(split, out, model, args.seed, threads, extra)
         if not (args.keep and job["system"] == "nerkit"):
             subprocess.run(["rm", "-rf", str(out)])
-    return {**job, **res}
+    return {**job, **res, "machine": args.machine, "threads": threads, "jobs": args.jobs}
 
 
 def load_runs(path: Path) -> dict[str, dict]:
@@ -297,6 +297,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "domains")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--deadline", type=float, default=0, help="stop starting runs after this many seconds")
+    ap.add_argument("--report", action="store_true", help="only write the tables and plots from the cached runs")
     args = ap.parse_args()
     if args.quick:
         args.datasets, args.sizes, args.systems = "tsa-md,wnut17", "100", "nerkit,recipe"
@@ -309,11 +310,15 @@ def main() -> None:
         from nerkit.train import default_model
 
         args.model = default_model()
+    sys.path.insert(0, str(ROOT / "bench"))
+    from machine import describe
+
+    args.machine = describe()
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.work / "runs.jsonl"
     done = load_runs(cache)
-    todo = [j for j in plan(args) if key(j) not in done]
+    todo = [] if args.report else [j for j in plan(args) if key(j) not in done]
     print(f"{len(todo)} runs to do ({len(done)} cached in {cache})", flush=True)
     t_start = time.time()
     with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool, cache.open("a") as log:
@@ -334,11 +339,11 @@ def main() -> None:
     runs = list(done.values())
     all_ds = [d for d in DATASETS if any(r["ds"] == d for r in runs)]
     rows = summarise(runs, all_ds, SIZES)
-    import platform
-
-    note = (f"`python bench/domains.py {' '.join(sys.argv[1:])}` - {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}; seed {args.seed}; dev capped at {DEV_CAP} sentences "
-            "for sizes up to 1,000; test sets complete.")
+    machines = sorted({f"{r.get('machine', 'not recorded')} ({r.get('jobs', '?')} runs at a time, "
+                       f"{r.get('threads', '?')} threads each)" for r in runs})
+    note = (f"`python bench/domains.py {' '.join(sys.argv[1:])}` on {time.strftime('%Y-%m-%d')} from the runs cached in "
+            f"{cache} ({len(runs)} runs); seed {args.seed}; dev capped at {DEV_CAP} sentences for sizes up to 1,000; "
+            "test sets complete. Machines: " + "; ".join(machines) + ".")
     stem = "domains_quick" if args.quick else "domains"
     (args.out / f"{stem}.md").write_text(markdown(rows, note))
     (args.out / f"{stem}.json").write_text(json.dumps({"note": note, "rows": rows}, indent=1))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,7 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 DEFAULT_DATA = ROOT.parent / "shared" / "data"  # as in tests/conftest.py
+
+from machine import machine  # noqa: E402  (re-exported for int8_scales and serve_load)
 
 
 def resolve_data(path: str | os.PathLike | None) -> Path:
@@ -211,28 +213,6 @@ def run_worker(spec: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ report
-def machine() -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
-    import onnxruntime
-    import torch
-    import transformers
-
-    return {"cpu": model, "cores": cores, "isa": isa, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__}
-
 
 def table(rows: list[dict], base: dict, ref_f1: float | None) -> str:
     head = ("| path | engine | words/s | × pipeline | single-text p50 ms | p99 ms | p50 ÷ pipeline | peak RSS MB "

@@ -328,7 +328,7 @@ def starvation(a, fast: Path) -> int:
     finally:
         stop_server(proc)
     differ = sum(run["answers"][t] != expected[t] for t in run["answers"])
-    info = __import__("inference").machine()
+    info = __import__("machine").machine()
 
     def ms(xs, q):
         return float(np.percentile(np.array(xs) * 1000, q)) if xs else float("nan")

@@ -1,0 +1,75 @@
+"""bench/domains.py's bookkeeping: what it plans, and that the oracle is chosen on dev (never on test)."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def domains():
+    spec = importlib.util.spec_from_file_location("bench_domains", ROOT / "bench" / "domains.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _args(**kw):
+    base = {"datasets": ["wnut17"], "sizes": ["100", "full"], "systems": ["nerkit", "recipe", "oracle"],
+            "transfer": None, "transfer_datasets": ["finer-ord"], "class_weights": False}
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_plan_has_the_grid_without_repeating_the_default_and_no_grid_at_full_size(domains):
+    jobs = domains.plan(_args())
+    grid = [j for j in jobs if j["system"] == "grid"]
+    assert len(grid) == 8 and all(j["size"] == "100" for j in grid)
+    assert {(j["lr_x"], j["epochs_x"]) for j in grid} == {(a, b) for a in domains.LR_GRID for b in domains.BUDGET_GRID} - {(1.0, 1.0)}
+    assert sorted(j["system"] for j in jobs if j["size"] == "full") == ["nerkit", "recipe"]
+    keys = [domains.key(j) for j in jobs]
+    assert len(keys) == len(set(keys))
+    extra = domains.plan(_args(datasets=["wnut17", "finer-ord"], sizes=["1000"], systems=["nerkit"], class_weights=True,
+                               transfer=Path("m")))
+    assert sorted((j["ds"], j["system"]) for j in extra) == [
+        ("finer-ord", "cw-balanced"), ("finer-ord", "cw-sqrt"), ("finer-ord", "nerkit"), ("finer-ord", "transfer"),
+        ("wnut17", "cw-balanced"), ("wnut17", "cw-sqrt"), ("wnut17", "nerkit")]
+
+
+def _run(system, dev, test, **kw):
+    return {"ds": "wnut17", "size": "100", "system": system, "dev_f1": dev, "test_f1": test, "wall_s": 10.0, **kw}
+
+
+def test_oracle_is_the_dev_best_point_and_reports_its_test_score(domains):
+    runs = [_run("nerkit", 0.40, 0.30), _run("recipe", 0.01, 0.02),
+            _run("grid", 0.45, 0.20, lr_x=2.0, epochs_x=0.5),   # best on dev, worse on test
+            _run("grid", 0.35, 0.50, lr_x=0.5, epochs_x=2.0)]   # best on test: must not be picked
+    (row,) = domains.summarise(runs, ["wnut17"], ["100"])
+    assert row["oracle"] == {"test_f1": 0.20, "dev_f1": 0.45, "points": 3, "lr_x": 2.0, "epochs_x": 0.5}
+    md = domains.markdown([row], "note")
+    assert "| wnut17 | 100 | 30.0 | 2.0 | +28.0 | 20.0 (lr x2, epochs x0.5; 3) | +10.0 | 40.0 |" in md
+
+
+def test_cache_resumes_and_skips_failed_runs(domains, tmp_path):
+    ok, failed = _run("nerkit", 0.4, 0.3), {**_run("recipe", 0, 0), "error": "killed"}
+    (tmp_path / "runs.jsonl").write_text(json.dumps(ok) + "\n" + json.dumps(failed) + "\n")
+    done = domains.load_runs(tmp_path / "runs.jsonl")
+    assert list(done) == [domains.key(ok)]  # the failed run is done again on the next start
+
+
+def test_splits_are_seeded_samples_shared_by_every_system(domains, tmp_path):
+    data = tmp_path / "data" / "toy"
+    data.mkdir(parents=True)
+    sents = [f"w{i}\tB-X\nx{i}\tO" for i in range(50)]
+    for name in ("train", "valid", "test"):
+        (data / f"{name}.txt").write_text("\n\n".join(sents) + "\n")
+    a = domains.make_split(tmp_path / "data", "toy", "20", tmp_path / "w1", seed=13)
+    b = domains.make_split(tmp_path / "data", "toy", "20", tmp_path / "w2", seed=13)
+    c = domains.make_split(tmp_path / "data", "toy", "20", tmp_path / "w3", seed=14)
+    assert (a / "train.txt").read_text() == (b / "train.txt").read_text() != (c / "train.txt").read_text()
+    assert len(domains.read_sentences(a / "train.txt")) == 20
+    assert (a / "test.txt").read_text() == (data / "test.txt").read_text()  # the test set is always complete

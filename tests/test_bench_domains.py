@@ -48,10 +48,14 @@ def test_oracle_is_the_dev_best_point_and_reports_its_test_score(domains):
     runs = [_run("nerkit", 0.40, 0.30), _run("recipe", 0.01, 0.02),
             _run("grid", 0.45, 0.20, lr_x=2.0, epochs_x=0.5),   # best on dev, worse on test
             _run("grid", 0.35, 0.50, lr_x=0.5, epochs_x=2.0)]   # best on test: must not be picked
-    (row,) = domains.summarise(runs, ["wnut17"], ["100"])
-    assert row["oracle"] == {"test_f1": 0.20, "dev_f1": 0.45, "points": 3, "lr_x": 2.0, "epochs_x": 0.5}
+    rest = [(a, b) for a in domains.LR_GRID for b in domains.BUDGET_GRID if (a, b) not in ((1.0, 1.0), (2.0, 0.5), (0.5, 2.0))]
+    (partial,) = domains.summarise(runs + [_run("grid", 0.1, 0.9, lr_x=a, epochs_x=b) for a, b in rest[:-1]],
+                                   ["wnut17"], ["100"])
+    assert "oracle" not in partial  # 8 of 9 points: no oracle yet
+    (row,) = domains.summarise(runs + [_run("grid", 0.1, 0.9, lr_x=a, epochs_x=b) for a, b in rest], ["wnut17"], ["100"])
+    assert row["oracle"] == {"test_f1": 0.20, "dev_f1": 0.45, "points": 9, "lr_x": 2.0, "epochs_x": 0.5}
     md = domains.markdown([row], "note")
-    assert "| wnut17 | 100 | 30.0 | 2.0 | +28.0 | 20.0 (lr x2, epochs x0.5; 3) | +10.0 | 40.0 |" in md
+    assert "| wnut17 | 100 | 30.0 | 2.0 | +28.0 | 20.0 (lr x2, epochs x0.5; 9) | +10.0 | 40.0 |" in md
 
 
 def test_cache_resumes_and_skips_failed_runs(domains, tmp_path):

@@ -184,8 +184,6 @@ def _class_weights(kind: str, tag_ids: list[list[int]], n: int):
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
-
-
 @dataclass
 class Datasets:
     """The documents of each split and the label set they use (IOB2)."""

@@ -27,6 +27,13 @@ def machine() -> dict:
         except ImportError:
             pass
     try:
+        import torch
+
+        if torch.cuda.is_available():  # training then runs on the GPU: name it, or a GPU time reads as a CPU time
+            info["gpu"] = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    except Exception:  # noqa: BLE001 - no torch, no GPU line
+        pass
+    try:
         from nerkit.engines import use_bf16
 
         info["bf16"] = bool(use_bf16("auto", "cpu"))
@@ -40,4 +47,5 @@ def describe(info: dict | None = None) -> str:
     info = info or machine()
     bf16 = "" if "bf16" not in info else f", bf16 autocast {'on' if info['bf16'] else 'off'}"
     torch = f", torch {info['torch']}" if "torch" in info else ""
-    return f"{info['cpu']}, {info['cores']} cores ({', '.join(info['isa']) or 'no AVX2'}){bf16}{torch}"
+    gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
+    return f"{info['cpu']}, {info['cores']} cores ({', '.join(info['isa']) or 'no AVX2'}){bf16}{torch}{gpu}"

@@ -689,11 +689,12 @@ def model_meta(cfg: TrainConfig, sources: tuple, data: Datasets, windows: Traini
     )
 
 
-def budget_for(train, model: str | None = None, context: int | None = None, scheme: str | None = None) -> dict:
-    """The budget the defaults would pick for ``train`` (path or documents), without training (for benchmarks)."""
+def budget_for(train, model: str | None = None, context: int | None = None, scheme: str | None = None,
+               config: TrainConfig | None = None) -> dict:
+    """The budget ``config`` (default: the defaults) would train ``train`` (path or documents) with, without training."""
     from transformers import AutoConfig
 
-    cfg = TrainConfig(model=model, context=context).resolved()
+    cfg = (config or TrainConfig(model=model, context=context)).resolved()
     docs = as_documents(train, scheme)
     labels = iob2_labels(labels_of(t for d in docs for s in d.sentences for t in (s.tags or [])))
     tokenizer = load_tokenizer(cfg.model)

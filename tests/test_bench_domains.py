@@ -21,7 +21,8 @@ def domains():
 
 def _args(**kw):
     base = {"datasets": ["wnut17"], "sizes": ["100", "full"], "systems": ["nerkit", "recipe", "oracle"],
-            "transfer": None, "transfer_datasets": ["finer-ord"], "class_weights": False}
+            "transfer": None, "transfer_datasets": ["finer-ord"], "class_weights": False,
+            "lr_grid": [0.5, 1.0, 2.0], "budget_grid": [0.5, 1.0, 2.0], "full_points": [], "train_seeds": []}
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -77,3 +78,29 @@ def test_splits_are_seeded_samples_shared_by_every_system(domains, tmp_path):
     assert (a / "train.txt").read_text() == (b / "train.txt").read_text() != (c / "train.txt").read_text()
     assert len(domains.read_sentences(a / "train.txt")) == 20
     assert (a / "test.txt").read_text() == (data / "test.txt").read_text()  # the test set is always complete
+
+
+def test_a_six_point_grid_and_a_rule_check_at_full_size(domains):
+    jobs = domains.plan(_args(lr_grid=[1.0, 2.0, 4.0], budget_grid=[1.0, 2.0], full_points=[(2.0, 1.0)]))
+    assert sorted((j["lr_x"], j["epochs_x"]) for j in jobs if j["system"] == "grid" and j["size"] == "100") == [
+        (1.0, 2.0), (2.0, 1.0), (2.0, 2.0), (4.0, 1.0), (4.0, 2.0)]
+    assert [(j["lr_x"], j["epochs_x"]) for j in jobs if j["system"] == "grid" and j["size"] == "full"] == [(2.0, 1.0)]
+    six = [_run("nerkit", 0.40, 0.30)] + [_run("grid", 0.3 + a / 100, 0.2, lr_x=a, epochs_x=b)
+                                           for a in (1.0, 2.0, 4.0) for b in (1.0, 2.0) if (a, b) != (1.0, 1.0)]
+    (row,) = domains.summarise(six, ["wnut17"], ["100"])
+    assert row["oracle"]["points"] == 6 and row["oracle"]["lr_x"] == 1.0  # the default's dev 0.40 beats 0.3 + 0.04
+    assert "oracle" not in domains.summarise(six[:-1], ["wnut17"], ["100"])[0]  # a hole in the grid: no oracle
+    full = [{**r, "size": "full"} for r in six]
+    assert "oracle" not in domains.summarise(full, ["wnut17"], ["full"])[0]  # never an oracle at full size
+
+
+def test_training_seeds_repeat_the_default_and_the_grid_and_are_reported_apart(domains):
+    jobs = domains.plan(_args(lr_grid=[1.0, 2.0], budget_grid=[1.0, 2.0, 4.0], train_seeds=[14]))
+    seeded = [j for j in jobs if "train_seed" in j]
+    assert len(seeded) == 6 and all(j["size"] == "100" and j["system"] in ("nerkit", "grid") for j in seeded)
+    assert len({domains.key(j) for j in jobs}) == len(jobs)  # a seed's run never takes another's cache entry
+    runs = [_run("nerkit", 0.40, 0.30), _run("nerkit", 0.44, 0.36, train_seed=14), _run("recipe", 0.01, 0.02)]
+    (row,) = domains.summarise(runs, ["wnut17"], ["100"])
+    assert row["nerkit"]["test_f1"] == 0.30  # the table keeps the samples' own seed
+    assert [x["test_f1"] for x in row["seeds"]["lr x1, epochs x1"]] == [0.30, 0.36]
+    assert "| wnut17 | 100 | lr x1, epochs x1 | 2 | 42.0 ± 2.8 | 33.0 ± 4.2 |" in domains.markdown([row], "note")

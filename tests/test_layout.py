@@ -20,6 +20,7 @@ STAGES = [
     {"nerkit.engines", "nerkit.decode"},
     {"nerkit.budget", "nerkit.transfer", "nerkit.checkpoint"},  # budget rule, head transfer, checkpoints: used by train
     {"nerkit.train", "nerkit.evaluate"},  # train scores dev data with evaluate
+    {"nerkit.search"},  # several trainings around the derived budget, the dev-best kept
     {"nerkit.predict"},
     {"nerkit.export"},
     {"nerkit.serve", "nerkit.tagcorpus"},  # both run a Tagger over texts: HTTP requests, corpus files

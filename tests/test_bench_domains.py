@@ -104,3 +104,28 @@ def test_training_seeds_repeat_the_default_and_the_grid_and_are_reported_apart(d
     assert row["nerkit"]["test_f1"] == 0.30  # the table keeps the samples' own seed
     assert [x["test_f1"] for x in row["seeds"]["lr x1, epochs x1"]] == [0.30, 0.36]
     assert "| wnut17 | 100 | lr x1, epochs x1 | 2 | 42.0 ± 2.8 | 33.0 ± 4.2 |" in domains.markdown([row], "note")
+
+
+def test_the_seed_averaged_oracle_takes_the_best_mean_dev_point_of_a_complete_seeded_grid(domains):
+    points = [(a, b) for a in (1.0, 2.0) for b in (0.5, 1.0, 2.0)]
+    runs = []
+    for seed in (None, 14, 15):
+        extra = {} if seed is None else {"train_seed": seed}
+        for a, b in points:
+            # (2, 2) is lucky once (best single dev), (2, 1) best on average; test follows the opposite way
+            dev = {(2.0, 2.0): 0.60 if seed is None else 0.40, (2.0, 1.0): 0.50}.get((a, b), 0.45)
+            test = {(2.0, 1.0): 0.30, (2.0, 2.0): 0.70}.get((a, b), 0.40)
+            system = "nerkit" if (a, b) == (1.0, 1.0) else "grid"
+            runs.append(_run(system, dev, test, **extra, **({} if system == "nerkit" else {"lr_x": a, "epochs_x": b})))
+    (row,) = domains.summarise(runs, ["wnut17"], ["100"])
+    assert (row["oracle"]["lr_x"], row["oracle"]["epochs_x"]) == (2.0, 2.0)  # one seed: the lucky point
+    avg = row["seed_oracle"]
+    assert (avg["lr_x"], avg["epochs_x"], avg["points"], avg["seeds"]) == (2.0, 1.0, 6, 3)
+    assert avg["test_f1"] == pytest.approx(0.30) and avg["default_test_f1"] == pytest.approx(0.40)
+    md = domains.markdown([row], "note")
+    assert "| wnut17 | 100 | 6 x 3 | 40.0 | 30.0 (lr x2, epochs x1) | +10.0 |" in md
+    assert "Within 1.0 of the seed-averaged oracle: 1 of 1 cells." in md
+    two_seeds = [r for r in runs if r.get("train_seed") != 15]
+    assert "seed_oracle" not in domains.summarise(two_seeds, ["wnut17"], ["100"])[0]  # fewer than three seeds: none
+    holes = [r for r in runs if not (r.get("train_seed") == 15 and r.get("lr_x") == 2.0 and r.get("epochs_x") == 0.5)]
+    assert "seed_oracle" not in domains.summarise(holes, ["wnut17"], ["100"])[0]  # a point short of seeds: no grid

@@ -59,12 +59,13 @@ def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
     }
 
 
-def evaluate(tagger, data: str | os.PathLike | Sequence[Document], scheme: str | None = None) -> dict:
+def evaluate(tagger, data: str | os.PathLike | Sequence[Document], scheme: str | None = None,
+             annotators: Sequence[str] | None = None) -> dict:
     """Tag every sentence of labelled data with ``tagger`` (document context, windows merged) and score it."""
     from nerkit.data import check_labelled
     from nerkit.sources import as_documents
 
-    docs = as_documents(data, scheme)
+    docs = as_documents(data, scheme, annotators)
     check_labelled(docs, "evaluation")
     pred_docs = tagger.tag_documents(docs)
     gold, pred = [], []

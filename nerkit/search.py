@@ -52,7 +52,8 @@ class SearchResult:
 
 
 def search(train, dev, test=None, output=None, config: TrainConfig | None = None, scheme: str | None = None,
-           lr_x: Sequence[float] = LR_X, epochs_x: Sequence[float] = EPOCHS_X) -> SearchResult:
+           lr_x: Sequence[float] = LR_X, epochs_x: Sequence[float] = EPOCHS_X,
+           annotators: Sequence[str] | None = None) -> SearchResult:
     """Train at each learning-rate x epochs multiple of the budget; keep the best on ``dev``; save it to ``output``."""
     if dev is None:
         raise NerkitError("--search chooses the settings on the dev set: give --dev")
@@ -61,7 +62,7 @@ def search(train, dev, test=None, output=None, config: TrainConfig | None = None
         raise NerkitError("--search trains several models and keeps one; it cannot --resume")
     if output is not None:
         check_output(output)  # before the first of several trainings
-    base = budget_for(train, config=cfg, scheme=scheme)
+    base = budget_for(train, config=cfg, scheme=scheme, annotators=annotators)
     grid = [(a, b) for b in epochs_x for a in lr_x]
     points: list[SearchPoint] = []
     best: tuple[SearchPoint, TrainResult] | None = None
@@ -71,7 +72,7 @@ def search(train, dev, test=None, output=None, config: TrainConfig | None = None
             print(f"search {i}/{len(grid)}: learning rate x{a:g} ({lr:.2g}), epochs x{b:g} ({epochs:g})",
                   file=sys.stderr, flush=True)
         t0 = time.time()
-        res = fit(train, dev, test, None, dataclasses.replace(cfg, lr=lr, epochs=epochs), scheme)
+        res = fit(train, dev, test, None, dataclasses.replace(cfg, lr=lr, epochs=epochs), scheme, annotators)
         point = SearchPoint(a, b, lr, epochs, float(res.metrics.get("dev", {}).get("f1", 0.0)), round(time.time() - t0, 1))
         points.append(point)
         if best is None or point.dev_f1 > best[0].dev_f1:  # ties keep the earlier, cheaper point

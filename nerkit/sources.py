@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from nerkit import data
 from nerkit.annotate import formats
 from nerkit.annotate.formats import hf
+from nerkit.errors import DataError
 from nerkit.scheme import LabelScheme
 from nerkit.types import Document
 
 # Suffixes read by nerkit.data's CoNLL reader without a look inside (as before formats existed).
 _JSON = (".json", ".jsonl", ".ndjson")
+# Formats with one annotation per sentence, where --annotator has nothing to choose.
+_ONE_ANNOTATION = {"conll": "a CoNLL file", "nerkit": "nerkit JSONL", "hf": "a Hugging Face dataset"}
 
 
 def source_format(path: str | os.PathLike) -> str:
@@ -34,9 +38,14 @@ def source_format(path: str | os.PathLike) -> str:
     return "conll"
 
 
-def load(path: str | os.PathLike, scheme: LabelScheme | str | None = None) -> list[Document]:
-    """Documents from any supported source (``scheme`` applies to CoNLL files; others are detected)."""
+def load(path: str | os.PathLike, scheme: LabelScheme | str | None = None,
+         annotators: Sequence[str] | None = None) -> list[Document]:
+    """Documents from any supported source (``scheme`` applies to CoNLL files; others are detected; ``annotators``
+    chooses whose annotations of a multi-annotator export are read)."""
     fmt = source_format(path)
+    if annotators and fmt in _ONE_ANNOTATION:
+        raise DataError(path, None, "--annotator chooses among the annotations of an annotation-tool export; this is "
+                        f"{_ONE_ANNOTATION[fmt]}, which holds one annotation per sentence")
     if fmt == "conll":
         return data.read_conll(path, scheme)
     if fmt == "nerkit":
@@ -44,7 +53,7 @@ def load(path: str | os.PathLike, scheme: LabelScheme | str | None = None) -> li
     if fmt == "hf":
         return hf.read_documents(path)[0]
     log = formats.ChangeLog()
-    docs = formats.read_documents(path, fmt, log)
+    docs = formats.read_documents(path, fmt, log, annotators)
     if log.changes:
         counts = "; ".join(f"{n} x {formats.CHANGES[k]}" for k, n in log.counts().most_common())
         warnings.warn(f"{path}: read as {fmt} with {len(log.changes)} changes ({counts}; first: {log.details(1)[0]}); "
@@ -52,12 +61,13 @@ def load(path: str | os.PathLike, scheme: LabelScheme | str | None = None) -> li
     return docs
 
 
-def as_documents(source, scheme: LabelScheme | str | None = None) -> list[Document]:
+def as_documents(source, scheme: LabelScheme | str | None = None,
+                 annotators: Sequence[str] | None = None) -> list[Document]:
     """Documents from a path or hub id (read with ``load``), an iterable of Documents, or None (no documents)."""
     if source is None:
         return []
     if isinstance(source, (str, os.PathLike)):
-        return load(source, scheme=scheme)
+        return load(source, scheme=scheme, annotators=annotators)
     return list(source)
 
 

@@ -207,9 +207,10 @@ class DataSize:
     tokens: int  # subword tokens of the training windows, special tokens included, padding not
 
 
-def load_datasets(train, dev=None, test=None, scheme: str | None = None) -> Datasets:
+def load_datasets(train, dev=None, test=None, scheme: str | None = None,
+                  annotators: Sequence[str] | None = None) -> Datasets:
     """Read the splits (paths or documents) and collect the IOB2 labels of all of them."""
-    train_docs, dev_docs, test_docs = (as_documents(d, scheme) for d in (train, dev, test))
+    train_docs, dev_docs, test_docs = (as_documents(d, scheme, annotators) for d in (train, dev, test))
     check_labelled(dev_docs, "dev")  # before training: never find out after an hour that they cannot be scored
     check_labelled(test_docs, "test")
     if not any(s.tags for d in train_docs for s in d.sentences):
@@ -559,8 +560,9 @@ def start_state(cfg: TrainConfig, root: Path | None, key: str, model, opt, sched
 
 
 def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, config: TrainConfig | None = None,
-        scheme: str | None = None) -> TrainResult:
-    """Fine-tune ``config.model`` on ``train`` (path or documents); keep the best dev-F1 checkpoint; save to ``output``."""
+        scheme: str | None = None, annotators: Sequence[str] | None = None) -> TrainResult:
+    """Fine-tune ``config.model`` on ``train`` (path or documents); keep the best dev-F1 checkpoint; save to ``output``.
+    ``annotators`` (ids or emails) chooses whose annotations of multi-annotator exports are read."""
     from tqdm.auto import tqdm
     from transformers import set_seed
 
@@ -571,7 +573,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     if output is not None:
         check_output(output)  # before training: never find out after an hour that the output cannot be written
         checkpoint.check_root(checkpoint.checkpoint_root(output))
-    data = load_datasets(train, dev, test, scheme)
+    data = load_datasets(train, dev, test, scheme, annotators)
     set_seed(cfg.seed)
     _set_threads()
     talk = cfg.progress and os.environ.get("RANK", "0") == "0"  # under torchrun, the main process only
@@ -659,7 +661,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
         metrics["dev"] = _summary(state.best_dev or evaluate(eval_tagger, data.dev))
     if data.test:
         metrics["test"] = _summary(evaluate(eval_tagger, data.test))
-    meta = model_meta(cfg, (train, dev, test), data, windows, case_signal, metrics, state, budget, transfer)
+    meta = model_meta(cfg, (train, dev, test), data, windows, case_signal, metrics, state, budget, transfer, annotators)
     meta.train_seconds, meta.total_seconds = round(train_s, 1), round(time.time() - t_start, 1)
     meta.bf16, meta.device = bf16, str(device)
     if n_proc > 1:
@@ -673,13 +675,14 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
 
 
 def model_meta(cfg: TrainConfig, sources: tuple, data: Datasets, windows: TrainingWindows, case_signal: bool,
-               metrics: dict, state: LoopState, budget: Budget, transfer) -> ModelMeta:
+               metrics: dict, state: LoopState, budget: Budget, transfer,
+               annotators: Sequence[str] | None = None) -> ModelMeta:
     """What nerkit.json records of a training run (timings and device are filled in by the caller)."""
     return ModelMeta(
         windows=windows.meta, case_signal=case_signal, labels=data.labels,
         nerkit_version=__version__, base_model=_model_name(cfg.model), tag_scheme="IOB2",
         train_args={**{k: v for k, v in asdict(cfg).items() if k not in _OPERATIONAL}, "model": _model_name(cfg.model)},
-        data={name: _describe(src, docs) for name, src, docs in
+        data={name: _describe(src, docs, annotators) for name, src, docs in
               zip(("train", "dev", "test"), sources, (data.train, data.dev, data.test)) if docs},
         metrics=metrics, history=state.history, best_step=state.best_step, steps=state.step,
         platform=platform.platform(),
@@ -690,12 +693,12 @@ def model_meta(cfg: TrainConfig, sources: tuple, data: Datasets, windows: Traini
 
 
 def budget_for(train, model: str | None = None, context: int | None = None, scheme: str | None = None,
-               config: TrainConfig | None = None) -> dict:
+               config: TrainConfig | None = None, annotators: Sequence[str] | None = None) -> dict:
     """The budget ``config`` (default: the defaults) would train ``train`` (path or documents) with, without training."""
     from transformers import AutoConfig
 
     cfg = (config or TrainConfig(model=model, context=context)).resolved()
-    docs = as_documents(train, scheme)
+    docs = as_documents(train, scheme, annotators)
     labels = iob2_labels(labels_of(t for d in docs for s in d.sentences for t in (s.tags or [])))
     tokenizer = load_tokenizer(cfg.model)
     max_len = min(getattr(AutoConfig.from_pretrained(cfg.model), "max_position_embeddings", 512), 512)
@@ -726,9 +729,11 @@ def _model_name(model: str) -> str:
     return Path(model).name if Path(model).exists() else model
 
 
-def _describe(src, docs: Sequence[Document]) -> dict:
+def _describe(src, docs: Sequence[Document], annotators: Sequence[str] | None = None) -> dict:
     d = {"documents": len(docs), "sentences": sum(len(x.sentences) for x in docs)}
     if isinstance(src, (str, os.PathLike)):
         d["path"] = Path(src).name  # the file's name and fingerprint identify it; its local path would leak
         d["sha256_16"] = fingerprint(src)
+        if annotators:
+            d["annotators"] = list(annotators)  # the same file read for another annotator is other data
     return d

@@ -168,3 +168,45 @@ def test_agree_compares_the_chosen_annotators_alike_in_both_exports(exports, cap
         if key in results[0]:
             assert results[0][key] == results[1][key], key
     assert results[0]["items"] == 2  # tasks 1 and 2: the only ones both annotated
+
+
+def _labels(docs):
+    return [t for d in docs for s in d.sentences for t in s.tags]
+
+
+def _sentences(docs):
+    return [(s.words, s.tags) for d in docs for s in d.sentences]
+
+
+def test_training_data_read_for_one_annotator(exports, tmp_path):
+    from nerkit import sources
+
+    full, mini, _, _ = exports
+    by_2 = sources.load(full, annotators=["2"])
+    assert _sentences(by_2) == _sentences(sources.load(mini, annotators=["2"]))
+    assert len(by_2) == 3 and "B-ORG" in _labels(by_2[:1])  # user 2 tagged Paris ORG in task 1
+    first = sources.load(full)  # the documented rule: user 1's annotation of task 1, Paris LOC
+    assert "B-LOC" in _labels(first[:1]) and "B-ORG" not in _labels(first[:1])
+    with pytest.raises(NerkitError, match="bob@example.com"):  # this export names users by id only
+        sources.as_documents(str(full), annotators=["bob@example.com"])
+
+
+def test_annotator_on_a_one_annotation_format_is_refused_naming_the_file(tmp_path, capsys):
+    conll = tmp_path / "train.conll"
+    conll.write_text("Ann B-PER\nsleeps O\n", encoding="utf-8")
+    assert main(["stats", str(conll), "--annotator", "2"]) == 2
+    err = capsys.readouterr().err
+    assert str(conll) in err and "one annotation per sentence" in err and "Traceback" not in err
+
+
+def test_train_and_evaluate_on_one_annotators_labels(exports, tiny_model, tmp_path, capsys):
+    full, _, _, _ = exports
+    out = tmp_path / "model"
+    assert main(["train", "--train", str(full), "--dev", str(full), "--annotator", "2", "--model", str(tiny_model),
+                 "--max-steps", "2", "--batch-tokens", "256", "--output", str(out)]) == 0
+    meta = json.loads((out / "nerkit.json").read_text(encoding="utf-8"))
+    assert meta["data"]["train"]["annotators"] == ["2"] and meta["data"]["train"]["sentences"] == 3
+    capsys.readouterr()
+    assert main(["evaluate", str(out), str(full), "--annotator", "3", "--json", "--backend", "torch"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sentences"] == 2 and report["support"] == 3  # user 3: Oslo in task 3, Ann and Bob in task 5

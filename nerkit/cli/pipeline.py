@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from nerkit.cli._util import add_backend, add_scheme, add_training_options, training_config
+from nerkit.cli._util import add_annotator, add_backend, add_scheme, add_training_options, training_config
 
 
 def stats(a: argparse.Namespace) -> None:
@@ -14,7 +14,7 @@ def stats(a: argparse.Namespace) -> None:
 
     for path in a.data:
         print(f"== {path}")
-        print(data.format_stats(data.stats(sources.load(path, scheme=a.scheme))))
+        print(data.format_stats(data.stats(sources.load(path, scheme=a.scheme, annotators=a.annotator))))
 
 
 def train(a: argparse.Namespace) -> None:
@@ -24,12 +24,13 @@ def train(a: argparse.Namespace) -> None:
     if a.search:
         from nerkit.search import search
 
-        found = search(a.train, a.dev, a.test, a.output, training_config(a), a.scheme)
+        found = search(a.train, a.dev, a.test, a.output, training_config(a), a.scheme, annotators=a.annotator)
         if found.result.main:
             print(found.table(), file=sys.stderr)
             print(json.dumps(found.result.metrics, indent=2))
         return
-    result = fit(a.train, dev=a.dev, test=a.test, output=a.output, config=training_config(a), scheme=a.scheme)
+    result = fit(a.train, dev=a.dev, test=a.test, output=a.output, config=training_config(a), scheme=a.scheme,
+                 annotators=a.annotator)
     if result.main:  # under torchrun, the other processes print nothing
         print(json.dumps(result.metrics, indent=2))
 
@@ -40,7 +41,7 @@ def evaluate(a: argparse.Namespace) -> None:
     from nerkit.predict import Tagger
 
     tagger = Tagger.load(a.model_dir, backend=a.backend)
-    report = evaluate(tagger, a.data, scheme=a.scheme)
+    report = evaluate(tagger, a.data, scheme=a.scheme, annotators=a.annotator)
     print(json.dumps(report, indent=2) if a.json else format_report(report))
 
 
@@ -82,11 +83,16 @@ def demo(a: argparse.Namespace) -> None:
     run_demo(output=a.output, epochs=a.epochs)
 
 
+_ANNOTATOR_HELP = ("read this annotator's annotations of a multi-annotator export, e.g. Label Studio (repeat: the first "
+                   "listed who annotated a task); default: each task's first submitted annotation")
+
+
 def register(sub) -> None:
     """Add the pipeline subcommands to `nerkit`'s subparsers."""
     s = sub.add_parser("stats", help="corpus statistics of CoNLL/JSONL files")
     s.add_argument("data", nargs="+")
     add_scheme(s)
+    add_annotator(s, _ANNOTATOR_HELP)
     s.set_defaults(func=stats)
 
     t = sub.add_parser("train", help="fine-tune an encoder on labelled data")
@@ -102,6 +108,7 @@ def register(sub) -> None:
                         "on --dev: +0.9 test F1 on average over 17 benchmark cells of 100-1,000 sentences (up to +3.2), "
                         "for 4x the time (docs/domains.md)")
     add_scheme(t)
+    add_annotator(t, _ANNOTATOR_HELP)
     t.set_defaults(func=train)
 
     e = sub.add_parser("evaluate", help="entity-level P/R/F1 of a model on labelled data")
@@ -109,6 +116,7 @@ def register(sub) -> None:
     e.add_argument("data")
     e.add_argument("--json", action="store_true")
     add_scheme(e)
+    add_annotator(e, _ANNOTATOR_HELP)
     add_backend(e)
     e.set_defaults(func=evaluate)
 

@@ -125,6 +125,8 @@ def test_the_seed_averaged_oracle_takes_the_best_mean_dev_point_of_a_complete_se
     md = domains.markdown([row], "note")
     assert "| wnut17 | 100 | 6 x 3 | 40.0 | 30.0 (lr x2, epochs x1) | +10.0 |" in md
     assert "Within 1.0 of the seed-averaged oracle: 1 of 1 cells." in md
+    assert "| lr x1, epochs x1 | -5.00 | +10.00 | 1 of 1 |" in md  # the default as the rule, over seed means
+    assert "| lr x2, epochs x2 | -3.33 | +40.00 | 1 of 1 |" in md
     two_seeds = [r for r in runs if r.get("train_seed") != 15]
     assert "seed_oracle" not in domains.summarise(two_seeds, ["wnut17"], ["100"])[0]  # fewer than three seeds: none
     holes = [r for r in runs if not (r.get("train_seed") == 15 and r.get("lr_x") == 2.0 and r.get("epochs_x") == 0.5)]

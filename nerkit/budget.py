@@ -14,8 +14,8 @@ learning rate x1/x2/x4 by epochs x1/x2): no multiple of it does clearly better. 
 1.37 for the rule, 1.01-1.60 for the x2 variants (within one seed's noise), 5-6 for x4; on test none is closer
 (0.97-1.03 against the rule's 0.94); twice the learning rate at full size lost dev F1 on three of five sets. What is
 left is per data set, and `nerkit train --search` (nerkit.search) finds it on the user's dev set. Over three
-training seeds (6 points, 8 cells at 100-300 sentences) the rule is the best of the grid as a rule on dev and test
-(mean gaps 0.78 / 0.43, within 1.0 of the seed-averaged oracle in 6 of 8; only CoNLL-2003 wants twice the lr).
+training seeds (6 points, 9 cells at 100-300 sentences) the rule is the best of the grid as a rule on dev and test
+(mean gaps 0.75 / 0.35, within 1.0 of the seed-averaged oracle in 7 of 9; only CoNLL-2003 wants twice the lr).
 With the old fixed defaults, 666 TSA-MD sentences got 16 optimizer steps
 and test F1 46.5, and 339 WNUT-17 sentences 14 steps and an empty model (dev F1 0).
 """

@@ -72,7 +72,8 @@ def search(train, dev, test=None, output=None, config: TrainConfig | None = None
             print(f"search {i}/{len(grid)}: learning rate x{a:g} ({lr:.2g}), epochs x{b:g} ({epochs:g})",
                   file=sys.stderr, flush=True)
         t0 = time.time()
-        res = fit(train, dev, test, None, dataclasses.replace(cfg, lr=lr, epochs=epochs), scheme, annotators)
+        res = fit(train, dev, test, None, dataclasses.replace(cfg, lr=lr, epochs=epochs), scheme,
+                  annotators=annotators)
         point = SearchPoint(a, b, lr, epochs, float(res.metrics.get("dev", {}).get("f1", 0.0)), round(time.time() - t0, 1))
         points.append(point)
         if best is None or point.dev_f1 > best[0].dev_f1:  # ties keep the earlier, cheaper point

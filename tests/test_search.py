@@ -40,13 +40,15 @@ def test_search_keeps_the_best_dev_and_the_earlier_of_ties(monkeypatch, tmp_path
     base = {"lr": 1e-4, "epochs": 10.0}
     monkeypatch.setattr(search_mod, "budget_for", lambda *a, **k: base)
 
-    def fake_fit(train, dev, test, output, config, scheme):
+    def fake_fit(train, dev, test, output, config, scheme, annotators=None):
         assert output is None  # points are never written; only the kept one is saved
+        assert annotators == ["ann"]  # every point reads the same annotator's data
         key = (round(config.lr / base["lr"], 6), config.epochs / base["epochs"])
         return SimpleNamespace(metrics={"dev": {"f1": scores[key]}}, meta=SimpleNamespace(extra={}), main=True)
 
     monkeypatch.setattr(search_mod, "fit", fake_fit)
-    res = search_mod.search("train.conll", "dev.conll", config=TrainConfig(model="m", progress=False))
+    res = search_mod.search("train.conll", "dev.conll", config=TrainConfig(model="m", progress=False),
+                            annotators=["ann"])
     assert (res.best.lr_x, res.best.epochs_x, res.best.dev_f1) == (2.0, 1.0, 0.61)
     assert len(res.points) == 4 and res.result.meta.extra["search"]["kept"]["lr_x"] == 2.0
 

@@ -103,3 +103,26 @@ def test_page_highlights_entities_in_place(server):
             assert external == []  # self-contained: no CDN or other outside requests
         finally:
             browser.close()
+
+
+def test_tag_button_cancels_the_pending_live_tag(server):
+    """Typing schedules a live tag 300 ms later; pressing Tag sends it now and cancels that one, so the output is
+    not rendered again under the user's pointer (a re-render drops a hover tooltip)."""
+    sync_api = _chromium_or_skip()
+    base, _ = server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(base + "/")
+            page.wait_for_selector("body[data-tagged]")
+            posts = []
+            page.on("request", lambda r: posts.append(r.post_data) if r.url.endswith("/v1/entities") else None)
+            # type and press Tag in one go (as a fast user does), then wait past the 300 ms debounce
+            page.evaluate("""t => { const i = document.getElementById('input'); i.value = t;
+                                   i.dispatchEvent(new Event('input')); document.getElementById('tag').click(); }""", TEXT)
+            page.wait_for_function("document.getElementById('input').value === document.getElementById('output').textContent")
+            page.wait_for_timeout(800)
+            assert len(posts) == 1, posts
+        finally:
+            browser.close()

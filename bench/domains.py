@@ -243,14 +243,12 @@ def seed_oracle(seeded: dict[tuple[float, float], list[dict]], min_seeds: int = 
     if not is_complete_grid([{"lr_x": p[0], "epochs_x": p[1]} for p in points]):
         return None
 
-    def mean(v: list[dict], k: str) -> float:
-        return sum(x[k] for x in v) / len(v)
-
-    best = max(points, key=lambda p: mean(points[p], "dev_f1"))
+    means = {p: {k: sum(x[k] for x in v) / len(v) for k in ("dev_f1", "test_f1")} for p, v in points.items()}
+    best = max(means, key=lambda p: means[p]["dev_f1"])
+    default = means[(1.0, 1.0)]
     return {"lr_x": best[0], "epochs_x": best[1], "points": len(points), "seeds": min(len(v) for v in points.values()),
-            "means": {_label(p): {"dev_f1": mean(v, "dev_f1"), "test_f1": mean(v, "test_f1")} for p, v in points.items()},
-            "dev_f1": mean(points[best], "dev_f1"), "test_f1": mean(points[best], "test_f1"),
-            "default_dev_f1": mean(points[(1.0, 1.0)], "dev_f1"), "default_test_f1": mean(points[(1.0, 1.0)], "test_f1")}
+            "means": {_label(p): m for p, m in means.items()}, **means[best],
+            "default_dev_f1": default["dev_f1"], "default_test_f1": default["test_f1"]}
 
 
 def seed_oracle_table(rows: list[dict]) -> list[str]:
@@ -269,16 +267,8 @@ def seed_oracle_table(rows: list[dict]) -> list[str]:
                      f"{(o['default_test_f1'] - o['test_f1']) * 100:+.1f} |")
     within = sum((r["seed_oracle"]["default_test_f1"] - r["seed_oracle"]["test_f1"]) * 100 >= -1.0 for r in cells)
     lines += ["", f"Within 1.0 of the seed-averaged oracle: {within} of {len(cells)} cells.", "",
-              f"Each grid point as the default rule over seed means, the same {len(cells)} cells:", "",
-              "| grid point | mean dev gap to the dev-best | mean test gap to the oracle | cells within 1.0 of the oracle |",
-              "| --- | ---: | ---: | ---: |"]
-    common = set.intersection(*(set(r["seed_oracle"]["means"]) for r in cells))
-    for point in sorted(common):
-        dev = [(r["seed_oracle"]["means"][point]["dev_f1"] - r["seed_oracle"]["dev_f1"]) * 100 for r in cells]
-        test = [(r["seed_oracle"]["means"][point]["test_f1"] - r["seed_oracle"]["test_f1"]) * 100 for r in cells]
-        lines.append(f"| {point} | {sum(dev) / len(dev):+.2f} | {sum(test) / len(test):+.2f} | "
-                     f"{sum(t >= -1.0 for t in test)} of {len(test)} |")
-    return lines
+              f"Each grid point as the default rule over seed means, the same {len(cells)} cells:"]
+    return lines + _rule_rows([(r["seed_oracle"]["means"], r["seed_oracle"]) for r in cells])
 
 
 def _label(point: tuple[float, float]) -> str:
@@ -291,14 +281,19 @@ def rule_table(rows: list[dict]) -> list[str]:
     full = [r for r in rows if "oracle" in r]
     if not full:
         return []
-    common = set.intersection(*(set(r["grid"]) for r in full))
-    lines = ["", f"Each grid point as the default rule, over the {len(full)} cells with a complete grid "
-             "(dev gap: how a rule is chosen; test gap and cells within 1.0: the target):", "",
-             "| grid point | mean dev gap to the dev-best | mean test gap to the oracle | cells within 1.0 of the oracle |",
+    return ["", f"Each grid point as the default rule, over the {len(full)} cells with a complete grid "
+            "(dev gap: how a rule is chosen; test gap and cells within 1.0: the target):"] + \
+        _rule_rows([(r["grid"], r["oracle"]) for r in full])
+
+
+def _rule_rows(cells: list[tuple[dict[str, dict], dict]]) -> list[str]:
+    """The rule table: for each grid point found in every cell (cell = (dev/test F1 per point, the oracle's)), its
+    mean dev gap to the dev-best, mean test gap to the oracle, and the cells where it is within 1.0 on test."""
+    lines = ["", "| grid point | mean dev gap to the dev-best | mean test gap to the oracle | cells within 1.0 of the oracle |",
              "| --- | ---: | ---: | ---: |"]
-    for point in sorted(common):
-        dev = [(r["grid"][point]["dev_f1"] - r["oracle"]["dev_f1"]) * 100 for r in full]
-        test = [(r["grid"][point]["test_f1"] - r["oracle"]["test_f1"]) * 100 for r in full]
+    for point in sorted(set.intersection(*(set(points) for points, _ in cells))):
+        dev = [(points[point]["dev_f1"] - best["dev_f1"]) * 100 for points, best in cells]
+        test = [(points[point]["test_f1"] - best["test_f1"]) * 100 for points, best in cells]
         lines.append(f"| {point} | {sum(dev) / len(dev):+.2f} | {sum(test) / len(test):+.2f} | "
                      f"{sum(t >= -1.0 for t in test)} of {len(test)} |")
     return lines

@@ -175,3 +175,16 @@ if __name__ == "__main__":
     print("upward imports:", upward(edges) or "none")
     print("imports of the package root:", roots or "none")
     sys.exit(1 if cycles(edges) or upward(edges) or roots else 0)
+
+
+def test_root_exports_stay_the_functions_after_their_submodules_are_imported():
+    import subprocess
+    import sys
+
+    code = ("import nerkit, sys; first = nerkit.evaluate; import nerkit.evaluate; "
+            "from nerkit.evaluate import format_report; "
+            "assert callable(nerkit.evaluate) and nerkit.evaluate is first, nerkit.evaluate; "
+            "assert sys.modules['nerkit.evaluate'].evaluate is first; "
+            "from nerkit import evaluate, fit; assert callable(evaluate) and callable(fit)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # a fresh interpreter: no module loaded yet
+    assert r.returncode == 0, r.stderr

@@ -38,6 +38,11 @@ LR_GRID = (0.5, 1.0, 2.0)
 BUDGET_GRID = (0.5, 1.0, 2.0)
 MIN_GRID_POINTS = 6
 MIN_ORACLE_SEEDS = 3  # a seed moves test F1 by 0.5-3 points at 100-300 sentences: average at least three
+# "nerkit" is `nerkit train`'s defaults: up to 1,000 sentences with a dev set that is a search over these points
+# (nerkit.search.LR_X x EPOCHS_X, in its order); "once" is one training with the derived budget (`--no-search`),
+# the grid's (1, 1) point. Runs cached before the search was the default have no "search" field: read as "once".
+SEARCH_POINTS = ((1.0, 1.0), (2.0, 1.0), (1.0, 2.0), (2.0, 2.0))
+ONCE = "once"
 
 
 def read_sentences(path: Path) -> list[str]:
@@ -118,6 +123,7 @@ def run_nerkit(split: Path, out: Path, model: str, seed: int, threads: int, extr
     meta = json.loads((out / "nerkit.json").read_text())
     m = meta["metrics"]
     res = {"test_f1": m["test"]["f1"], "dev_f1": m["dev"]["f1"], "wall_s": round(wall, 1),
+           **({"search": _search_record(meta["search"])} if "search" in meta else {}),
            "train_s": meta["train_seconds"], "steps": meta["steps"], "epochs": meta["train_args"]["epochs"],
            "lr": meta["train_args"]["lr"], "batch_tokens": meta["train_args"]["batch_tokens"],
            "per_type_test": {t: v["f1"] for t, v in m["test"]["per_type"].items()},
@@ -125,6 +131,12 @@ def run_nerkit(split: Path, out: Path, model: str, seed: int, threads: int, extr
            # The dev curve says whether a run stopped early, peaked late or was still rising when its budget ended.
            "dev_curve": [[h["epoch"], round(h["dev_f1"], 4)] for h in meta.get("history") or []]}
     return res
+
+
+def _search_record(found: dict) -> dict:
+    """The search's points (lr x, epochs x, dev F1, seconds, test F1) and the kept one, from nerkit.json."""
+    return {"kept": [found["kept"]["lr_x"], found["kept"]["epochs_x"]],
+            "points": [[p["lr_x"], p["epochs_x"], p["dev_f1"], p["seconds"], p.get("test_f1")] for p in found["points"]]}
 
 
 def run_recipe(split: Path, model: str, threads: int, recipe: Path, work: Path) -> dict:
@@ -149,8 +161,10 @@ def plan(args) -> list[dict]:
                     # At full size only the points named by --full-points (checking a rule change at scale).
                     points = args.full_points if size == "full" else [(lm, bm) for lm in args.lr_grid for bm in args.budget_grid]
                     for lm, bm in points:
-                        if (lm, bm) != (1.0, 1.0):  # that point is the default run itself
+                        if (lm, bm) != (1.0, 1.0):
                             jobs.append({"ds": ds, "size": size, "system": "grid", "lr_x": lm, "epochs_x": bm})
+                        elif size != "full":  # at full size the default trains once: it is that point
+                            jobs.append({"ds": ds, "size": size, "system": ONCE})
                 else:
                     jobs.append({"ds": ds, "size": size, "system": system})
             if args.transfer and ds in args.transfer_datasets and size != "full":
@@ -160,7 +174,7 @@ def plan(args) -> list[dict]:
                     jobs.append({"ds": ds, "size": size, "system": f"cw-{cw}"})
     # Other training seeds (same split) for the default and the grid: how much of a gap to the oracle is luck.
     jobs += [{**j, "train_seed": t} for t in getattr(args, "train_seeds", []) for j in list(jobs)
-             if j["system"] in ("nerkit", "grid") and j["size"] != "full"]
+             if j["system"] in ("nerkit", ONCE, "grid") and j["size"] != "full"]
     return jobs
 
 
@@ -182,7 +196,10 @@ def execute(job: dict, args, work: Path) -> dict:
         model = args.model
         if job["system"] == "grid":
             b = default_budget(split, args.model)
-            extra = ["--lr", f"{b['lr'] * job['lr_x']:.3g}", "--epochs", f"{max(1.0, b['epochs'] * job['epochs_x']):g}"]
+            # The values nerkit.search gives its points (runs cached before 2026-11-27 had the lr to 3 digits).
+            extra = ["--lr", repr(b["lr"] * job["lr_x"]), "--epochs", repr(max(1.0, round(b["epochs"] * job["epochs_x"], 2)))]
+        elif job["system"] == ONCE:
+            extra = ["--no-search"]
         elif job["system"] == "transfer":
             model = str(args.transfer)
         elif job["system"].startswith("cw-"):
@@ -199,6 +216,8 @@ def load_runs(path: Path) -> dict[str, dict]:
         for line in path.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
+                if r.get("system") == "nerkit" and r.get("size") != "full" and "search" not in r:
+                    r["system"] = ONCE  # cached before `nerkit train` searched by default: one training
                 if "error" not in r:
                     runs[key(r)] = r
     return runs
@@ -206,6 +225,7 @@ def load_runs(path: Path) -> dict[str, dict]:
 
 def summarise(runs: list[dict], datasets: list[str], sizes: list[str]) -> list[dict]:
     """One row per data set and size: default, recipe, oracle (best dev of the grid, its test), transfer, weights."""
+    runs = with_search_points(runs)
     rows = []
     for ds in datasets:
         for size in sizes:
@@ -213,10 +233,12 @@ def summarise(runs: list[dict], datasets: list[str], sizes: list[str]) -> list[d
             mine = [r for r in every if "train_seed" not in r]  # the table: one training seed, the samples' own
             pick = {r["system"]: r for r in mine if r["system"] != "grid"}
             row = {"dataset": ds, "size": size}
-            for name in ("nerkit", "recipe", "transfer", "cw-sqrt", "cw-balanced"):
+            for name in ("nerkit", ONCE, "recipe", "transfer", "cw-sqrt", "cw-balanced"):
                 if name in pick:
                     row[name] = pick[name]
-            grid = [r for r in mine if r["system"] == "grid"] + ([pick["nerkit"]] if "nerkit" in pick else [])
+            grid = [r for r in mine if r["system"] == "grid"] + [r for r in _ones(pick.values(), size)]
+            if size != "full" and "nerkit" not in row and (found := compose_search(grid)):
+                row["nerkit"] = found
             if size != "full" and is_complete_grid(grid):  # a partial grid is no oracle
                 best = max(grid, key=lambda r: r["dev_f1"])
                 row["oracle"] = {"test_f1": best["test_f1"], "dev_f1": best["dev_f1"], "points": len(grid),
@@ -224,31 +246,91 @@ def summarise(runs: list[dict], datasets: list[str], sizes: list[str]) -> list[d
             if grid:
                 row["grid"] = {_label(_point(r)): {"dev_f1": r["dev_f1"], "test_f1": r["test_f1"]} for r in grid}
             seeded: dict[tuple[float, float], list[dict]] = {}
-            for r in every:
-                if r["system"] in ("nerkit", "grid"):
-                    seeded.setdefault(_point(r), []).append({"dev_f1": r["dev_f1"], "test_f1": r["test_f1"]})
+            for r in [r for r in every if r["system"] == "grid"] + _ones(every, size):
+                seeded.setdefault(_point(r), []).append({"dev_f1": r["dev_f1"], "test_f1": r["test_f1"]})
             if any(len(v) > 1 for v in seeded.values()):
                 row["seeds"] = {_label(k): v for k, v in seeded.items() if len(v) > 1}
-            if size != "full" and (avg := seed_oracle(seeded)):
+            if size != "full" and (avg := seed_oracle(seeded, searched=_searched_by_seed(every))):
                 row["seed_oracle"] = avg
             if len(row) > 2:
                 rows.append(row)
     return rows
 
 
-def seed_oracle(seeded: dict[tuple[float, float], list[dict]], min_seeds: int = MIN_ORACLE_SEEDS) -> dict | None:
+def with_search_points(runs: list[dict]) -> list[dict]:
+    """The runs, where a default run's search recorded every point's test F1, with those points as the grid's: they
+    are the same trainings (a cached grid run of the same point and seed, made before 2026-11-27 with the learning rate
+    rounded to 3 digits, is one seed-like perturbation away from it and is left out)."""
+    searches = {(r["ds"], r["size"], r.get("train_seed")): r for r in runs if r["system"] == "nerkit" and
+                r.get("search") and all(len(p) > 4 and p[4] is not None for p in r["search"]["points"])}
+    if not searches:
+        return runs
+    out = []
+    for r in runs:
+        s = searches.get((r["ds"], r["size"], r.get("train_seed")))
+        if s and r["system"] in ("grid", ONCE) and list(_point(r)) in [p[:2] for p in s["search"]["points"]]:
+            continue
+        out.append(r)
+    for (ds, size, seed), r in searches.items():
+        for a, b, dev, seconds, test in r["search"]["points"]:
+            point = {"system": ONCE} if (a, b) == (1.0, 1.0) else {"system": "grid", "lr_x": a, "epochs_x": b}
+            out.append({"ds": ds, "size": size, **point, "dev_f1": dev, "test_f1": test, "wall_s": seconds,
+                        "from_search": True, **({"train_seed": seed} if seed is not None else {})})
+    return out
+
+
+def _ones(runs, size: str) -> list[dict]:
+    """The one-training runs of the derived budget (the grid's (1, 1) point): "once", or the default at full size."""
+    return [r for r in runs if r["system"] == ONCE or (size == "full" and r["system"] == "nerkit")]
+
+
+def compose_search(points: list[dict]) -> dict | None:
+    """The default's search put together from cached runs of its four points (None if one is missing): the dev-best,
+    ties to the earlier point as nerkit.search keeps them; marked "composed", its wall time the four runs' sum."""
+    by_point = {_point(r): r for r in points}
+    if not all(p in by_point for p in SEARCH_POINTS):
+        return None
+    best = SEARCH_POINTS[0]
+    for p in SEARCH_POINTS[1:]:
+        if by_point[p]["dev_f1"] > by_point[best]["dev_f1"]:
+            best = p
+    return {"test_f1": by_point[best]["test_f1"], "dev_f1": by_point[best]["dev_f1"], "composed": True,
+            "wall_s": round(sum(by_point[p]["wall_s"] for p in SEARCH_POINTS), 1),
+            "search": {"kept": list(best), "points": [[*p, by_point[p]["dev_f1"], by_point[p]["wall_s"]] for p in SEARCH_POINTS]}}
+
+
+def _searched_by_seed(every: list[dict]) -> list[dict]:
+    """The default (searching) run for each training seed: run, or composed from that seed's cached points."""
+    seeds = {r.get("train_seed") for r in every if r["system"] in ("nerkit", ONCE, "grid")}
+    out = []
+    for seed in seeds:
+        same = [r for r in every if r.get("train_seed") == seed]
+        live = [r for r in same if r["system"] == "nerkit"]
+        found = live[0] if live else compose_search([r for r in same if r["system"] in (ONCE, "grid")])
+        if found:
+            out.append(found)
+    return out
+
+
+def seed_oracle(seeded: dict[tuple[float, float], list[dict]], min_seeds: int = MIN_ORACLE_SEEDS,
+                searched: list[dict] | None = None) -> dict | None:
     """The oracle over seed means: the grid points with at least min_seeds training seeds, if they form a complete
-    grid; the point of best mean dev F1, its mean test F1, and the default's mean test F1 beside it."""
+    grid; the point of best mean dev F1, its mean test F1, and beside it the one-training default's mean test F1 and,
+    given one searching run per seed (``searched``, as many as the grid's seeds), the searching default's."""
     points = {p: v for p, v in seeded.items() if len(v) >= min_seeds}
     if not is_complete_grid([{"lr_x": p[0], "epochs_x": p[1]} for p in points]):
         return None
 
     means = {p: {k: sum(x[k] for x in v) / len(v) for k in ("dev_f1", "test_f1")} for p, v in points.items()}
     best = max(means, key=lambda p: means[p]["dev_f1"])
-    default = means[(1.0, 1.0)]
-    return {"lr_x": best[0], "epochs_x": best[1], "points": len(points), "seeds": min(len(v) for v in points.values()),
+    once = means[(1.0, 1.0)]
+    seeds = min(len(v) for v in points.values())
+    found = {}
+    if searched and len(searched) >= seeds:
+        found = {"search_test_f1": sum(r["test_f1"] for r in searched) / len(searched), "search_seeds": len(searched)}
+    return {"lr_x": best[0], "epochs_x": best[1], "points": len(points), "seeds": seeds,
             "means": {_label(p): m for p, m in means.items()}, **means[best],
-            "default_dev_f1": default["dev_f1"], "default_test_f1": default["test_f1"]}
+            "once_dev_f1": once["dev_f1"], "once_test_f1": once["test_f1"], **found}
 
 
 def seed_oracle_table(rows: list[dict]) -> list[str]:
@@ -257,17 +339,29 @@ def seed_oracle_table(rows: list[dict]) -> list[str]:
     if not cells:
         return []
     lines = ["", "The default against the oracle over seed means (each point's dev and test F1 averaged over its training "
-             "seeds; the point of best mean dev F1):", "",
-             "| data set | train sentences | points x seeds | default test F1 (mean) | oracle test F1 (mean; point) "
-             "| default - oracle |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "seeds; the point of best mean dev F1). Default: `nerkit train` as shipped (it searches here); once: "
+             "one training of the derived budget (`--no-search`):", "",
+             "| data set | train sentences | points x seeds | default test F1 (mean) | once test F1 (mean) "
+             "| oracle test F1 (mean; point) | default - oracle | once - oracle |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    gaps: dict[str, list[float]] = {"search_test_f1": [], "once_test_f1": []}
     for r in cells:
         o = r["seed_oracle"]
-        lines.append(f"| {r['dataset']} | {r['size']} | {o['points']} x {o['seeds']} | {o['default_test_f1'] * 100:.1f} | "
-                     f"{o['test_f1'] * 100:.1f} (lr x{o['lr_x']:g}, epochs x{o['epochs_x']:g}) | "
-                     f"{(o['default_test_f1'] - o['test_f1']) * 100:+.1f} |")
-    within = sum((r["seed_oracle"]["default_test_f1"] - r["seed_oracle"]["test_f1"]) * 100 >= -1.0 for r in cells)
-    lines += ["", f"Within 1.0 of the seed-averaged oracle: {within} of {len(cells)} cells.", "",
-              f"Each grid point as the default rule over seed means, the same {len(cells)} cells:"]
+        cols = []
+        for k in gaps:
+            if k in o:
+                gaps[k].append((o[k] - o["test_f1"]) * 100)
+        mine = f"{o['search_test_f1'] * 100:.1f}" if "search_test_f1" in o else ""
+        d_mine = f"{(o['search_test_f1'] - o['test_f1']) * 100:+.1f}" if "search_test_f1" in o else ""
+        cols = [mine, f"{o['once_test_f1'] * 100:.1f}", f"{o['test_f1'] * 100:.1f} (lr x{o['lr_x']:g}, epochs x{o['epochs_x']:g})",
+                d_mine, f"{(o['once_test_f1'] - o['test_f1']) * 100:+.1f}"]
+        lines.append(f"| {r['dataset']} | {r['size']} | {o['points']} x {o['seeds']} | " + " | ".join(cols) + " |")
+    lines.append("")
+    for k, name in (("search_test_f1", "the default"), ("once_test_f1", "one training")):
+        if gaps[k]:
+            lines.append(f"Within 1.0 of the seed-averaged oracle, {name}: {sum(g >= -1.0 for g in gaps[k])} of "
+                         f"{len(gaps[k])} cells (mean gap {sum(gaps[k]) / len(gaps[k]):+.2f}).")
+    lines += ["", f"Each grid point as a one-training rule over seed means, the same {len(cells)} cells:"]
     return lines + _rule_rows([(r["seed_oracle"]["means"], r["seed_oracle"]) for r in cells])
 
 
@@ -348,34 +442,49 @@ def _f(r: dict | None, k: str = "test_f1") -> str:
 def markdown(rows: list[dict], note: str) -> str:
     lines = [note, "",
              "| data set | train sentences | nerkit test F1 | recipe test F1 | nerkit - recipe | oracle test F1 (grid point, points) "
-             "| nerkit - oracle | nerkit dev F1 | nerkit wall s | recipe wall s | nerkit / recipe time |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| nerkit - oracle | nerkit dev F1 | nerkit wall s | recipe wall s | nerkit / recipe time | once test F1 "
+             "| once - oracle |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        n, rc, o = r.get("nerkit"), r.get("recipe"), r.get("oracle")
+        n, rc, o, one = r.get("nerkit"), r.get("recipe"), r.get("oracle"), r.get(ONCE)
         d_rec = f"{(n['test_f1'] - rc['test_f1']) * 100:+.1f}" if n and rc else ""
         d_or = f"{(n['test_f1'] - o['test_f1']) * 100:+.1f}" if n and o else ""
         opt = f"{_f(o)} (lr x{o['lr_x']:g}, epochs x{o['epochs_x']:g}; {o['points']})" if o else ""
         ratio = f"{n['wall_s'] / rc['wall_s']:.2f}x" if n and rc else ""
-        lines.append(f"| {r['dataset']} | {r['size']} | {_f(n)} | {_f(rc)} | {d_rec} | {opt} | {d_or} | {_f(n, 'dev_f1')} "
-                     f"| {n['wall_s'] if n else ''} | {rc['wall_s'] if rc else ''} | {ratio} |")
+        mark = "*" if n and n.get("composed") else ""
+        d_one = f"{(one['test_f1'] - o['test_f1']) * 100:+.1f}" if one and o else ""
+        lines.append(f"| {r['dataset']} | {r['size']} | {_f(n)}{mark} | {_f(rc)} | {d_rec} | {opt} | {d_or} | {_f(n, 'dev_f1')} "
+                     f"| {n['wall_s'] if n else ''} | {rc['wall_s'] if rc else ''} | {ratio} | {_f(one)} | {d_one} |")
+    if any(r.get("nerkit", {}).get("composed") for r in rows):
+        lines += ["", "nerkit is `nerkit train` as shipped: up to 1,000 sentences it trains four points (learning rate "
+                  "and epochs x1/x2) and keeps the dev-best. * composed from the cached runs of those four points "
+                  "(each the training the search makes; its wall time their sum), not run as one command. once: one "
+                  "training of the derived budget (`--no-search`), the grid's (1, 1) point."]
     extra = [r for r in rows if any(k in r for k in ("transfer", "cw-sqrt", "cw-balanced"))]
     if any("transfer" in r for r in extra):
         lines += ["", "Transfer (nerkit defaults from the transfer model vs from the base encoder), test F1 (dev F1):", "",
                   "| data set | train sentences | base encoder | transfer | difference |", "| --- | ---: | ---: | ---: | ---: |"]
         for r in extra:
-            if "transfer" in r and "nerkit" in r:
-                lines.append(f"| {r['dataset']} | {r['size']} | {_f(r['nerkit'])} ({_f(r['nerkit'], 'dev_f1')}) | "
+            if "transfer" in r and (base := _base_for(r, r["transfer"])):
+                lines.append(f"| {r['dataset']} | {r['size']} | {_f(base)} ({_f(base, 'dev_f1')}) | "
                              f"{_f(r['transfer'])} ({_f(r['transfer'], 'dev_f1')}) | "
-                             f"{(r['transfer']['test_f1'] - r['nerkit']['test_f1']) * 100:+.1f} |")
+                             f"{(r['transfer']['test_f1'] - base['test_f1']) * 100:+.1f} |")
     if any("cw-sqrt" in r for r in extra):
         lines += ["", "Class weights, dev F1 (test F1):", "",
                   "| data set | train sentences | none | sqrt | balanced |", "| --- | ---: | ---: | ---: | ---: |"]
         for r in extra:
             if "cw-sqrt" in r or "cw-balanced" in r:
-                cells = [f"{_f(r.get(k), 'dev_f1')} ({_f(r.get(k))})" for k in ("nerkit", "cw-sqrt", "cw-balanced")]
+                base = _base_for(r, r.get("cw-sqrt") or r["cw-balanced"])
+                cells = [f"{_f(x, 'dev_f1')} ({_f(x)})" for x in (base, r.get("cw-sqrt"), r.get("cw-balanced"))]
                 lines.append(f"| {r['dataset']} | {r['size']} | " + " | ".join(cells) + " |")
     lines += grid_table(rows) + rule_table(rows) + seed_table(rows) + seed_oracle_table(rows)
     return "\n".join(lines) + "\n"
+
+
+def _base_for(row: dict, other: dict) -> dict | None:
+    """The base-encoder default to set a variant run against: searching or not, as the variant was trained."""
+    searched = "search" in other
+    return next((r for r in (row.get("nerkit"), row.get(ONCE)) if r and ("search" in r) == searched), None)
 
 
 def plot(rows: list[dict], ds: str, path: Path) -> None:

@@ -12,12 +12,13 @@ epochs came closest to each set's best dev F1 (mean gap 0.6 points, against 1.9 
 Checked again with this rule at 100, 300 and 1,000 sentences (bench/results/domains_h100.md, 17 complete grids of
 learning rate x1/x2/x4 by epochs x1/x2): no multiple of it does clearly better. Mean dev gap to each cell's best:
 1.37 for the rule, 1.01-1.60 for the x2 variants (within one seed's noise), 5-6 for x4; on test none is closer
-(0.97-1.03 against the rule's 0.94); twice the learning rate at full size lost dev F1 on three of five sets. What is
-left is per data set, and `nerkit train --search` (nerkit.search) finds it on the user's dev set. Over three
+(0.97-1.03 against the rule's 0.94); twice the learning rate at full size lost dev F1 on three of five sets. Over three
 training seeds (6 points, 9 cells at 100-300 sentences) the rule is the best of the grid as a rule on dev and test
-(mean gaps 0.75 / 0.35, within 1.0 of the seed-averaged oracle in 7 of 9; only CoNLL-2003 wants twice the lr).
-With the old fixed defaults, 666 TSA-MD sentences got 16 optimizer steps
-and test F1 46.5, and 339 WNUT-17 sentences 14 steps and an empty model (dev F1 0).
+(mean gaps 0.75 / 0.35, within 1.0 of the seed-averaged oracle in 7 of 9; only CoNLL-2003 wants twice the lr). What
+is left is per data set, so on up to 1,000 sentences with a dev set `nerkit train` searches by default: it trains
+this budget's learning rate and epochs at x1 and x2 and keeps the dev-best (nerkit.search). With the old fixed
+defaults, 666 TSA-MD sentences got 16 optimizer steps and test F1 46.5, and 339 WNUT-17 sentences 14 steps and an
+empty model (dev F1 0).
 """
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ MIN_BATCH_TOKENS, MAX_BATCH_TOKENS = 256, 2048
 MAX_EPOCHS = 60.0
 EPOCHS_POWER = 0.65  # epochs grow as (reference size / data size) ** 0.65; chosen on dev sets, see above
 TARGET_EVALS = 10  # evaluation points over a planned run
-# --search measured at 100-1,000 sentences: +0.9 test F1 on average over 17 cells, up to +3.2 (docs/domains.md)
-SEARCH_HINT_SENTENCES = 1000
+# Up to this size `nerkit train` searches by default (nerkit.search): measured at 100-1,000 sentences, the dev-best
+# of four points was +0.9 test F1 over this rule on average over 17 cells, up to +3.2 (docs/domains.md).
+SEARCH_SENTENCES = 1000
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,10 @@ class Budget:
         """Estimated optimizer steps per epoch (batches are token budgets; windows fill ~95% of one)."""
         return max(1, math.ceil(self.tokens / (0.95 * self.batch_tokens)))
 
-    def search_hint(self) -> str | None:
-        """A pointer to ``--search`` where it pays: small data whose learning rate and epochs were both derived."""
-        if self.sentences > SEARCH_HINT_SENTENCES or not {"learning rate", "epochs"} <= set(self.chosen):
-            return None
-        return (f"{self.sentences:,} sentences: the best learning rate and epochs differ between data sets of this size "
-                "by 1-3 F1; `nerkit train --search` tries four settings and keeps the best on --dev (docs/domains.md)")
+    def searches(self) -> bool:
+        """Whether `nerkit train` tries x1/x2 of this budget's learning rate and epochs by default (given a dev set):
+        small data whose learning rate and epochs were both derived (a user who chose them keeps them)."""
+        return self.sentences <= SEARCH_SENTENCES and {"learning rate", "epochs"} <= set(self.chosen)
 
     def describe(self) -> str:
         """One line for the log: the data's size and what it led to."""

@@ -1,19 +1,24 @@
-"""`nerkit train --search`: the derived budget's learning rate and epochs tried at x1 and x2 each, the dev-best kept.
+"""The search `nerkit train` makes by default on small data: the derived budget's learning rate and epochs tried at
+x1 and x2 each, the dev-best kept.
 
 The derived budget is one rule for every data set; a data set's own best differs from it by a few points at a few
 hundred sentences, and no rule closes that (bench/results/domains_h100.md: over 17 data set x size cells the
-defaults were within 1.0 test F1 of the best of a 6-point grid in 11, and no other grid point as a rule did better).
-In all 17 cells that best point was one of these four, so the search costs four trainings instead of one and, chosen
-on your dev set only, gets what tuning would.
+rule was within 1.0 test F1 of the best of a 6-point grid in 11, and no other grid point as a rule did better).
+In all 17 cells that best point was one of these four, so the search costs four trainings instead of one (about 5x
+the time: two run twice as long, early stopping shortens some) and, chosen on your dev set only, gets what tuning
+would. ``decide`` says when the default searches: up to 1,000 sentences (``budget.SEARCH_SENTENCES``), a dev set,
+learning rate and epochs left to the rule; ``--search`` / ``--no-search`` force it either way.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from dataclasses import dataclass
 from typing import Sequence
 
+from nerkit.budget import SEARCH_SENTENCES, Budget
 from nerkit.errors import NerkitError
 from nerkit.modeldir import check_output, save_model_dir
 from nerkit.train import TrainConfig, TrainResult, budget_for, fit
@@ -24,7 +29,8 @@ EPOCHS_X = (1.0, 2.0)
 
 @dataclass(frozen=True)
 class SearchPoint:
-    """One setting tried: multipliers of the derived (or given) budget, the values used, the dev F1 reached."""
+    """One setting tried: multipliers of the derived (or given) budget, the values used, the dev F1 reached (and the
+    test F1, given a test set: recorded for comparison, never used to choose)."""
 
     lr_x: float
     epochs_x: float
@@ -32,6 +38,7 @@ class SearchPoint:
     epochs: float
     dev_f1: float
     seconds: float
+    test_f1: float | None = None
 
 
 @dataclass
@@ -51,10 +58,41 @@ class SearchResult:
         return "\n".join(rows)
 
 
+@dataclass(frozen=True)
+class Decision:
+    """Whether the default searches, why (one line for the log), and the budget it looked at (None: not read)."""
+
+    search: bool
+    reason: str
+    budget: dict | None = None
+
+
+def decide(train, dev, config: TrainConfig | None = None, scheme: str | None = None,
+           annotators: Sequence[str] | None = None) -> Decision:
+    """Whether `nerkit train` without --search/--no-search searches on this data (reads it once for its size)."""
+    cfg = (config or TrainConfig()).resolved()
+    if cfg.lr is not None or cfg.epochs is not None or cfg.max_steps is not None:
+        return Decision(False, "")  # the user chose the budget: train once with it, nothing to say
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return Decision(False, "several processes: training once (--search is for one process)")
+    if cfg.resume:
+        return Decision(False, "--resume: training once (a search leaves no checkpoint to resume)")
+    base = budget_for(train, config=cfg, scheme=scheme, annotators=annotators)
+    if not Budget(**base).searches():
+        return Decision(False, "", base)  # the rule is close to the best there (docs/domains.md)
+    if dev is None:
+        return Decision(False, f"{base['sentences']:,} sentences and no --dev: training once with the derived budget; "
+                               "with a dev set nerkit would try 4 learning rate x epochs settings and keep the best", base)
+    return Decision(True, f"{base['sentences']:,} sentences (up to {SEARCH_SENTENCES:,}) with a dev set: trying the "
+                          "derived learning rate and epochs at x1 and x2 (4 trainings, about 5x one) and keeping the "
+                          "best on dev; --no-search trains once", base)
+
+
 def search(train, dev, test=None, output=None, config: TrainConfig | None = None, scheme: str | None = None,
            lr_x: Sequence[float] = LR_X, epochs_x: Sequence[float] = EPOCHS_X,
-           annotators: Sequence[str] | None = None) -> SearchResult:
-    """Train at each learning-rate x epochs multiple of the budget; keep the best on ``dev``; save it to ``output``."""
+           annotators: Sequence[str] | None = None, budget: dict | None = None) -> SearchResult:
+    """Train at each learning-rate x epochs multiple of the budget (``budget``: already derived for ``train``);
+    keep the best on ``dev``; save it to ``output``."""
     if dev is None:
         raise NerkitError("--search chooses the settings on the dev set: give --dev")
     cfg = (config or TrainConfig()).resolved()
@@ -62,7 +100,7 @@ def search(train, dev, test=None, output=None, config: TrainConfig | None = None
         raise NerkitError("--search trains several models and keeps one; it cannot --resume")
     if output is not None:
         check_output(output)  # before the first of several trainings
-    base = budget_for(train, config=cfg, scheme=scheme, annotators=annotators)
+    base = budget or budget_for(train, config=cfg, scheme=scheme, annotators=annotators)
     grid = [(a, b) for b in epochs_x for a in lr_x]
     points: list[SearchPoint] = []
     best: tuple[SearchPoint, TrainResult] | None = None
@@ -74,7 +112,9 @@ def search(train, dev, test=None, output=None, config: TrainConfig | None = None
         t0 = time.time()
         res = fit(train, dev, test, None, dataclasses.replace(cfg, lr=lr, epochs=epochs), scheme,
                   annotators=annotators)
-        point = SearchPoint(a, b, lr, epochs, float(res.metrics.get("dev", {}).get("f1", 0.0)), round(time.time() - t0, 1))
+        test_f1 = res.metrics["test"]["f1"] if "test" in res.metrics else None
+        point = SearchPoint(a, b, lr, epochs, float(res.metrics.get("dev", {}).get("f1", 0.0)), round(time.time() - t0, 1),
+                            test_f1)
         points.append(point)
         if best is None or point.dev_f1 > best[0].dev_f1:  # ties keep the earlier, cheaper point
             best = (point, res)

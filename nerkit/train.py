@@ -587,8 +587,6 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     cfg, budget = resolve_config(cfg, data_size(data.train, windows))
     if talk:
         print(f"training budget: {budget.describe()}", file=sys.stderr, flush=True)
-        if data.dev and (hint := budget.search_hint()):
-            print(hint, file=sys.stderr, flush=True)
 
     accelerator = _accelerator()
     n_proc, main = accelerator.num_processes, accelerator.is_main_process

@@ -32,6 +32,8 @@ def test_plan_has_the_grid_without_repeating_the_default_and_no_grid_at_full_siz
     assert len(grid) == 8 and all(j["size"] == "100" for j in grid)
     assert {(j["lr_x"], j["epochs_x"]) for j in grid} == {(a, b) for a in domains.LR_GRID for b in domains.BUDGET_GRID} - {(1.0, 1.0)}
     assert sorted(j["system"] for j in jobs if j["size"] == "full") == ["nerkit", "recipe"]
+    # the grid's (1, 1) point is one training (--no-search); the default searches at 100 sentences
+    assert sorted(j["system"] for j in jobs if j["size"] == "100" and j["system"] != "grid") == ["nerkit", "once", "recipe"]
     keys = [domains.key(j) for j in jobs]
     assert len(keys) == len(set(keys))
     extra = domains.plan(_args(datasets=["wnut17", "finer-ord"], sizes=["1000"], systems=["nerkit"], class_weights=True,
@@ -46,7 +48,7 @@ def _run(system, dev, test, **kw):
 
 
 def test_oracle_is_the_dev_best_point_and_reports_its_test_score(domains):
-    runs = [_run("nerkit", 0.40, 0.30), _run("recipe", 0.01, 0.02),
+    runs = [_run("once", 0.40, 0.30), _run("recipe", 0.01, 0.02),
             _run("grid", 0.45, 0.20, lr_x=2.0, epochs_x=0.5),   # best on dev, worse on test
             _run("grid", 0.35, 0.50, lr_x=0.5, epochs_x=2.0)]   # best on test: must not be picked
     rest = [(a, b) for a in domains.LR_GRID for b in domains.BUDGET_GRID if (a, b) not in ((1.0, 1.0), (2.0, 0.5), (0.5, 2.0))]
@@ -56,14 +58,32 @@ def test_oracle_is_the_dev_best_point_and_reports_its_test_score(domains):
     (row,) = domains.summarise(runs + [_run("grid", 0.1, 0.9, lr_x=a, epochs_x=b) for a, b in rest], ["wnut17"], ["100"])
     assert row["oracle"] == {"test_f1": 0.20, "dev_f1": 0.45, "points": 9, "lr_x": 2.0, "epochs_x": 0.5}
     md = domains.markdown([row], "note")
-    assert "| wnut17 | 100 | 30.0 | 2.0 | +28.0 | 20.0 (lr x2, epochs x0.5; 9) | +10.0 | 40.0 |" in md
+    # no default run cached: composed from its four points (the (1, 1) point is the dev-best of them), marked *
+    assert row["nerkit"]["composed"] and row["nerkit"]["search"]["kept"] == [1.0, 1.0]
+    assert "| wnut17 | 100 | 30.0* | 2.0 | +28.0 | 20.0 (lr x2, epochs x0.5; 9) | +10.0 | 40.0 | 40.0 | 10.0 | 4.00x | 30.0 | +10.0 |" in md
 
 
 def test_cache_resumes_and_skips_failed_runs(domains, tmp_path):
-    ok, failed = _run("nerkit", 0.4, 0.3), {**_run("recipe", 0, 0), "error": "killed"}
-    (tmp_path / "runs.jsonl").write_text(json.dumps(ok) + "\n" + json.dumps(failed) + "\n")
+    ok, failed = _run("nerkit", 0.4, 0.3, search={"kept": [1.0, 1.0], "points": []}), {**_run("recipe", 0, 0), "error": "killed"}
+    older = {**_run("nerkit", 0.5, 0.4), "size": "300"}  # cached before the default searched: one training
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (ok, failed, older)))
     done = domains.load_runs(tmp_path / "runs.jsonl")
-    assert list(done) == [domains.key(ok)]  # the failed run is done again on the next start
+    assert list(done) == [domains.key(ok), domains.key({**older, "system": "once"})]  # the failed run is done again
+    assert domains.key({"ds": "wnut17", "size": "300", "system": "nerkit"}) not in done  # the default runs anew
+
+
+def test_the_composed_search_is_the_dev_best_of_the_four_points_ties_to_the_earlier(domains):
+    import nerkit.search
+
+    assert list(domains.SEARCH_POINTS) == [(a, b) for b in nerkit.search.EPOCHS_X for a in nerkit.search.LR_X]
+    pts = [_run("once", 0.5, 0.3), _run("grid", 0.6, 0.2, lr_x=2.0, epochs_x=1.0),
+           _run("grid", 0.6, 0.9, lr_x=1.0, epochs_x=2.0), _run("grid", 0.1, 0.8, lr_x=2.0, epochs_x=0.5)]
+    assert domains.compose_search(pts) is None  # (2, 2) missing
+    found = domains.compose_search(pts + [_run("grid", 0.55, 0.7, lr_x=2.0, epochs_x=2.0)])
+    assert found["search"]["kept"] == [2.0, 1.0] and found["test_f1"] == 0.2 and found["wall_s"] == 40.0
+    live = _run("nerkit", 0.58, 0.5, search={"kept": [2.0, 2.0], "points": []})
+    (row,) = domains.summarise(pts + [live], ["wnut17"], ["100"])
+    assert row["nerkit"] is live  # a run of the default itself wins over composing
 
 
 def test_splits_are_seeded_samples_shared_by_every_system(domains, tmp_path):
@@ -85,7 +105,7 @@ def test_a_six_point_grid_and_a_rule_check_at_full_size(domains):
     assert sorted((j["lr_x"], j["epochs_x"]) for j in jobs if j["system"] == "grid" and j["size"] == "100") == [
         (1.0, 2.0), (2.0, 1.0), (2.0, 2.0), (4.0, 1.0), (4.0, 2.0)]
     assert [(j["lr_x"], j["epochs_x"]) for j in jobs if j["system"] == "grid" and j["size"] == "full"] == [(2.0, 1.0)]
-    six = [_run("nerkit", 0.40, 0.30)] + [_run("grid", 0.3 + a / 100, 0.2, lr_x=a, epochs_x=b)
+    six = [_run("once", 0.40, 0.30)] + [_run("grid", 0.3 + a / 100, 0.2, lr_x=a, epochs_x=b)
                                            for a in (1.0, 2.0, 4.0) for b in (1.0, 2.0) if (a, b) != (1.0, 1.0)]
     (row,) = domains.summarise(six, ["wnut17"], ["100"])
     assert row["oracle"]["points"] == 6 and row["oracle"]["lr_x"] == 1.0  # the default's dev 0.40 beats 0.3 + 0.04
@@ -97,11 +117,11 @@ def test_a_six_point_grid_and_a_rule_check_at_full_size(domains):
 def test_training_seeds_repeat_the_default_and_the_grid_and_are_reported_apart(domains):
     jobs = domains.plan(_args(lr_grid=[1.0, 2.0], budget_grid=[1.0, 2.0, 4.0], train_seeds=[14]))
     seeded = [j for j in jobs if "train_seed" in j]
-    assert len(seeded) == 6 and all(j["size"] == "100" and j["system"] in ("nerkit", "grid") for j in seeded)
+    assert len(seeded) == 7 and all(j["size"] == "100" and j["system"] in ("nerkit", "once", "grid") for j in seeded)
     assert len({domains.key(j) for j in jobs}) == len(jobs)  # a seed's run never takes another's cache entry
-    runs = [_run("nerkit", 0.40, 0.30), _run("nerkit", 0.44, 0.36, train_seed=14), _run("recipe", 0.01, 0.02)]
+    runs = [_run("once", 0.40, 0.30), _run("once", 0.44, 0.36, train_seed=14), _run("recipe", 0.01, 0.02)]
     (row,) = domains.summarise(runs, ["wnut17"], ["100"])
-    assert row["nerkit"]["test_f1"] == 0.30  # the table keeps the samples' own seed
+    assert row["once"]["test_f1"] == 0.30  # the table keeps the samples' own seed
     assert [x["test_f1"] for x in row["seeds"]["lr x1, epochs x1"]] == [0.30, 0.36]
     assert "| wnut17 | 100 | lr x1, epochs x1 | 2 | 42.0 ± 2.8 | 33.0 ± 4.2 |" in domains.markdown([row], "note")
 
@@ -115,19 +135,36 @@ def test_the_seed_averaged_oracle_takes_the_best_mean_dev_point_of_a_complete_se
             # (2, 2) is lucky once (best single dev), (2, 1) best on average; test follows the opposite way
             dev = {(2.0, 2.0): 0.60 if seed is None else 0.40, (2.0, 1.0): 0.50}.get((a, b), 0.45)
             test = {(2.0, 1.0): 0.30, (2.0, 2.0): 0.70}.get((a, b), 0.40)
-            system = "nerkit" if (a, b) == (1.0, 1.0) else "grid"
-            runs.append(_run(system, dev, test, **extra, **({} if system == "nerkit" else {"lr_x": a, "epochs_x": b})))
+            system = "once" if (a, b) == (1.0, 1.0) else "grid"
+            runs.append(_run(system, dev, test, **extra, **({} if system == "once" else {"lr_x": a, "epochs_x": b})))
     (row,) = domains.summarise(runs, ["wnut17"], ["100"])
     assert (row["oracle"]["lr_x"], row["oracle"]["epochs_x"]) == (2.0, 2.0)  # one seed: the lucky point
     avg = row["seed_oracle"]
     assert (avg["lr_x"], avg["epochs_x"], avg["points"], avg["seeds"]) == (2.0, 1.0, 6, 3)
-    assert avg["test_f1"] == pytest.approx(0.30) and avg["default_test_f1"] == pytest.approx(0.40)
+    assert avg["test_f1"] == pytest.approx(0.30) and avg["once_test_f1"] == pytest.approx(0.40)
+    # the searching default, composed per seed: (2, 2) kept for the lucky seed (test 0.70), (2, 1) for the others
+    assert avg["search_test_f1"] == pytest.approx((0.70 + 0.30 + 0.30) / 3) and avg["search_seeds"] == 3
     md = domains.markdown([row], "note")
-    assert "| wnut17 | 100 | 6 x 3 | 40.0 | 30.0 (lr x2, epochs x1) | +10.0 |" in md
-    assert "Within 1.0 of the seed-averaged oracle: 1 of 1 cells." in md
+    assert "| wnut17 | 100 | 6 x 3 | 43.3 | 40.0 | 30.0 (lr x2, epochs x1) | +13.3 | +10.0 |" in md
+    assert "Within 1.0 of the seed-averaged oracle, the default: 1 of 1 cells (mean gap +13.33)." in md
+    assert "Within 1.0 of the seed-averaged oracle, one training: 1 of 1 cells (mean gap +10.00)." in md
     assert "| lr x1, epochs x1 | -5.00 | +10.00 | 1 of 1 |" in md  # the default as the rule, over seed means
     assert "| lr x2, epochs x2 | -3.33 | +40.00 | 1 of 1 |" in md
     two_seeds = [r for r in runs if r.get("train_seed") != 15]
     assert "seed_oracle" not in domains.summarise(two_seeds, ["wnut17"], ["100"])[0]  # fewer than three seeds: none
     holes = [r for r in runs if not (r.get("train_seed") == 15 and r.get("lr_x") == 2.0 and r.get("epochs_x") == 0.5)]
     assert "seed_oracle" not in domains.summarise(holes, ["wnut17"], ["100"])[0]  # a point short of seeds: no grid
+
+
+def test_a_searching_default_run_supplies_its_four_points_to_the_grid(domains):
+    cached = [_run("once", 0.50, 0.30), _run("grid", 0.70, 0.90, lr_x=2.0, epochs_x=2.0),  # rounded-lr run of (2, 2)
+              _run("grid", 0.20, 0.10, lr_x=1.0, epochs_x=0.5), _run("grid", 0.20, 0.10, lr_x=2.0, epochs_x=0.5),
+              _run("grid", 0.20, 0.10, lr_x=2.0, epochs_x=1.0), _run("grid", 0.20, 0.10, lr_x=1.0, epochs_x=2.0)]
+    pts = [[1.0, 1.0, 0.50, 9.0, 0.30], [2.0, 1.0, 0.60, 9.0, 0.40], [1.0, 2.0, 0.40, 9.0, 0.50], [2.0, 2.0, 0.55, 9.0, 0.95]]
+    live = _run("nerkit", 0.60, 0.40, search={"kept": [2.0, 1.0], "points": pts})
+    (row,) = domains.summarise(cached + [live], ["wnut17"], ["100"])
+    assert row["nerkit"] is live and row["grid"]["lr x2, epochs x2"] == {"dev_f1": 0.55, "test_f1": 0.95}
+    assert (row["oracle"]["lr_x"], row["oracle"]["epochs_x"], row["oracle"]["test_f1"]) == (2.0, 1.0, 0.40)
+    no_tests = {**live, "search": {"kept": [2.0, 1.0], "points": [p[:4] for p in pts]}}  # older record: not used
+    (old,) = domains.summarise(cached + [no_tests], ["wnut17"], ["100"])
+    assert old["oracle"]["test_f1"] == 0.90 and old["grid"]["lr x2, epochs x1"]["dev_f1"] == 0.20

@@ -49,13 +49,14 @@ def test_fit_logs_and_records_the_budget(tiny_model, tmp_path, capsys):
     meta = json.loads((out / "nerkit.json").read_text())
     assert meta["train_args"]["batch_tokens"] == 256 and meta["train_args"]["epochs"] > 2
     assert "batch tokens" in meta["budget"]["chosen"]
-    assert "--search" in err  # small data with a dev set: where the dev-chosen settings pay
 
 
-def test_search_hint_only_for_small_data_with_derived_settings():
-    assert "--search" in plan_budget(300, 6_000).search_hint()
-    assert plan_budget(14041, 256_000).search_hint() is None  # large data: the rule is close to the best
-    assert plan_budget(300, 6_000, lr=1e-4).search_hint() is None  # the user chose (as --search itself does)
+def test_the_default_searches_only_small_data_with_derived_settings():
+    assert plan_budget(300, 6_000).searches() and plan_budget(1000, 20_000).searches()
+    assert not plan_budget(1001, 20_000).searches()  # larger data: the rule is close to the best
+    assert not plan_budget(14041, 256_000).searches()
+    assert not plan_budget(300, 6_000, lr=1e-4).searches()  # the user chose: kept
+    assert not plan_budget(300, 6_000, epochs=5).searches()
 
 
 def test_parse_label_map():

@@ -62,3 +62,66 @@ def test_search_needs_a_dev_set_and_refuses_a_foreign_output_before_training(tmp
     with pytest.raises(NerkitError, match="not a nerkit model"):
         search("t.conll", "d.conll", output=foreign, config=TrainConfig(model="m"))
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_the_default_searches_small_data_with_a_dev_set_only(tiny_model, tmp_path, monkeypatch):
+    import nerkit.budget
+    from nerkit.search import decide
+
+    data = small_corpus(tmp_path, n_train=12)
+    cfg = TrainConfig(model=str(tiny_model))
+    yes = decide(str(data["train"]), str(data["dev"]), cfg)
+    n = yes.budget["sentences"]
+    assert yes.search and f"{n} sentences" in yes.reason and "--no-search" in yes.reason and 5 < n <= 12
+    no_dev = decide(str(data["train"]), None, cfg)
+    assert not no_dev.search and "no --dev" in no_dev.reason
+    for chosen in ({"lr": 1e-4}, {"epochs": 3.0}, {"max_steps": 5}):  # the user chose the budget: trained as given
+        assert decide(str(data["train"]), str(data["dev"]), TrainConfig(model=str(tiny_model), **chosen)) == \
+            search_mod_decision(False, "")
+    assert "--resume" in decide(str(data["train"]), str(data["dev"]), TrainConfig(model=str(tiny_model), resume=True)).reason
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not decide(str(data["train"]), str(data["dev"]), cfg).search
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setattr(nerkit.budget, "SEARCH_SENTENCES", n - 1)  # larger than the limit: trained once, quietly
+    big = decide(str(data["train"]), str(data["dev"]), cfg)
+    assert not big.search and big.reason == ""
+
+
+def search_mod_decision(search, reason):
+    from nerkit.search import Decision
+
+    return Decision(search, reason)
+
+
+def test_nerkit_train_searches_by_default_on_small_data_and_no_search_trains_once(tiny_model, tmp_path, monkeypatch,
+                                                                                  capsys):
+    import nerkit.search as search_mod
+    import nerkit.train as train_mod
+
+    data = small_corpus(tmp_path, n_train=12)
+    calls = []
+    real_fit = train_mod.fit
+
+    def short_fit(train, dev=None, test=None, output=None, config=None, scheme=None, annotators=None):
+        calls.append((config.lr, config.epochs))
+        # a few steps per point keeps the test fast; the lr and epochs the search chose are kept in calls
+        return real_fit(train, dev, test, output, __import__("dataclasses").replace(config, max_steps=2), scheme,
+                        annotators=annotators)
+
+    monkeypatch.setattr(search_mod, "fit", short_fit)
+    monkeypatch.setattr(train_mod, "fit", short_fit)
+    args = ["train", "--train", str(data["train"]), "--dev", str(data["dev"]), "--model", str(tiny_model)]
+    assert main(args + ["--output", str(tmp_path / "a"), "--test", str(data["dev"])]) == 0
+    err = capsys.readouterr().err
+    assert "trying the derived learning rate and epochs at x1 and x2" in err and "<- kept" in err
+    base = budget_for(str(data["train"]), config=TrainConfig(model=str(tiny_model)))
+    assert calls == [(pytest.approx(base["lr"] * a), base["epochs"] * b) for b in (1, 2) for a in (1, 2)]
+    meta = json.loads((tmp_path / "a" / "nerkit.json").read_text())
+    assert len(meta["search"]["points"]) == 4 and meta["search"]["chosen_on"] == "dev"
+    # each point's test F1 is recorded beside its dev F1 (for comparison; the kept one is the dev-best)
+    assert all(0 <= p["test_f1"] <= 1 for p in meta["search"]["points"])
+    assert meta["search"]["kept"]["test_f1"] == meta["metrics"]["test"]["f1"]
+    calls.clear()
+    assert main(args + ["--output", str(tmp_path / "b"), "--no-search"]) == 0
+    assert len(calls) == 1 and "search" not in json.loads((tmp_path / "b" / "nerkit.json").read_text())
+    assert "<- kept" not in capsys.readouterr().err

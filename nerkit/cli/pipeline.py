@@ -21,15 +21,23 @@ def train(a: argparse.Namespace) -> None:
     """Fine-tune a model; print its metrics."""
     from nerkit.train import fit
 
+    cfg, budget = training_config(a), None
+    if a.search is None:  # neither --search nor --no-search: small data with a dev set searches
+        from nerkit.search import decide
+
+        choice = decide(a.train, a.dev, cfg, a.scheme, a.annotator)
+        if choice.reason and cfg.progress:
+            print(choice.reason, file=sys.stderr, flush=True)
+        a.search, budget = choice.search, choice.budget
     if a.search:
         from nerkit.search import search
 
-        found = search(a.train, a.dev, a.test, a.output, training_config(a), a.scheme, annotators=a.annotator)
+        found = search(a.train, a.dev, a.test, a.output, cfg, a.scheme, annotators=a.annotator, budget=budget)
         if found.result.main:
             print(found.table(), file=sys.stderr)
             print(json.dumps(found.result.metrics, indent=2))
         return
-    result = fit(a.train, dev=a.dev, test=a.test, output=a.output, config=training_config(a), scheme=a.scheme,
+    result = fit(a.train, dev=a.dev, test=a.test, output=a.output, config=cfg, scheme=a.scheme,
                  annotators=a.annotator)
     if result.main:  # under torchrun, the other processes print nothing
         print(json.dumps(result.metrics, indent=2))
@@ -103,10 +111,11 @@ def register(sub) -> None:
     add_training_options(t)
     t.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint an interrupted run of the same command left beside --output")
-    t.add_argument("--search", action="store_true",
+    t.add_argument("--search", action=argparse.BooleanOptionalAction, default=None,
                    help="train 4 times (learning rate and epochs at x1 and x2 of the derived budget) and keep the best "
                         "on --dev: +0.9 test F1 on average over 17 benchmark cells of 100-1,000 sentences (up to +3.2), "
-                        "for 4x the time (docs/domains.md)")
+                        "for about 5x the time. Default: on for up to 1,000 training sentences with --dev and no --lr, "
+                        "--epochs or --max-steps; --no-search trains once (docs/domains.md)")
     add_scheme(t)
     add_annotator(t, _ANNOTATOR_HELP)
     t.set_defaults(func=train)

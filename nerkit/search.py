@@ -58,6 +58,10 @@ class SearchResult:
         return "\n".join(rows)
 
 
+def _processes() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 @dataclass(frozen=True)
 class Decision:
     """Whether the default searches, why (one line for the log), and the budget it looked at (None: not read)."""
@@ -73,7 +77,7 @@ def decide(train, dev, config: TrainConfig | None = None, scheme: str | None = N
     cfg = (config or TrainConfig()).resolved()
     if cfg.lr is not None or cfg.epochs is not None or cfg.max_steps is not None:
         return Decision(False, "")  # the user chose the budget: train once with it, nothing to say
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    if _processes() > 1:
         return Decision(False, "several processes: training once (--search is for one process)")
     if cfg.resume:
         return Decision(False, "--resume: training once (a search leaves no checkpoint to resume)")
@@ -98,6 +102,8 @@ def search(train, dev, test=None, output=None, config: TrainConfig | None = None
     cfg = (config or TrainConfig()).resolved()
     if cfg.resume:
         raise NerkitError("--search trains several models and keeps one; it cannot --resume")
+    if _processes() > 1:  # untried with torchrun: each process would run its own loop of four trainings
+        raise NerkitError("--search runs in one process: start it without torchrun (or train once with --no-search)")
     if output is not None:
         check_output(output)  # before the first of several trainings
     base = budget or budget_for(train, config=cfg, scheme=scheme, annotators=annotators)

@@ -81,6 +81,8 @@ def test_the_default_searches_small_data_with_a_dev_set_only(tiny_model, tmp_pat
     assert "--resume" in decide(str(data["train"]), str(data["dev"]), TrainConfig(model=str(tiny_model), resume=True)).reason
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert not decide(str(data["train"]), str(data["dev"]), cfg).search
+    with pytest.raises(NerkitError, match="one process"):
+        search(str(data["train"]), str(data["dev"]), config=cfg)
     monkeypatch.delenv("WORLD_SIZE")
     monkeypatch.setattr(nerkit.budget, "SEARCH_SENTENCES", n - 1)  # larger than the limit: trained once, quietly
     big = decide(str(data["train"]), str(data["dev"]), cfg)

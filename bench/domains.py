@@ -239,9 +239,10 @@ def summarise(runs: list[dict], datasets: list[str], sizes: list[str]) -> list[d
             grid = [r for r in mine if r["system"] == "grid"] + [r for r in _ones(pick.values(), size)]
             if size != "full" and "nerkit" not in row and (found := compose_search(grid)):
                 row["nerkit"] = found
-            if size != "full" and is_complete_grid(grid):  # a partial grid is no oracle
-                best = max(grid, key=lambda r: r["dev_f1"])
-                row["oracle"] = {"test_f1": best["test_f1"], "dev_f1": best["dev_f1"], "points": len(grid),
+            full_grid = complete_points({_point(r) for r in grid})
+            if size != "full" and full_grid:  # a grid with holes is cut to its complete rows and columns, never filled
+                best = max((r for r in grid if _point(r) in full_grid), key=lambda r: r["dev_f1"])
+                row["oracle"] = {"test_f1": best["test_f1"], "dev_f1": best["dev_f1"], "points": len(full_grid),
                                  "lr_x": best.get("lr_x", 1.0), "epochs_x": best.get("epochs_x", 1.0)}
             if grid:
                 row["grid"] = {_label(_point(r)): {"dev_f1": r["dev_f1"], "test_f1": r["test_f1"]} for r in grid}
@@ -318,8 +319,10 @@ def seed_oracle(seeded: dict[tuple[float, float], list[dict]], min_seeds: int = 
     grid; the point of best mean dev F1, its mean test F1, and beside it the one-training default's mean test F1 and,
     given one searching run per seed (``searched``, as many as the grid's seeds), the searching default's."""
     points = {p: v for p, v in seeded.items() if len(v) >= min_seeds}
-    if not is_complete_grid([{"lr_x": p[0], "epochs_x": p[1]} for p in points]):
+    keep = complete_points(set(points))
+    if not keep:
         return None
+    points = {p: v for p, v in points.items() if p in keep}
 
     means = {p: {k: sum(x[k] for x in v) / len(v) for k in ("dev_f1", "test_f1")} for p, v in points.items()}
     best = max(means, key=lambda p: means[p]["dev_f1"])
@@ -428,11 +431,21 @@ def _point(r: dict) -> tuple[float, float]:
     return (float(r.get("lr_x", 1.0)), float(r.get("epochs_x", 1.0)))
 
 
-def is_complete_grid(grid: list[dict]) -> bool:
-    """At least 6 points, every learning-rate multiplier run with every epochs multiplier (the default included)."""
-    points = {_point(r) for r in grid}
-    lrs, eps = {p[0] for p in points}, {p[1] for p in points}
-    return len(points) >= MIN_GRID_POINTS and len(points) == len(lrs) * len(eps) and (1.0, 1.0) in points
+def complete_points(points: set[tuple[float, float]]) -> set[tuple[float, float]]:
+    """The largest complete grid among ``points``: every learning-rate multiplier kept with every epochs multiplier
+    kept, the default (1, 1) included, at least 6 points (else empty; of equal sizes, the one with more rates)."""
+    from itertools import combinations
+
+    lrs, eps = sorted({p[0] for p in points}), sorted({p[1] for p in points})
+    best: set[tuple[float, float]] = set()
+    for i in range(len(lrs), 0, -1):
+        for rates in combinations(lrs, i):
+            for j in range(len(eps), 0, -1):
+                for epochs in combinations(eps, j):
+                    cand = {(a, b) for a in rates for b in epochs}
+                    if len(cand) > len(best) and (1.0, 1.0) in cand and cand <= points:
+                        best = cand
+    return best if len(best) >= MIN_GRID_POINTS else set()
 
 
 def _f(r: dict | None, k: str = "test_f1") -> str:
@@ -498,10 +511,11 @@ def plot(rows: list[dict], ds: str, path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
     labels = [r["size"] for r in mine]
-    for name, style in (("nerkit", "o-"), ("recipe", "s--"), ("oracle", "^:"), ("transfer", "d-.")):
+    names = {"oracle": "oracle (dev-best grid)", ONCE: "one training (--no-search)"}
+    for name, style in (("nerkit", "o-"), (ONCE, "x-"), ("recipe", "s--"), ("oracle", "^:"), ("transfer", "d-.")):
         pts = [(i, r[name]["test_f1"] * 100) for i, r in enumerate(mine) if name in r]
         if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name if name != "oracle" else "oracle (dev-best grid)")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=names.get(name, name))
     ax.set_xticks(range(len(labels)), labels)
     ax.set_xlabel("training sentences")
     ax.set_ylabel("test entity F1")

@@ -169,3 +169,9 @@ def test_a_searching_default_run_supplies_its_four_points_to_the_grid(domains):
     no_tests = {**live, "search": {"kept": [2.0, 1.0], "points": [p[:4] for p in pts]}}  # older record: not used
     (old,) = domains.summarise(cached + [no_tests], ["wnut17"], ["100"])
     assert old["oracle"]["test_f1"] == 0.90 and old["grid"]["lr x2, epochs x1"]["dev_f1"] == 0.20
+
+
+def test_a_default_run_without_its_points_test_scores_is_run_again(domains):
+    old = _run("nerkit", 0.6, 0.4, search={"kept": [1.0, 1.0], "points": [[1.0, 1.0, 0.6, 9.0]]})
+    new = _run("nerkit", 0.6, 0.4, search={"kept": [1.0, 1.0], "points": [[1.0, 1.0, 0.6, 9.0, 0.4]]})
+    assert domains._redo(old) and not domains._redo(new) and not domains._redo(_run("once", 0.6, 0.4))

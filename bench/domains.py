@@ -218,8 +218,12 @@ def _redo(run: dict) -> bool:
     """A default run cached before its search points carried their test F1 (before 2026-11-27 08:30): run again (the
     same trainings on the same machine and thread count, so only the points' test F1 is added). Its record is kept
     until the new one replaces it."""
-    return run["system"] == "nerkit" and bool(run.get("search")) and any(
-        len(p) < 5 or p[4] is None for p in run["search"]["points"])
+    return run["system"] == "nerkit" and bool(run.get("search")) and not _points_tested(run)
+
+
+def _points_tested(run: dict) -> bool:
+    """Whether a default run's search recorded each point's test F1 (points: lr x, epochs x, dev, seconds, test)."""
+    return all(len(p) > 4 and p[4] is not None for p in run["search"]["points"])
 
 
 def load_runs(path: Path) -> dict[str, dict]:
@@ -248,7 +252,7 @@ def summarise(runs: list[dict], datasets: list[str], sizes: list[str]) -> list[d
             for name in ("nerkit", ONCE, "recipe", "transfer", "cw-sqrt", "cw-balanced"):
                 if name in pick:
                     row[name] = pick[name]
-            grid = [r for r in mine if r["system"] == "grid"] + [r for r in _ones(pick.values(), size)]
+            grid = [r for r in mine if r["system"] == "grid"] + _ones(pick.values(), size)
             if size != "full" and "nerkit" not in row and (found := compose_search(grid)):
                 row["nerkit"] = found
             full_grid = complete_points({_point(r) for r in grid})
@@ -274,8 +278,8 @@ def with_search_points(runs: list[dict]) -> list[dict]:
     """The runs, where a default run's search recorded every point's test F1, with those points as the grid's: they
     are the same trainings (a cached grid run of the same point and seed, made before 2026-11-27 with the learning rate
     rounded to 3 digits, is one seed-like perturbation away from it and is left out)."""
-    searches = {(r["ds"], r["size"], r.get("train_seed")): r for r in runs if r["system"] == "nerkit" and
-                r.get("search") and all(len(p) > 4 and p[4] is not None for p in r["search"]["points"])}
+    searches = {(r["ds"], r["size"], r.get("train_seed")): r for r in runs
+                if r["system"] == "nerkit" and r.get("search") and _points_tested(r)}
     if not searches:
         return runs
     out = []
@@ -303,10 +307,7 @@ def compose_search(points: list[dict]) -> dict | None:
     by_point = {_point(r): r for r in points}
     if not all(p in by_point for p in SEARCH_POINTS):
         return None
-    best = SEARCH_POINTS[0]
-    for p in SEARCH_POINTS[1:]:
-        if by_point[p]["dev_f1"] > by_point[best]["dev_f1"]:
-            best = p
+    best = max(SEARCH_POINTS, key=lambda p: by_point[p]["dev_f1"])  # max keeps the first of ties
     return {"test_f1": by_point[best]["test_f1"], "dev_f1": by_point[best]["dev_f1"], "composed": True,
             "wall_s": round(sum(by_point[p]["wall_s"] for p in SEARCH_POINTS), 1),
             "search": {"kept": list(best), "points": [[*p, by_point[p]["dev_f1"], by_point[p]["wall_s"]] for p in SEARCH_POINTS]}}
@@ -362,7 +363,6 @@ def seed_oracle_table(rows: list[dict]) -> list[str]:
     gaps: dict[str, list[float]] = {"search_test_f1": [], "once_test_f1": []}
     for r in cells:
         o = r["seed_oracle"]
-        cols = []
         for k in gaps:
             if k in o:
                 gaps[k].append((o[k] - o["test_f1"]) * 100)

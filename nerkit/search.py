@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+from nerkit import budget as budget_rule
 from nerkit.budget import SEARCH_SENTENCES, Budget
 from nerkit.errors import NerkitError
 from nerkit.modeldir import check_output, save_model_dir
+from nerkit.sources import as_documents
 from nerkit.train import TrainConfig, TrainResult, budget_for, fit
 
 LR_X = (1.0, 2.0)
@@ -81,7 +83,10 @@ def decide(train, dev, config: TrainConfig | None = None, scheme: str | None = N
         return Decision(False, "several processes: training once (--search is for one process)")
     if cfg.resume:
         return Decision(False, "--resume: training once (a search leaves no checkpoint to resume)")
-    base = budget_for(train, config=cfg, scheme=scheme, annotators=annotators)
+    docs = as_documents(train, scheme, annotators)
+    if sum(1 for d in docs for x in d.sentences if x.words) > budget_rule.SEARCH_SENTENCES:
+        return Decision(False, "")  # large data: no need to tokenize it for a budget that would not search
+    base = budget_for(docs, config=cfg, scheme=scheme, annotators=annotators)
     if not Budget(**base).searches():
         return Decision(False, "", base)  # the rule is close to the best there (docs/domains.md)
     if dev is None:

@@ -26,7 +26,7 @@ from machine import machine  # noqa: E402
 
 def inference(a: argparse.Namespace) -> dict:
     from nerkit.data import load
-    from nerkit.evaluate import score
+    from nerkit.evaluation import score
     from nerkit.predict import Tagger
 
     docs = load(a.data)
@@ -48,7 +48,7 @@ def inference(a: argparse.Namespace) -> dict:
 
 def train(a: argparse.Namespace) -> dict:
     from nerkit.data import load
-    from nerkit.evaluate import evaluate
+    from nerkit.evaluation import evaluate
     from nerkit.predict import Tagger
     from nerkit.train import TrainConfig, fit
 
@@ -74,7 +74,7 @@ def train(a: argparse.Namespace) -> dict:
         tagger = Tagger(TorchEngine(res["model"], bf16=False), res["tokenizer"], meta["labels"], meta)  # fp32 scoring
         row = {"train_seconds": round(train_s, 1), "steps": meta["steps"], "bf16_used": meta["bf16"]}
         for split, f in (("dev", "valid.txt"), ("test", "test.txt")):
-            row[f"{split}_f1"] = round(evaluate(tagger, str(Path(a.data) / f))["f1"] * 100, 2)
+            row[f"{split}_f1"] = round(evaluate(tagger, load(str(Path(a.data) / f)))["f1"] * 100, 2)
         out[f"train_bf16_{setting}"] = row
     out["dev_f1_loss_bf16"] = round(out["train_bf16_off"]["dev_f1"] - out["train_bf16_on"]["dev_f1"], 2)
     out["test_f1_loss_bf16"] = round(out["train_bf16_off"]["test_f1"] - out["train_bf16_on"]["test_f1"], 2)

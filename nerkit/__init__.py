@@ -3,9 +3,6 @@
 The package root only re-exports, lazily (no nerkit module imports it): data -> align -> train -> evaluate ->
 predict -> engines/export -> serve, with annotate/ beside; see "How the code is laid out" in the README.
 """
-import sys
-import types
-
 from nerkit._version import __version__
 
 __all__ = ["DataError", "NerkitError", "LabelScheme", "Span", "Sentence", "Document", "Entity", "Tagger", "fit",
@@ -13,25 +10,7 @@ __all__ = ["DataError", "NerkitError", "LabelScheme", "Span", "Sentence", "Docum
 
 _EXPORTS = {"DataError": "nerkit.errors", "NerkitError": "nerkit.errors", "LabelScheme": "nerkit.scheme",
             "Span": "nerkit.types", "Sentence": "nerkit.types", "Document": "nerkit.types", "Entity": "nerkit.types",
-            "Tagger": "nerkit.predict", "fit": "nerkit.train", "evaluate": "nerkit.evaluate"}
-
-
-class _Root(types.ModuleType):
-    """The package, whose ``evaluate`` stays the function: importing the submodule nerkit.evaluate would otherwise
-    rebind the name to the module (``nerkit.evaluate(...)`` worked once, then raised "module is not callable")."""
-
-    @property
-    def evaluate(self):
-        from nerkit.evaluate import evaluate
-
-        return evaluate
-
-    @evaluate.setter
-    def evaluate(self, _module) -> None:  # the import system binding the submodule: the module stays in sys.modules
-        pass
-
-
-sys.modules[__name__].__class__ = _Root
+            "Tagger": "nerkit.predict", "fit": "nerkit.train", "evaluate": "nerkit.evaluation"}
 
 
 def __getattr__(name: str):

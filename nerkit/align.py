@@ -231,6 +231,24 @@ def window_feature(doc: EncodedDoc, w: Window, cls_id: int, sep_id: int, case_si
     return Feature(ids, types, labels, positions)
 
 
+@dataclass
+class TrainingWindows:
+    """The training windows as model inputs, and the window settings the model directory records."""
+
+    features: list[Feature]
+    lengths: list[int]
+    meta: dict
+
+    def labelled(self, weights: np.ndarray | None) -> np.ndarray:
+        """Per window: labelled tokens (or their summed class weights): what the loss is averaged over."""
+        out = np.zeros(len(self.features))
+        for i, f in enumerate(self.features):
+            tags = np.asarray(f.labels)
+            tags = tags[tags != IGNORE]
+            out[i] = len(tags) if weights is None else float(weights[tags].sum())
+        return out
+
+
 def length_grouped_batches(lengths: Sequence[int], batch_tokens: int, rng: np.random.Generator | None,
                            pool: int = 64) -> list[list[int]]:
     """Batches of indices whose padded size stays under ``batch_tokens``; similar lengths share a batch.

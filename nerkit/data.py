@@ -322,7 +322,7 @@ def write_jsonl(docs: Iterable[Document], path: str | Path) -> None:
 
 
 def load(path: str | Path, scheme: LabelScheme | str | None = None) -> list[Document]:
-    """Read ``.jsonl``/``.json`` files as JSON Lines, anything else as CoNLL (``sources.load`` reads every format)."""
+    """Read ``.jsonl``/``.json`` files as JSON Lines, anything else as CoNLL (``formats.load`` reads every format)."""
     if Path(path).suffix.lower() in (".jsonl", ".json"):
         return read_jsonl(path)
     return read_conll(path, scheme)

@@ -15,8 +15,8 @@ def corpus_path(split: str) -> Path:
 
 def run_demo(output: str = "runs/demo", epochs: float | None = None) -> dict:
     """Train on the embedded corpus, print the test evaluation and the entities of the demo sentence."""
-    from nerkit.data import format_stats, load, stats
-    from nerkit.evaluate import evaluate, format_report
+    from nerkit.data import format_stats, load, read_conll, stats
+    from nerkit.evaluation import evaluate, format_report
     from nerkit.predict import Tagger
     from nerkit.train import TrainConfig, fit
 
@@ -24,7 +24,7 @@ def run_demo(output: str = "runs/demo", epochs: float | None = None) -> dict:
     cfg = TrainConfig(epochs=epochs)  # the budget follows the data: 394 sentences get ~17 epochs of small batches
     fit(corpus_path("train"), dev=corpus_path("dev"), output=output, config=cfg)
     tagger = Tagger.load(output)
-    report = evaluate(tagger, corpus_path("test"))
+    report = evaluate(tagger, read_conll(corpus_path("test")), name=str(corpus_path("test")))
     print("\nTest set of the embedded corpus:")
     print(format_report(report))
     print(f"\nModel saved in {output}. Tagging: {DEMO_SENTENCE}")

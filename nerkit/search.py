@@ -22,7 +22,7 @@ from nerkit import budget as budget_rule
 from nerkit.budget import SEARCH_SENTENCES, Budget
 from nerkit.errors import NerkitError
 from nerkit.modeldir import check_output, save_model_dir
-from nerkit.sources import as_documents
+from nerkit.formats import as_documents
 from nerkit.train import TrainConfig, TrainResult, budget_for, fit
 
 LR_X = (1.0, 2.0)

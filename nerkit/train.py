@@ -21,9 +21,9 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -34,9 +34,10 @@ from nerkit.data import check_labelled
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, available_cores, set_torch_threads, use_bf16
 from nerkit.errors import NerkitError
+from nerkit.loop import LoopState, epoch_batches, eval_due, make_train_step, train_while_improving
 from nerkit.modeldir import ModelMeta, check_output, save_model_dir
 from nerkit.scheme import iob2_labels, labels_of
-from nerkit.sources import as_documents, fingerprint
+from nerkit.formats import as_documents, fingerprint
 from nerkit.transfer import parse_label_map, source_labels, transfer_head
 from nerkit.types import Document
 
@@ -233,7 +234,7 @@ def load_tokenizer(model: str):
     return tokenizer
 
 
-def data_size(docs: Sequence[Document], windows: "TrainingWindows") -> DataSize:
+def data_size(docs: Sequence[Document], windows: "align.TrainingWindows") -> DataSize:
     """Sentences and window tokens of the training data."""
     return DataSize(sum(1 for d in docs for x in d.sentences if x.words), sum(windows.lengths))
 
@@ -276,26 +277,8 @@ def load_model(cfg: TrainConfig, labels: Sequence[str], tokenizer) -> tuple[Any,
     return model, bool(case_signal and _add_case_types(model)), transfer
 
 
-@dataclass
-class TrainingWindows:
-    """The training windows as model inputs, and the window settings the model directory records."""
-
-    features: list[align.Feature]
-    lengths: list[int]
-    meta: dict
-
-    def labelled(self, weights: np.ndarray | None) -> np.ndarray:
-        """Per window: labelled tokens (or their summed class weights): what the loss is averaged over."""
-        out = np.zeros(len(self.features))
-        for i, f in enumerate(self.features):
-            tags = np.asarray(f.labels)
-            tags = tags[tags != align.IGNORE]
-            out[i] = len(tags) if weights is None else float(weights[tags].sum())
-        return out
-
-
 def build_features(encoded: Sequence[align.EncodedDoc], tokenizer, cfg: TrainConfig, labels: Sequence[str],
-                   case_signal: bool, max_len: int) -> TrainingWindows:
+                   case_signal: bool, max_len: int) -> align.TrainingWindows:
     """Cut the encoded documents into training windows (whole sentences packed end to end) and make features."""
     label2id = {t: i for i, t in enumerate(labels)}
     context = cfg.context or 0
@@ -308,33 +291,7 @@ def build_features(encoded: Sequence[align.EncodedDoc], tokenizer, cfg: TrainCon
     continuation = {label2id[t]: label2id["I-" + t[2:]] for t in labels if t.startswith("B-")}
     feats = [align.window_feature(encoded[w.doc], w, tokenizer.cls_token_id, tokenizer.sep_token_id, case_signal,
                                   cfg.label_all_subwords, continuation) for w in wins]
-    return TrainingWindows(feats, [len(f.input_ids) for f in feats], meta)
-
-
-def epoch_batches(lengths: Sequence[int], batch_tokens: int, rng: np.random.Generator | None,
-                  processes: int = 1) -> list[list[int]]:
-    """One epoch's global batches, drawn from ``rng``: the same on every process. With N processes a batch
-    smaller than N windows (the packer's last one) is merged into its neighbour, so every process has work."""
-    batches = align.length_grouped_batches(lengths, batch_tokens, rng)
-    if processes > 1:
-        if len(lengths) < processes:
-            raise NerkitError(f"{len(lengths)} training windows cannot be shared by {processes} processes")
-        i = 0
-        while i < len(batches):
-            if len(batches[i]) < processes:
-                j = i - 1 if i > 0 else i + 1
-                merged = sorted(batches[min(i, j)] + batches[max(i, j)], key=lambda k: -lengths[k])
-                batches[min(i, j):max(i, j) + 1] = [merged]
-                i = max(0, min(i, j))
-                continue
-            i += 1
-    return batches
-
-
-def rank_share(batch: Sequence[int], rank: int, processes: int) -> list[int]:
-    """The windows of a global batch that process ``rank`` trains on (strided: the batch is sorted by length,
-    so every share pads to about the same width)."""
-    return list(batch[rank::processes])
+    return align.TrainingWindows(feats, [len(f.input_ids) for f in feats], meta)
 
 
 def make_optimizer(model, cfg: TrainConfig, total_steps: int, device) -> tuple[Any, Any]:
@@ -360,133 +317,6 @@ def make_optimizer(model, cfg: TrainConfig, total_steps: int, device) -> tuple[A
         return max(0.0, (total_steps - step) / max(1, total_steps - warm))
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
-
-
-def make_train_step(model, opt, sched, accelerator, windows: TrainingWindows, pad_id: int, class_weights,
-                    bf16: bool) -> Callable[[list[int]], tuple[list[int], Any]]:
-    """The function that trains one optimizer step on a global batch: this process's share forward and backward
-    (gradients averaged over processes by DDP), clipping, optimizer and scheduler step. It returns (share, loss)."""
-    import torch
-
-    device, n_proc, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
-    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights.to(device) if class_weights is not None else None,
-                                        ignore_index=align.IGNORE)
-    labelled = windows.labelled(None if class_weights is None else class_weights.numpy()) if n_proc > 1 else None
-
-    def update(batch: list[int]) -> tuple[list[int], Any]:
-        share = rank_share(batch, rank, n_proc)
-        b = align.collate([windows.features[i] for i in share], pad_id)
-        inputs = {k: torch.from_numpy(v).to(device) for k, v in b.items()}
-        labels_t = inputs.pop("labels")
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(**inputs).logits
-        loss = loss_fn(logits.float().view(-1, logits.shape[-1]), labels_t.view(-1))
-        target = loss
-        if n_proc > 1:
-            # The step's loss is the mean over every labelled token of the global batch; DDP averages gradients
-            # over processes, so each one weighs its own mean by its share of those tokens, times N.
-            mine, total = float(labelled[share].sum()), float(labelled[batch].sum())
-            target = loss * (mine * n_proc / total) if mine > 0 else logits.sum() * 0.0
-        accelerator.backward(target)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        return share, loss
-
-    return update
-
-
-# ---------------------------------------------------------------- the loop
-
-
-@dataclass
-class LoopState:
-    """Where the loop is and what it has seen: everything a resumed run needs besides weights and optimizer."""
-
-    step: int = 0
-    epoch: int = 0
-    batch: int = 0  # batches of the current epoch done
-    epoch_rng: dict | None = None  # data-order RNG state when the current epoch's batches were drawn
-    best_f1: float = -1.0
-    best_step: int = 0
-    bad: int = 0  # evaluations since the last dev F1 gain
-    stopped: bool = False
-    elapsed: float = 0.0  # training seconds before this process started (resumed runs)
-    history: list[dict] = field(default_factory=list)
-    best_dev: dict | None = None
-
-
-@dataclass
-class Progress:
-    """One optimizer step of ``train_while_improving``."""
-
-    step: int
-    epoch: float  # epochs done, fractional
-    loss: Any  # this process's loss (a tensor: ``float()`` it only when logging, it waits for the device)
-    batch: list[int]  # the windows this process trained on
-    checkpoint: bool  # an evaluation point (dev scored if there is dev data): a state worth saving
-    dev: dict | None = None  # the dev report, at evaluation points
-    is_best: bool = False
-    stopped: bool = False  # early stopping: no dev F1 gain in ``patience`` evaluations
-
-
-def eval_due(batch_index: int, n_batches: int, step: int, epoch: int, evals_per_epoch: float,
-             every_steps: int | None = None) -> bool:
-    """Whether the loop evaluates after this batch (0-based, of ``n_batches``) of epoch ``epoch`` (0-based): every
-    ``every_steps`` optimizer steps if given; else ``evals_per_epoch`` times an epoch at evenly spaced batches, or
-    below 1, at the end of every 1/evals_per_epoch-th epoch."""
-    if every_steps:
-        return step % every_steps == 0
-    if evals_per_epoch >= 1:
-        k = int(round(evals_per_epoch))
-        return (batch_index + 1) in {max(1, round(n_batches * i / k)) for i in range(1, k + 1)}
-    every = max(1, round(1 / evals_per_epoch))
-    return batch_index + 1 == n_batches and (epoch + 1) % every == 0
-
-
-def train_while_improving(state: LoopState, rng: np.random.Generator,
-                          batches: Callable[[np.random.Generator], list[list[int]]],
-                          update: Callable[[list[int]], tuple[list[int], Any]],
-                          evaluate: Callable[[], dict] | None, total_steps: int,
-                          due: Callable[[int, int, int, int], bool], patience: int | None) -> Iterator[Progress]:
-    """Train until ``total_steps`` or until dev F1 stops improving, yielding after every optimizer step.
-
-    ``batches(rng)`` draws one epoch's global batches; ``update(batch)`` trains one step on this process's
-    share and returns (share, loss); ``evaluate()`` scores dev (the same answer on every process); ``due(batch
-    index, batches in epoch, step, epoch)`` says when to evaluate. ``state`` is updated in place (a checkpoint of it,
-    taken at an evaluation point, resumes the run exactly). The caller saves and logs.
-    """
-    t0 = time.time() - state.elapsed
-    while state.step < total_steps and not state.stopped:
-        if state.batch == 0:
-            state.epoch_rng = rng.bit_generator.state
-        else:  # resumed mid-epoch: draw the same batches again, then skip the ones done
-            rng.bit_generator.state = state.epoch_rng
-        epoch = batches(rng)
-        for bi in range(state.batch, len(epoch)):
-            share, loss = update(epoch[bi])
-            state.step += 1
-            state.batch = bi + 1
-            state.elapsed = time.time() - t0
-            p = Progress(state.step, round(state.epoch + (bi + 1) / len(epoch), 3), loss, share,
-                         checkpoint=due(bi, len(epoch), state.step, state.epoch) or state.step >= total_steps)
-            if p.checkpoint and evaluate is not None:
-                p.dev = evaluate()
-                f1 = p.dev["f1"]
-                state.history.append({"step": state.step, "epoch": p.epoch, "dev_f1": f1,
-                                      "elapsed_s": round(state.elapsed, 1)})
-                if f1 > state.best_f1:
-                    state.best_f1, state.best_step, state.bad, state.best_dev = f1, state.step, 0, p.dev
-                    p.is_best = True
-                else:
-                    state.bad += 1
-                    state.stopped = p.stopped = bool(patience and state.bad >= patience)
-            yield p
-            if state.stopped or state.step >= total_steps:
-                return
-        state.epoch += 1
-        state.batch = 0
 
 
 # ---------------------------------------------------------------- processes (torchrun / accelerate launch)
@@ -566,7 +396,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     from tqdm.auto import tqdm
     from transformers import set_seed
 
-    from nerkit.evaluate import evaluate
+    from nerkit.evaluation import evaluate
 
     cfg = (config or TrainConfig()).resolved()
     t_start = time.time()
@@ -674,7 +504,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     return TrainResult(metrics, out_dir, meta, model, tokenizer)
 
 
-def model_meta(cfg: TrainConfig, sources: tuple, data: Datasets, windows: TrainingWindows, case_signal: bool,
+def model_meta(cfg: TrainConfig, sources: tuple, data: Datasets, windows: align.TrainingWindows, case_signal: bool,
                metrics: dict, state: LoopState, budget: Budget, transfer,
                annotators: Sequence[str] | None = None) -> ModelMeta:
     """What nerkit.json records of a training run (timings and device are filled in by the caller)."""

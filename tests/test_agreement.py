@@ -26,7 +26,7 @@ from nerkit.annotate import agreement as ag
 from nerkit.annotate.adjudicate import adjudicate, apply_review, write_review
 from nerkit.cli import main
 from nerkit.errors import DataError, NerkitError
-from nerkit.annotate.formats import Record, read
+from nerkit.formats import Record, read
 from nerkit.types import Span
 
 FIX = Path(__file__).parent / "fixtures" / "annotate"

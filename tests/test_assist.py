@@ -7,9 +7,9 @@ import pytest
 
 from nerkit.annotate import assist
 from nerkit.cli import main
-from nerkit.annotate.curve import learning_curve, parse_fractions, subsets
+from nerkit.curve import learning_curve, parse_fractions, subsets
 from nerkit.errors import NerkitError
-from nerkit.annotate.formats import ChangeLog, read
+from nerkit.formats import ChangeLog, read
 from nerkit.types import Document, Sentence
 
 TEXTS = ["John Smith lives in Paris", "Mary visited London today", "the city of Berlin", "john smith lives in paris",

@@ -244,7 +244,7 @@ def test_validate_rejects_overlapping_jsonl_spans_as_train_does(tmp_path, capsys
 
 
 def test_doccano_utf16_fix_is_all_or_nothing_per_record(tmp_path):
-    from nerkit.annotate import formats
+    from nerkit import formats
 
     text = "😀 Paris and 😀 Rome"  # characters: Paris [2, 7), Rome [14, 18); UTF-16: Paris [3, 8), Rome [16, 20)
     p = tmp_path / "d.jsonl"

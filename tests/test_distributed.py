@@ -104,7 +104,7 @@ def test_every_global_batch_has_work_for_every_process(processes):
     import numpy as np
 
     from nerkit.align import length_grouped_batches
-    from nerkit.train import epoch_batches, rank_share
+    from nerkit.loop import epoch_batches, rank_share
 
     # 126-token windows in a 256-token budget: 2 a batch; an odd count leaves a last batch of 1.
     lengths = [126] * 9 + [40, 12]

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from nerkit.annotate import formats
+from nerkit import formats
 from nerkit.cli import main
 from nerkit.errors import DataError, NerkitError
-from nerkit.annotate.formats import Record, ChangeLog
+from nerkit.formats import Record, ChangeLog
 from nerkit.types import Span
 
 FIX = Path(__file__).parent / "fixtures" / "annotate"

@@ -10,8 +10,7 @@ import pytest
 
 datasets = pytest.importorskip("datasets")
 
-from nerkit import sources  # noqa: E402
-from nerkit.annotate import formats  # noqa: E402
+from nerkit import formats  # noqa: E402
 from nerkit.cli import main  # noqa: E402
 from nerkit.errors import DataError  # noqa: E402
 
@@ -47,7 +46,7 @@ def test_classlabel_dataset_round_trip_is_identical(tmp_path):
 
 
 def test_reads_classlabel_names_and_keeps_words(tmp_path):
-    docs = sources.load(conll_like(tmp_path / "d"))
+    docs = formats.load(conll_like(tmp_path / "d"))
     assert [d.id for d in docs] == ["0", "1", "2"]
     s = docs[2].sentences[0]
     assert s.words == ROWS[2][0]  # the flag is one word, as the dataset has it
@@ -64,7 +63,7 @@ def test_string_tags_in_parquet_arrow_and_jsonl(tmp_path):
     ds.save_to_disk(str(tmp_path / "saved"))
     arrow = next((tmp_path / "saved").glob("*.arrow"))
     for path in (tmp_path / "d.parquet", tmp_path / "d.jsonl", arrow):
-        docs = sources.load(path)
+        docs = formats.load(path)
         assert [s.tags for d in docs for s in d.sentences] == [["B-LOC", "I-LOC", "O", "O"], ["B-PER", "O"]], path
     assert formats.detect_format(tmp_path / "d.jsonl") == "hf"
 
@@ -73,21 +72,21 @@ def test_problems_are_named(tmp_path):
     ids = datasets.Dataset.from_dict({"tokens": [["a"]], "ner_tags": [[1]]})
     ids.save_to_disk(str(tmp_path / "ids"))
     with pytest.raises(DataError, match="integer tag ids but no ClassLabel names"):
-        sources.load(tmp_path / "ids")
+        formats.load(tmp_path / "ids")
     datasets.DatasetDict({"train": ids, "test": ids}).save_to_disk(str(tmp_path / "dd"))
     with pytest.raises(DataError, match=r"holds the splits test, train; give one of them"):
-        sources.load(tmp_path / "dd")
+        formats.load(tmp_path / "dd")
     good = datasets.Dataset.from_dict({"tokens": [["Ann"]], "ner_tags": [["B-PER"]]})
     datasets.DatasetDict({"train": good}).save_to_disk(str(tmp_path / "dd2"))
-    assert sources.load(tmp_path / "dd2" / "train")[0].sentences[0].tags == ["B-PER"]
+    assert formats.load(tmp_path / "dd2" / "train")[0].sentences[0].tags == ["B-PER"]
     cols = datasets.Dataset.from_dict({"text": ["a b"]})
     cols.save_to_disk(str(tmp_path / "cols"))
     with pytest.raises(DataError, match=r"has columns text; expected a word column \(tokens or words\)"):
-        sources.load(tmp_path / "cols")
+        formats.load(tmp_path / "cols")
     bad = datasets.Dataset.from_dict({"tokens": [["a", "b"]], "ner_tags": [["O"]]})
     bad.save_to_disk(str(tmp_path / "bad"))
     with pytest.raises(DataError, match="row 0: 2 words but 1 tags"):
-        sources.load(tmp_path / "bad")
+        formats.load(tmp_path / "bad")
 
 
 def test_hub_id_offline_says_the_hub_is_unreachable(monkeypatch, capsys):
@@ -97,11 +96,11 @@ def test_hub_id_offline_says_the_hub_is_unreachable(monkeypatch, capsys):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(DataError, match="the Hugging Face Hub is unreachable"):
-        sources.load("hf:nerkit-test-no-such-dataset:train")
+        formats.load("hf:nerkit-test-no-such-dataset:train")
     assert main(["stats", "hf:nerkit-test-no-such-dataset:train"]) == 2
     assert "unreachable" in capsys.readouterr().err
     with pytest.raises(Exception, match="hf:NAME:SPLIT"):
-        sources.load("hf:conll2003")
+        formats.load("hf:conll2003")
 
 
 def test_stats_and_evaluate_read_datasets(tmp_path, tiny_model, capsys):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from nerkit.annotate import formats
+from nerkit import formats
 from nerkit.cli import main
 from nerkit.errors import NerkitError
 from nerkit.types import Span
@@ -179,16 +179,15 @@ def _sentences(docs):
 
 
 def test_training_data_read_for_one_annotator(exports, tmp_path):
-    from nerkit import sources
 
     full, mini, _, _ = exports
-    by_2 = sources.load(full, annotators=["2"])
-    assert _sentences(by_2) == _sentences(sources.load(mini, annotators=["2"]))
+    by_2 = formats.load(full, annotators=["2"])
+    assert _sentences(by_2) == _sentences(formats.load(mini, annotators=["2"]))
     assert len(by_2) == 3 and "B-ORG" in _labels(by_2[:1])  # user 2 tagged Paris ORG in task 1
-    first = sources.load(full)  # the documented rule: user 1's annotation of task 1, Paris LOC
+    first = formats.load(full)  # the documented rule: user 1's annotation of task 1, Paris LOC
     assert "B-LOC" in _labels(first[:1]) and "B-ORG" not in _labels(first[:1])
     with pytest.raises(NerkitError, match="bob@example.com"):  # this export names users by id only
-        sources.as_documents(str(full), annotators=["bob@example.com"])
+        formats.as_documents(str(full), annotators=["bob@example.com"])
 
 
 def test_annotator_on_a_one_annotation_format_is_refused_naming_the_file(tmp_path, capsys):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nerkit.data import read_conll
-from nerkit.evaluate import evaluate, score
+from nerkit.data import load, read_conll
+from nerkit.evaluation import evaluate, score
 from nerkit.decode import allowed_transitions, log_softmax, viterbi
 from nerkit.predict import Tagger
 from nerkit.scheme import LabelScheme, validate
@@ -89,7 +89,7 @@ def test_evaluate_equals_seqeval_and_support_equals_gold(tiny_model, tmp_path):
     p.write_text("\n".join(rows) + "\n")
     docs = read_conll(p)
     tagger = Tagger.load(tiny_model, backend="torch")
-    report = evaluate(tagger, p)
+    report = evaluate(tagger, load(p))
     pred = [s for d in tagger.tag_documents(docs) for s in d]
     gold = [s.tags for d in docs for s in d.sentences]
     assert [len(x) for x in pred] == [len(x) for x in gold]

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from nerkit.demo import corpus_path
 from nerkit.errors import NerkitError
 from nerkit.checkpoint import checkpoint_root
-from nerkit.train import LoopState, TrainConfig, epoch_batches, eval_due, fit, train_while_improving
+from nerkit.loop import LoopState, epoch_batches, eval_due, train_while_improving
+from nerkit.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,8 @@ from test_train import small_corpus
 
 
 def test_search_trains_four_points_and_saves_the_dev_best(tiny_model, tmp_path, capsys):
-    from nerkit.evaluate import evaluate
+    from nerkit.evaluation import evaluate
+    from nerkit.formats import load
     from nerkit.predict import Tagger
 
     data = small_corpus(tmp_path, n_train=12)
@@ -30,7 +31,7 @@ def test_search_trains_four_points_and_saves_the_dev_best(tiny_model, tmp_path, 
     assert kept["dev_f1"] == max(p["dev_f1"] for p in found["points"]) and found["chosen_on"] == "dev"
     assert meta["train_args"]["lr"] == pytest.approx(kept["lr"]) and meta["train_args"]["epochs"] == kept["epochs"]
     # The directory holds the kept model itself: it scores the kept point's dev F1.
-    assert evaluate(Tagger.load(out, backend="torch"), str(data["dev"]))["f1"] == pytest.approx(kept["dev_f1"])
+    assert evaluate(Tagger.load(out, backend="torch"), load(str(data["dev"])))["f1"] == pytest.approx(kept["dev_f1"])
 
 
 def test_search_keeps_the_best_dev_and_the_earlier_of_ties(monkeypatch, tmp_path):

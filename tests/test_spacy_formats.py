@@ -7,8 +7,7 @@ import pytest
 spacy = pytest.importorskip("spacy")
 from spacy.tokens import DocBin, Span as SpacySpan  # noqa: E402
 
-from nerkit import sources  # noqa: E402
-from nerkit.annotate import formats  # noqa: E402
+from nerkit import formats  # noqa: E402
 from nerkit.cli import main  # noqa: E402
 from nerkit.errors import DataError, NerkitError  # noqa: E402
 from nerkit.types import Span  # noqa: E402
@@ -58,7 +57,7 @@ def test_docbin_for_training_and_from_other_formats(tmp_path):
     from nerkit.data import DataWarning
 
     with pytest.warns(DataWarning, match=r"read as docbin with 1 changes \(1 x overlapping span dropped"):
-        docs = sources.load(tmp_path / "in.spacy")  # nested spans flattened (longest kept), never silently
+        docs = formats.load(tmp_path / "in.spacy")  # nested spans flattened (longest kept), never silently
     s = docs[0].sentences[0]
     assert s.words[:4] == ["Angela", "Merkel", "visited", "Paris"] and "🇬🇷" in s.words
     assert s.tags[:4] == ["B-PER", "I-PER", "O", "B-LOC"]
@@ -93,7 +92,7 @@ def test_a_file_with_no_annotation_field_anywhere_stops(tmp_path, capsys):
     assert "no record has" in capsys.readouterr().err
     assert not (tmp_path / "out.jsonl").exists()
     with pytest.raises(DataError, match="no record has"):
-        sources.load(path)
+        formats.load(path)
 
 
 def test_v2_training_data_as_one_json_array(tmp_path):
@@ -104,7 +103,7 @@ def test_v2_training_data_as_one_json_array(tmp_path):
     records = formats.read(path)
     assert [(r.text, r.spans) for r in records] == [(T2, [Span(0, 10, "ORG"), Span(17, 25, "PER")]),
                                                     ("Nothing here.", [])]
-    assert [s.tags for d in sources.load(path) for s in d.sentences][0][:2] == ["B-ORG", "I-ORG"]
+    assert [s.tags for d in formats.load(path) for s in d.sentences][0][:2] == ["B-ORG", "I-ORG"]
 
 
 def test_spacy_convert_json_training_format(tmp_path):

@@ -50,12 +50,13 @@ def test_fit_writes_a_model_dir_the_hf_pipeline_loads(tiny_model, tmp_path):
     assert [(e["start"], e["end"], e["entity_group"]) for e in nlp(text)] == [(e.start, e.end, e.label) for e in want]
     assert {e["entity_group"] for e in nlp(text)} <= {t[2:] for t in cfg["label2id"]}
     # nerkit reloads it and scores the test data exactly as training did
-    from nerkit.evaluate import evaluate
+    from nerkit.data import load
+    from nerkit.evaluation import evaluate
 
     assert res["metrics"]["test"]["support"] > 0
     assert res.output == out and res.metrics is res["metrics"] and res["output"] == str(out)  # typed, and as before
     assert res.meta.steps == 6 and res["meta"]["steps"] == 6 and res.history == res.meta.history
-    assert evaluate(Tagger.load(out, backend="torch"), data["dev"])["f1"] == res["metrics"]["test"]["f1"]
+    assert evaluate(Tagger.load(out, backend="torch"), load(data["dev"]))["f1"] == res["metrics"]["test"]["f1"]
 
 
 def test_training_is_deterministic_with_seed(tiny_model, tmp_path):

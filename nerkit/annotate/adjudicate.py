@@ -17,7 +17,7 @@ from typing import Sequence
 from nerkit.annotate.agreement import Aligned, context, regions
 from nerkit.errors import DataError, NerkitError
 from nerkit.files import atomic_write_text
-from nerkit.annotate.formats import Record, json_values
+from nerkit.formats import Record, json_values
 from nerkit.types import Span
 
 

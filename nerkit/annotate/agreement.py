@@ -18,7 +18,7 @@ from typing import Sequence
 from nerkit.errors import NerkitError
 from nerkit.data import split_words
 from nerkit.files import atomic_write_text
-from nerkit.annotate.formats import (ChangeLog, Record, annotator_rank, flatten, read_labelled,
+from nerkit.formats import (ChangeLog, Record, annotator_rank, flatten, read_labelled,
                                     select_annotations)
 from nerkit.types import Span
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from nerkit.errors import NerkitError
 from nerkit.files import atomic_write_text
-from nerkit.annotate.formats import Record, ChangeLog, labelstudio_tasks, write
+from nerkit.formats import Record, ChangeLog, labelstudio_tasks, write
 from nerkit.types import Span
 
 STRATEGIES = ("margin", "entropy")

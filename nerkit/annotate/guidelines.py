@@ -272,7 +272,7 @@ def check_records(records: Sequence, schema: Guidelines | None = None) -> tuple[
 def validate(schema: Guidelines | str | os.PathLike, data: str | os.PathLike | Iterable[str | os.PathLike],
              fmt: str | None = None) -> list[Finding]:
     """Check datasets against a schema: unknown labels, types without examples, suspicious spans, bad records."""
-    from nerkit.annotate import formats
+    from nerkit import formats
 
     if not isinstance(schema, Guidelines):
         schema = load_guidelines(schema)

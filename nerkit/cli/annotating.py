@@ -46,7 +46,7 @@ def labelstudio_config(a: argparse.Namespace) -> None:
 
 def convert(a: argparse.Namespace) -> None:
     """Convert annotations between formats; print what changed."""
-    from nerkit.annotate.formats import convert as convert_file
+    from nerkit.formats import convert as convert_file
 
     report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict,
                           annotators=a.annotator)
@@ -57,7 +57,7 @@ def convert(a: argparse.Namespace) -> None:
 def agree(a: argparse.Namespace) -> None:
     """Print inter-annotator agreement and the disagreements."""
     from nerkit.annotate import agreement as ag
-    from nerkit.annotate.formats import ChangeLog
+    from nerkit.formats import ChangeLog
 
     report = ChangeLog()
     names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
@@ -81,7 +81,7 @@ def agree(a: argparse.Namespace) -> None:
 
 def adjudicate(a: argparse.Namespace) -> None:
     """Merge annotators (or apply a decided review file)."""
-    from nerkit.annotate import formats
+    from nerkit import formats
     from nerkit.annotate.adjudicate import adjudicate as merge, apply_review, write_review
 
     if a.apply:
@@ -126,7 +126,8 @@ def preannotate(a: argparse.Namespace) -> None:
 
 def suggest(a: argparse.Namespace) -> None:
     """Rank unlabelled texts by model uncertainty."""
-    from nerkit.annotate import assist, formats
+    from nerkit import formats
+    from nerkit.annotate import assist
 
     exclude: list[str] = []
     for path in a.exclude or []:
@@ -144,7 +145,7 @@ def suggest(a: argparse.Namespace) -> None:
 
 def curve(a: argparse.Namespace) -> None:
     """Train on growing subsets; print and plot dev F1."""
-    from nerkit.annotate.curve import format_curve, learning_curve, parse_fractions
+    from nerkit.curve import format_curve, learning_curve, parse_fractions
 
     rows = learning_curve(a.train, a.dev, parse_fractions(a.fractions), a.output, training_config(a), seed=a.seed,
                           scheme=a.scheme, keep_models=a.keep_models)

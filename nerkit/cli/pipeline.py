@@ -10,11 +10,11 @@ from nerkit.cli._util import add_annotator, add_backend, add_scheme, add_trainin
 
 def stats(a: argparse.Namespace) -> None:
     """Print corpus statistics of each file."""
-    from nerkit import data, sources
+    from nerkit import data, formats
 
     for path in a.data:
         print(f"== {path}")
-        print(data.format_stats(data.stats(sources.load(path, scheme=a.scheme, annotators=a.annotator))))
+        print(data.format_stats(data.stats(formats.load(path, scheme=a.scheme, annotators=a.annotator))))
 
 
 def train(a: argparse.Namespace) -> None:
@@ -45,11 +45,12 @@ def train(a: argparse.Namespace) -> None:
 
 def evaluate(a: argparse.Namespace) -> None:
     """Print the entity-level evaluation of a model on labelled data."""
-    from nerkit.evaluate import evaluate, format_report
+    from nerkit import formats
+    from nerkit.evaluation import evaluate, format_report
     from nerkit.predict import Tagger
 
     tagger = Tagger.load(a.model_dir, backend=a.backend)
-    report = evaluate(tagger, a.data, scheme=a.scheme, annotators=a.annotator)
+    report = evaluate(tagger, formats.load(a.data, scheme=a.scheme, annotators=a.annotator), name=a.data)
     print(json.dumps(report, indent=2) if a.json else format_report(report))
 
 

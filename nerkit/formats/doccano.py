@@ -5,8 +5,8 @@ import json
 import os
 from typing import Sequence
 
-from nerkit.annotate.formats.jsonvalues import json_values
-from nerkit.annotate.formats.records import ChangeLog, Record, finish, utf16_to_chars, make_span, read_record
+from nerkit.formats.jsonvalues import json_values
+from nerkit.formats.records import ChangeLog, Record, finish, utf16_to_chars, make_span, read_record
 from nerkit.errors import DataError
 from nerkit.files import atomic_write_text
 

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from nerkit.annotate.formats.jsonvalues import json_values
-from nerkit.annotate.formats.records import ChangeLog, Record, finish, flatten, make_span
+from nerkit.formats.jsonvalues import json_values
+from nerkit.formats.records import ChangeLog, Record, finish, flatten, make_span
 from nerkit.data import tokenize
 from nerkit.errors import DataError
 from nerkit.files import atomic_write_text

@@ -9,19 +9,24 @@ so nothing is dropped or moved silently; the resolutions are described in docs/a
 
 One module per tool format (``read(path, log)`` and ``write(records, path, log)``), the shared record model
 (``records``), record <-> document conversion (``documents``) and, here, the dispatch on a format's name.
+
+CoNLL columns and nerkit JSONL are read by ``nerkit.data`` (strict: a problem stops with file and line); ``load``
+below reads any source (those two, Hugging Face datasets, spaCy files, annotation-tool exports) as IOB2 documents
+for train, evaluate and the CLI.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
-from nerkit.annotate.formats import brat, conll, docbin, doccano, hf, labelstudio, nerkit_jsonl, spacy
-from nerkit.annotate.formats.documents import from_documents, to_documents
-from nerkit.annotate.formats.jsonvalues import json_values
-from nerkit.annotate.formats.labelstudio import labelstudio_result, labelstudio_tasks
-from nerkit.annotate.formats.records import CHANGES, Change, ChangeLog, Record, _is_int, flatten, make_span
-from nerkit.data import tokenize
+from nerkit.formats import brat, conll, docbin, doccano, hf, labelstudio, nerkit_jsonl, spacy
+from nerkit.formats.documents import from_documents, to_documents
+from nerkit.formats.jsonvalues import json_values
+from nerkit.formats.labelstudio import labelstudio_result, labelstudio_tasks
+from nerkit.formats.records import CHANGES, Change, ChangeLog, Record, _is_int, flatten, make_span
+from nerkit.data import DataWarning, read_conll, read_jsonl, tokenize
 from nerkit.types import Document
 from nerkit.errors import DataError, NerkitError
 from nerkit.scheme import LabelScheme, chunks
@@ -274,3 +279,71 @@ def read_documents(path: str | os.PathLike, fmt: str | None = None, log: ChangeL
     if _check_format(fmt or detect_format(path)) == "hf":
         return hf.read_documents(path)[0]  # the dataset's words and tags as they are
     return to_documents(select_annotations(read_labelled(path, fmt, log), log, annotators, path), log)
+
+
+# ---------------------------------------------------------------- every source, for train, evaluate and the CLI
+
+# Suffixes read by nerkit.data's CoNLL reader without a look inside (as before formats existed).
+_JSON = (".json", ".jsonl", ".ndjson")
+# Formats with one annotation per sentence, where --annotator has nothing to choose.
+_ONE_ANNOTATION = {"conll": "a CoNLL file", "nerkit": "nerkit JSONL", "hf": "a Hugging Face dataset"}
+
+
+def source_format(path: str | os.PathLike) -> str:
+    """The format ``load`` reads ``path`` as: "hf", "conll", "nerkit" or an annotation format name."""
+    if hf.is_dataset_path(path):
+        return "hf"
+    p = Path(path)
+    if p.is_dir() or p.suffix.lower() in _JSON or p.suffix.lower() in OTHER_SUFFIXES:
+        return detect_format(p)
+    return "conll"
+
+
+def load(path: str | os.PathLike, scheme: LabelScheme | str | None = None,
+         annotators: Sequence[str] | None = None) -> list[Document]:
+    """Documents from any supported source (``scheme`` applies to CoNLL files; others are detected; ``annotators``
+    chooses whose annotations of a multi-annotator export are read)."""
+    fmt = source_format(path)
+    if annotators and fmt in _ONE_ANNOTATION:
+        raise DataError(path, None, "--annotator chooses among the annotations of an annotation-tool export; this is "
+                        f"{_ONE_ANNOTATION[fmt]}, which holds one annotation per sentence")
+    if fmt == "conll":
+        return read_conll(path, scheme)
+    if fmt == "nerkit":
+        return read_jsonl(path)
+    if fmt == "hf":
+        return hf.read_documents(path)[0]
+    log = ChangeLog()
+    docs = read_documents(path, fmt, log, annotators)
+    if log.changes:
+        counts = "; ".join(f"{n} x {CHANGES[k]}" for k, n in log.counts().most_common())
+        warnings.warn(f"{path}: read as {fmt} with {len(log.changes)} changes ({counts}; first: {log.details(1)[0]}); "
+                      "`nerkit convert` lists them all", DataWarning, stacklevel=2)
+    return docs
+
+
+def as_documents(source, scheme: LabelScheme | str | None = None,
+                 annotators: Sequence[str] | None = None) -> list[Document]:
+    """Documents from a path or hub id (read with ``load``), an iterable of Documents, or None (no documents)."""
+    if source is None:
+        return []
+    if isinstance(source, (str, os.PathLike)):
+        return load(source, scheme=scheme, annotators=annotators)
+    return list(source)
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """A fingerprint of the data a run used: the file's hash; for a dataset directory, the hash of its files."""
+    import hashlib
+
+    from nerkit.files import fingerprint as file_fingerprint
+
+    p = Path(path)
+    if str(path).startswith(hf.HUB_PREFIX):
+        return str(path)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            h.update(str(f.relative_to(p)).encode() + b"\0" + file_fingerprint(f).encode())
+        return h.hexdigest()[:16]
+    return file_fingerprint(p)

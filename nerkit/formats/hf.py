@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from nerkit.annotate.formats.documents import from_documents, to_documents
-from nerkit.annotate.formats.records import ChangeLog, Record
+from nerkit.formats.documents import from_documents, to_documents
+from nerkit.formats.records import ChangeLog, Record
 from nerkit.errors import DataError, NerkitError
 from nerkit.scheme import LabelScheme, chunks, convert as convert_tags, detect_scheme, split_tag, validate
 from nerkit.types import Document, Sentence

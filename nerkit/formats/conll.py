@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from nerkit import data
-from nerkit.annotate.formats.documents import from_documents, to_documents
-from nerkit.annotate.formats.records import ChangeLog, Record
+from nerkit.formats.documents import from_documents, to_documents
+from nerkit.formats.records import ChangeLog, Record
 from nerkit.errors import NerkitError
 from nerkit.scheme import LabelScheme, convert as convert_tags
 from nerkit.types import Document, Sentence

@@ -5,6 +5,7 @@ import os
 from collections import Counter
 from typing import Sequence
 
+from nerkit.data import check_labelled
 from nerkit.scheme import chunks
 from nerkit.types import Document
 
@@ -59,13 +60,15 @@ def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
     }
 
 
-def evaluate(tagger, data: str | os.PathLike | Sequence[Document], scheme: str | None = None,
-             annotators: Sequence[str] | None = None) -> dict:
-    """Tag every sentence of labelled data with ``tagger`` (document context, windows merged) and score it."""
-    from nerkit.data import check_labelled
-    from nerkit.sources import as_documents
+def evaluate(tagger, docs: Sequence[Document], name: str | None = None) -> dict:
+    """Tag every sentence of labelled documents with ``tagger`` (document context, windows merged) and score it.
 
-    docs = as_documents(data, scheme, annotators)
+    Read files first with ``nerkit.formats.load`` (any format nerkit reads); ``name`` is recorded as the report's
+    ``data``.
+    """
+    if isinstance(docs, (str, os.PathLike)):
+        raise TypeError("evaluate() takes documents: read the file with nerkit.formats.load(path) first")
+    docs = list(docs)
     check_labelled(docs, "evaluation")
     pred_docs = tagger.tag_documents(docs)
     gold, pred = [], []
@@ -76,8 +79,8 @@ def evaluate(tagger, data: str | os.PathLike | Sequence[Document], scheme: str |
             gold.append(s.tags)
             pred.append(p)
     report = score(gold, pred)
-    if isinstance(data, (str, os.PathLike)):
-        report["data"] = str(data)
+    if name is not None:
+        report["data"] = str(name)
     return report
 
 

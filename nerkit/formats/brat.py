@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from nerkit.annotate.formats.jsonvalues import read_text
-from nerkit.annotate.formats.records import ChangeLog, Record, doc_groups, finish, make_span
+from nerkit.formats.jsonvalues import read_text
+from nerkit.formats.records import ChangeLog, Record, doc_groups, finish, make_span
 from nerkit.errors import DataError, NerkitError
 from nerkit.files import atomic_write_text
 from nerkit.types import Span

@@ -5,7 +5,7 @@ import re
 from bisect import bisect_right
 from typing import Iterable, Sequence
 
-from nerkit.annotate.formats.records import ChangeLog, Record, doc_groups, flatten
+from nerkit.formats.records import ChangeLog, Record, doc_groups, flatten
 from nerkit.data import sentence_spans, spans_to_tags, split_words, tokenize
 from nerkit.errors import NerkitError
 from nerkit.types import Document, Sentence, Span

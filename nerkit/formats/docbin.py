@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from nerkit.annotate.formats.records import ChangeLog, Record, finish
+from nerkit.formats.records import ChangeLog, Record, finish
 from nerkit.errors import DataError, NerkitError
 from nerkit.files import atomic_write_bytes, read_bytes
 from nerkit.types import Span
@@ -74,7 +74,7 @@ def read_json(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
     _spacy()
     from spacy.training.converters import json_to_docs
 
-    from nerkit.annotate.formats.jsonvalues import read_text
+    from nerkit.formats.jsonvalues import read_text
 
     text = read_text(path)
     try:

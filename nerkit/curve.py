@@ -63,11 +63,11 @@ def learning_curve(train, dev, fractions: Sequence[float], output: str | os.Path
     if dev is None:
         raise NerkitError("a learning curve needs --dev data to score each model")
     if isinstance(train, (str, os.PathLike)):
-        from nerkit.sources import load
+        from nerkit.formats import load
 
         train = load(train, scheme=scheme)
     if isinstance(dev, (str, os.PathLike)):
-        from nerkit.sources import load
+        from nerkit.formats import load
 
         dev = load(dev, scheme=scheme)
     out = Path(output)

@@ -1,0 +1,169 @@
+"""The training loop, apart from what sets it up (``train``): one epoch's batches, one optimizer step, and
+``train_while_improving``, a generator that trains until dev F1 stops improving and yields after every step.
+
+As spaCy keeps ``training/loop.py`` apart from initialization: saving, checkpoints and logging stay with the caller
+(``train.fit``), so the loop can be driven and tested on its own.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from nerkit import align
+from nerkit.errors import NerkitError
+
+
+def epoch_batches(lengths: Sequence[int], batch_tokens: int, rng: np.random.Generator | None,
+                  processes: int = 1) -> list[list[int]]:
+    """One epoch's global batches, drawn from ``rng``: the same on every process. With N processes a batch
+    smaller than N windows (the packer's last one) is merged into its neighbour, so every process has work."""
+    batches = align.length_grouped_batches(lengths, batch_tokens, rng)
+    if processes > 1:
+        if len(lengths) < processes:
+            raise NerkitError(f"{len(lengths)} training windows cannot be shared by {processes} processes")
+        i = 0
+        while i < len(batches):
+            if len(batches[i]) < processes:
+                j = i - 1 if i > 0 else i + 1
+                merged = sorted(batches[min(i, j)] + batches[max(i, j)], key=lambda k: -lengths[k])
+                batches[min(i, j):max(i, j) + 1] = [merged]
+                i = max(0, min(i, j))
+                continue
+            i += 1
+    return batches
+
+
+def rank_share(batch: Sequence[int], rank: int, processes: int) -> list[int]:
+    """The windows of a global batch that process ``rank`` trains on (strided: the batch is sorted by length,
+    so every share pads to about the same width)."""
+    return list(batch[rank::processes])
+
+
+def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindows, pad_id: int, class_weights,
+                    bf16: bool) -> Callable[[list[int]], tuple[list[int], Any]]:
+    """The function that trains one optimizer step on a global batch: this process's share forward and backward
+    (gradients averaged over processes by DDP), clipping, optimizer and scheduler step. It returns (share, loss)."""
+    import torch
+
+    device, n_proc, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights.to(device) if class_weights is not None else None,
+                                        ignore_index=align.IGNORE)
+    labelled = windows.labelled(None if class_weights is None else class_weights.numpy()) if n_proc > 1 else None
+
+    def update(batch: list[int]) -> tuple[list[int], Any]:
+        share = rank_share(batch, rank, n_proc)
+        b = align.collate([windows.features[i] for i in share], pad_id)
+        inputs = {k: torch.from_numpy(v).to(device) for k, v in b.items()}
+        labels_t = inputs.pop("labels")
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**inputs).logits
+        loss = loss_fn(logits.float().view(-1, logits.shape[-1]), labels_t.view(-1))
+        target = loss
+        if n_proc > 1:
+            # The step's loss is the mean over every labelled token of the global batch; DDP averages gradients
+            # over processes, so each one weighs its own mean by its share of those tokens, times N.
+            mine, total = float(labelled[share].sum()), float(labelled[batch].sum())
+            target = loss * (mine * n_proc / total) if mine > 0 else logits.sum() * 0.0
+        accelerator.backward(target)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        return share, loss
+
+    return update
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class LoopState:
+    """Where the loop is and what it has seen: everything a resumed run needs besides weights and optimizer."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # batches of the current epoch done
+    epoch_rng: dict | None = None  # data-order RNG state when the current epoch's batches were drawn
+    best_f1: float = -1.0
+    best_step: int = 0
+    bad: int = 0  # evaluations since the last dev F1 gain
+    stopped: bool = False
+    elapsed: float = 0.0  # training seconds before this process started (resumed runs)
+    history: list[dict] = field(default_factory=list)
+    best_dev: dict | None = None
+
+
+@dataclass
+class Progress:
+    """One optimizer step of ``train_while_improving``."""
+
+    step: int
+    epoch: float  # epochs done, fractional
+    loss: Any  # this process's loss (a tensor: ``float()`` it only when logging, it waits for the device)
+    batch: list[int]  # the windows this process trained on
+    checkpoint: bool  # an evaluation point (dev scored if there is dev data): a state worth saving
+    dev: dict | None = None  # the dev report, at evaluation points
+    is_best: bool = False
+    stopped: bool = False  # early stopping: no dev F1 gain in ``patience`` evaluations
+
+
+def eval_due(batch_index: int, n_batches: int, step: int, epoch: int, evals_per_epoch: float,
+             every_steps: int | None = None) -> bool:
+    """Whether the loop evaluates after this batch (0-based, of ``n_batches``) of epoch ``epoch`` (0-based): every
+    ``every_steps`` optimizer steps if given; else ``evals_per_epoch`` times an epoch at evenly spaced batches, or
+    below 1, at the end of every 1/evals_per_epoch-th epoch."""
+    if every_steps:
+        return step % every_steps == 0
+    if evals_per_epoch >= 1:
+        k = int(round(evals_per_epoch))
+        return (batch_index + 1) in {max(1, round(n_batches * i / k)) for i in range(1, k + 1)}
+    every = max(1, round(1 / evals_per_epoch))
+    return batch_index + 1 == n_batches and (epoch + 1) % every == 0
+
+
+def train_while_improving(state: LoopState, rng: np.random.Generator,
+                          batches: Callable[[np.random.Generator], list[list[int]]],
+                          update: Callable[[list[int]], tuple[list[int], Any]],
+                          evaluate: Callable[[], dict] | None, total_steps: int,
+                          due: Callable[[int, int, int, int], bool], patience: int | None) -> Iterator[Progress]:
+    """Train until ``total_steps`` or until dev F1 stops improving, yielding after every optimizer step.
+
+    ``batches(rng)`` draws one epoch's global batches; ``update(batch)`` trains one step on this process's
+    share and returns (share, loss); ``evaluate()`` scores dev (the same answer on every process); ``due(batch
+    index, batches in epoch, step, epoch)`` says when to evaluate. ``state`` is updated in place (a checkpoint of it,
+    taken at an evaluation point, resumes the run exactly). The caller saves and logs.
+    """
+    t0 = time.time() - state.elapsed
+    while state.step < total_steps and not state.stopped:
+        if state.batch == 0:
+            state.epoch_rng = rng.bit_generator.state
+        else:  # resumed mid-epoch: draw the same batches again, then skip the ones done
+            rng.bit_generator.state = state.epoch_rng
+        epoch = batches(rng)
+        for bi in range(state.batch, len(epoch)):
+            share, loss = update(epoch[bi])
+            state.step += 1
+            state.batch = bi + 1
+            state.elapsed = time.time() - t0
+            p = Progress(state.step, round(state.epoch + (bi + 1) / len(epoch), 3), loss, share,
+                         checkpoint=due(bi, len(epoch), state.step, state.epoch) or state.step >= total_steps)
+            if p.checkpoint and evaluate is not None:
+                p.dev = evaluate()
+                f1 = p.dev["f1"]
+                state.history.append({"step": state.step, "epoch": p.epoch, "dev_f1": f1,
+                                      "elapsed_s": round(state.elapsed, 1)})
+                if f1 > state.best_f1:
+                    state.best_f1, state.best_step, state.bad, state.best_dev = f1, state.step, 0, p.dev
+                    p.is_best = True
+                else:
+                    state.bad += 1
+                    state.stopped = p.stopped = bool(patience and state.bad >= patience)
+            yield p
+            if state.stopped or state.step >= total_steps:
+                return
+        state.epoch += 1
+        state.batch = 0

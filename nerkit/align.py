@@ -7,7 +7,7 @@ truncation, and predictions merge back without voting.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -28,6 +28,7 @@ class EncodedDoc:
     tag_ids: list[int]
     cases: list[int]
     sentence_starts: list[int]  # index of the first word of each sentence (non-empty sentences only)
+    layer_tag_ids: list[list[int]] = field(default_factory=list)  # nested models: tag ids of layers 1.. per word
 
 
 @dataclass
@@ -87,8 +88,11 @@ class _Encodings:
         return self.encodings[k].word_ids
 
 
-def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, int] | None) -> list[EncodedDoc]:
-    """Tokenize every word of every document into subword ids (one batched call to the fast tokenizer)."""
+def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, int] | None,
+                     layers: int = 1) -> list[EncodedDoc]:
+    """Tokenize every word of every document into subword ids (one batched call to the fast tokenizer); with
+    ``label2id``, the gold tag ids of ``layers`` tag layers (entities on deeper layers are left out: the caller
+    counts them)."""
     flat_words: list[list[str]] = []
     for doc in docs:
         for sent in doc.sentences:
@@ -100,6 +104,7 @@ def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, in
     for doc in docs:
         pieces: list[list[int]] = []
         tags: list[int] = []
+        deeper: list[list[int]] = [[] for _ in range(layers - 1)]
         cases: list[int] = []
         starts: list[int] = []
         for si, sent in enumerate(doc.sentences):
@@ -118,9 +123,14 @@ def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, in
                 cases.append(case_type(word))
                 if label2id is not None and sent.tags is not None:
                     tags.append(label2id.get(sent.tags[wi], IGNORE))
+                    for layer, ids_k in enumerate(deeper):
+                        ids_k.append(label2id.get(sent.layers[layer][wi], IGNORE) if layer < len(sent.layers)
+                                     else label2id["O"])
                 else:
                     tags.append(IGNORE)
-        out.append(EncodedDoc(pieces, tags, cases, starts))
+                    for ids_k in deeper:
+                        ids_k.append(IGNORE)
+        out.append(EncodedDoc(pieces, tags, cases, starts, deeper))
     return out
 
 
@@ -206,29 +216,33 @@ class Feature:
     token_type_ids: list[int]
     labels: list[int]
     word_positions: list[int]  # token index of the first piece of each target word, in order
+    layer_labels: list[list[int]] = field(default_factory=list)  # nested models: labels of layers 1.., per token
 
 
 def window_feature(doc: EncodedDoc, w: Window, cls_id: int, sep_id: int, case_signal: bool,
                    label_all_subwords: bool = False, continuation: dict[int, int] | None = None) -> Feature:
     """Build a window's input ids, casing type ids and labels (targets only; context words get -100)."""
-    ids, types, labels, positions = [cls_id], [0], [IGNORE], []
+    ids, types, positions = [cls_id], [0], []
+    labels = [[IGNORE] for _ in range(1 + len(doc.layer_tag_ids))]
     for wi in range(w.ctx_start, w.ctx_end):
         p = doc.pieces[wi]
         target = w.tgt_start <= wi < w.tgt_end
         if target:
             positions.append(len(ids))
-        tag = doc.tag_ids[wi] if target else IGNORE
-        rest = IGNORE
-        if target and label_all_subwords and tag != IGNORE:
-            rest = continuation.get(tag, tag) if continuation else tag
         ids.extend(p)
         types.extend([doc.cases[wi] if case_signal else 0] * len(p))
-        labels.append(tag)
-        labels.extend([rest] * (len(p) - 1))
+        for layer, tag_ids in zip(labels, [doc.tag_ids, *doc.layer_tag_ids]):
+            tag = tag_ids[wi] if target else IGNORE
+            rest = IGNORE
+            if target and label_all_subwords and tag != IGNORE:
+                rest = continuation.get(tag, tag) if continuation else tag
+            layer.append(tag)
+            layer.extend([rest] * (len(p) - 1))
     ids.append(sep_id)
     types.append(0)
-    labels.append(IGNORE)
-    return Feature(ids, types, labels, positions)
+    for layer in labels:
+        layer.append(IGNORE)
+    return Feature(ids, types, labels[0], positions, labels[1:])
 
 
 @dataclass
@@ -243,7 +257,7 @@ class TrainingWindows:
         """Per window: labelled tokens (or their summed class weights): what the loss is averaged over."""
         out = np.zeros(len(self.features))
         for i, f in enumerate(self.features):
-            tags = np.asarray(f.labels)
+            tags = np.asarray([f.labels, *f.layer_labels])
             tags = tags[tags != IGNORE]
             out[i] = len(tags) if weights is None else float(weights[tags].sum())
         return out
@@ -286,11 +300,13 @@ def collate(features: Sequence[Feature], pad_id: int) -> dict[str, np.ndarray]:
     ids = np.full((n, width), pad_id, dtype=np.int64)
     types = np.zeros((n, width), dtype=np.int64)
     mask = np.zeros((n, width), dtype=np.int64)
-    labels = np.full((n, width), IGNORE, dtype=np.int64)
+    layers = 1 + len(features[0].layer_labels)
+    # A nested model's labels are (batch, tokens, layers); a flat model's stay (batch, tokens).
+    labels = np.full((n, width, layers) if layers > 1 else (n, width), IGNORE, dtype=np.int64)
     for i, f in enumerate(features):
         k = len(f.input_ids)
         ids[i, :k] = f.input_ids
         types[i, :k] = f.token_type_ids
         mask[i, :k] = 1
-        labels[i, :k] = f.labels
+        labels[i, :k] = np.asarray([f.labels, *f.layer_labels]).T if layers > 1 else f.labels
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}

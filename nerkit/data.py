@@ -11,7 +11,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from nerkit import files, words
 from nerkit.errors import DataError, NerkitError
@@ -45,6 +45,7 @@ class JsonlReadReport:
     n_records: int = 0
     split_spans: int = 0
     first_split: str | None = None  # "file:line [start, end) LABEL" of the first such span
+    duplicates: int = 0  # entities listed twice (same range and label): read once
 
 
 def _scheme(scheme: LabelScheme | str | None) -> LabelScheme | None:
@@ -184,12 +185,48 @@ def spans_to_tags(offsets: Offsets, spans: Iterable[Span]) -> list[str]:
     return tags
 
 
+def assign_layers(spans: Iterable[Span]) -> list[list[Span]]:
+    """Spans on as few non-overlapping layers as needed: longest first at each start, each on the lowest layer
+    where it overlaps nothing. Nested entities go under their container (layer 0 holds the outermost ones); a
+    span with a second type, or a crossing span, goes one layer down; flat data stays on one layer."""
+    layers: list[list[Span]] = []
+    ends: list[int] = []  # the end of the last span on each layer (spans come sorted by start)
+    for sp in sorted(set(spans), key=lambda s: (s.start, -s.end, s.label)):
+        k = next((i for i, e in enumerate(ends) if e <= sp.start), len(layers))
+        if k == len(layers):
+            layers.append([])
+            ends.append(0)
+        layers[k].append(sp)
+        ends[k] = sp.end
+    return layers
+
+
+def spans_to_layers(offsets: Offsets, spans: Iterable[Span]) -> list[list[str]]:
+    """IOB2 tag layers for words at ``offsets``, one for flat spans (see ``assign_layers``, applied to the words a
+    span covers: two spans that share a word never share a layer)."""
+    starts, ends = [s for s, _ in offsets], [e for _, e in offsets]
+    words = {Span(bisect_right(ends, sp.start), bisect_left(starts, sp.end), sp.label) for sp in spans}
+    out = []
+    for layer in assign_layers(words) or [[]]:
+        tags = ["O"] * len(offsets)
+        for sp in layer:
+            tags[sp.start] = f"B-{sp.label}"
+            tags[sp.start + 1:sp.end] = [f"I-{sp.label}"] * (sp.end - sp.start - 1)
+        out.append(tags)
+    return out
+
+
+def tag_spans(tags: Sequence[str], offsets: Offsets) -> list[Span]:
+    """The entities of one tag layer as character spans."""
+    return [Span(offsets[s][0], offsets[e - 1][1], label) for label, s, e in chunks(tags)]
+
+
 def sentence_spans(sentence: Sentence) -> list[Span]:
-    """The sentence's entities as character spans of its text (``Sentence.surface()``)."""
+    """The sentence's entities (every layer) as sorted character spans of its text (``Sentence.surface()``)."""
     if sentence.tags is None:
         return []
     _, offsets = sentence.surface()
-    return [Span(offsets[s][0], offsets[e - 1][1], label) for label, s, e in chunks(sentence.tags)]
+    return sorted({sp for tags in sentence.all_tags() for sp in tag_spans(tags, offsets)})
 
 
 def split_words(words: list[str], offsets: Offsets, cuts: Iterable[int]) -> tuple[list[str], Offsets, set[int]]:
@@ -215,7 +252,7 @@ def split_words(words: list[str], offsets: Offsets, cuts: Iterable[int]) -> tupl
 
 
 def _entities(path: str | Path, n: int, text: str, items: object) -> list[Span]:
-    """Check a record's ``entities`` list and return it as sorted, non-overlapping spans."""
+    """Check a record's ``entities`` list and return it as sorted spans (they may nest or overlap)."""
     if not isinstance(items, list):
         raise DataError(path, n, f'"entities" must be a list, got {type(items).__name__}')
     spans = []
@@ -237,12 +274,6 @@ def _entities(path: str | Path, n: int, text: str, items: object) -> list[Span]:
             raise DataError(path, n, f"{what}: range [{start}, {end}) covers only whitespace")
         spans.append(Span(start, end, label))
     spans.sort()
-    for a, b in zip(spans, spans[1:]):
-        if b.start < a.end:
-            raise DataError(
-                path, n, f"entities overlap: [{a.start}, {a.end}) {a.label} {text[a.start:a.end]!r} "
-                f"and [{b.start}, {b.end}) {b.label} {text[b.start:b.end]!r}"
-            )
     return spans
 
 
@@ -274,7 +305,7 @@ def read_jsonl_with_report(path: str | Path) -> tuple[list[Document], JsonlReadR
         if "entities" not in rec and other:  # silently reading such a record as unlabelled would lose its entities
             raise DataError(path, n, f'entities must be given as "entities" (found "{other}")')
         # A missing "entities" key means unlabelled text (tags None); an empty list means "labelled, no entities".
-        tags = None
+        tags, layers = None, []
         if rec.get("entities") is not None:
             spans = _entities(path, n, text, rec["entities"])
             # Edges inside a word would make the entity unrepresentable in word tags; split the word there instead.
@@ -284,10 +315,12 @@ def read_jsonl_with_report(path: str | Path) -> tuple[list[Document], JsonlReadR
                     report.split_spans += 1
                     if report.first_split is None:
                         report.first_split = f"{path}:{n} [{sp.start}, {sp.end}) {sp.label} {text[sp.start:sp.end]!r}"
-            tags = spans_to_tags(offsets, spans)
+            if len(set(spans)) < len(spans):
+                report.duplicates += len(spans) - len(set(spans))
+            tags, *layers = spans_to_layers(offsets, spans)
         report.n_records += 1
         doc_id = str(rec["id"]) if rec.get("id") is not None else f"{name}#{report.n_records}"
-        sentence = Sentence(words, tags, doc_id=doc_id, source=f"{path}:{n}", text=text, offsets=offsets)
+        sentence = Sentence(words, tags, doc_id=doc_id, source=f"{path}:{n}", text=text, offsets=offsets, layers=layers)
         docs.append(Document(doc_id, [sentence]))
     if not docs:
         raise DataError(path, None, "no records found (the file is empty)")
@@ -298,6 +331,9 @@ def read_jsonl_with_report(path: str | Path) -> tuple[list[Document], JsonlReadR
             DataWarning,
             stacklevel=2,
         )
+    if report.duplicates:
+        warnings.warn(f"{path}: {report.duplicates} entities were listed twice (same range and label); each read once",
+                      DataWarning, stacklevel=2)
     return docs, report
 
 
@@ -340,10 +376,29 @@ def check_labelled(docs: Iterable[Document], role: str) -> None:
 # ---------------------------------------------------------------- statistics
 
 
+def nesting(spans: Sequence[Span]) -> tuple[list[int], int]:
+    """Per span, how many other spans contain it (0: outermost); and the number of crossing pairs (partly
+    overlapping, neither inside the other). The same range with two types counts as nested, not crossing."""
+    order = sorted(spans, key=lambda s: (s.start, -s.end))
+    depth = {sp: 0 for sp in spans}
+    crossing = 0
+    for i, a in enumerate(order):
+        for b in order[i + 1:]:
+            if b.start >= a.end:
+                break
+            if b.end <= a.end:
+                depth[b] += 1  # inside a (the same range with another type: b, later in order, counts as inner)
+            else:
+                crossing += 1
+    return [depth[sp] for sp in spans], crossing
+
+
 def stats(docs: list[Document]) -> dict:
-    """Counts of documents, sentences, tokens and entities (per type), O share and the longest sentence."""
+    """Counts of documents, sentences, tokens and entities (per type), O share, the longest sentence, and for
+    nested data the nesting depth, inner entities per type and crossing pairs."""
     per_type: Counter = Counter()
-    n_sent = n_tok = n_labelled = n_o = 0
+    inner: Counter = Counter()
+    n_sent = n_tok = n_labelled = n_o = crossing = max_depth = 0
     longest, where = 0, ""
     for doc in docs:
         for s in doc.sentences:
@@ -353,9 +408,14 @@ def stats(docs: list[Document]) -> dict:
                 longest, where = len(s), s.source
             if s.tags is not None:
                 n_labelled += len(s)
-                n_o += s.tags.count("O")
-                per_type.update(label for label, _, _ in chunks(s.tags))
-    return {
+                n_o += sum(all(tags[i] == "O" for tags in s.all_tags()) for i in range(len(s)))
+                spans = sentence_spans(s)
+                per_type.update(sp.label for sp in spans)
+                depths, c = nesting(spans)
+                crossing += c
+                inner.update(sp.label for sp, d in zip(spans, depths) if d)
+                max_depth = max([max_depth, *(d + 1 for d in depths)])
+    out = {
         "documents": len(docs),
         "sentences": n_sent,
         "tokens": n_tok,
@@ -365,12 +425,23 @@ def stats(docs: list[Document]) -> dict:
         "longest_sentence": longest,
         "longest_source": where,
     }
+    if inner or crossing:
+        out["nesting_depth"] = max_depth  # 1: flat; 2: entities inside entities; ...
+        out["inner_entities"] = sum(inner.values())
+        out["inner_per_type"] = dict(sorted(inner.items(), key=lambda kv: (-kv[1], kv[0])))
+        out["crossing_pairs"] = crossing
+    return out
 
 
 def format_stats(d: dict) -> str:
     """A readable two-column table of ``stats()`` output."""
     rows = [(k, f"{d[k]:,}", "") for k in ("documents", "sentences", "tokens", "entities")]
     rows += [(f"  {label}", f"{c:,}", "") for label, c in d["entities_per_type"].items()]
+    if "nesting_depth" in d:
+        rows.append(("inner entities", f"{d['inner_entities']:,}", " (inside another entity)"))
+        rows += [(f"  {label}", f"{c:,}", "") for label, c in d["inner_per_type"].items()]
+        rows.append(("nesting depth", f"{d['nesting_depth']:,}", ""))
+        rows.append(("crossing pairs", f"{d['crossing_pairs']:,}", " (partly overlapping)"))
     rows.append(("O share", "n/a" if d["o_share"] is None else f"{d['o_share']:.1%}", ""))
     where = f" ({d['longest_source']})" if d["longest_source"] else ""
     rows.append(("longest sentence", f"{d['longest_sentence']:,}", f" words{where}"))

@@ -11,7 +11,7 @@ from typing import Generator, Mapping, Sequence, TypeVar
 import numpy as np
 
 from nerkit import align
-from nerkit.scheme import split_tag
+from nerkit.scheme import chunks, split_tag, unlayered_labels
 from nerkit.types import Document
 
 
@@ -76,7 +76,8 @@ class WindowTagger:
                  case_signal: bool = False):
         self.engine = engine
         self.tokenizer = tokenizer
-        self.labels = list(labels)
+        # A nested model's head holds several tag layers (``scheme.layered_labels``): decoded one by one.
+        self.labels, self.layers = unlayered_labels(labels)
         self.label2id = {t: i for i, t in enumerate(self.labels)}
         cfg = windows or {}
         self.max_tokens = int(cfg.get("max_tokens", 256))
@@ -97,7 +98,8 @@ class WindowTagger:
         tok = self.tokenizer
         feats = [align.window_feature(encoded[w.doc], w, tok.cls_token_id, tok.sep_token_id, self.case_signal)
                  for w in windows]
-        out = [np.empty((len(e.pieces), len(self.labels))) for e in encoded]
+        shape = (len(self.labels),) if self.layers == 1 else (self.layers, len(self.labels))
+        out = [np.empty((len(e.pieces), *shape)) for e in encoded]
         lengths = [len(f.input_ids) for f in feats]
         batches = list(align.length_grouped_batches(lengths, self.batch_tokens, None))
         sizes = [len(b) * max(lengths[i] for i in b) for b in batches]
@@ -106,7 +108,10 @@ class WindowTagger:
             yield left
             left -= size
             b = align.collate([feats[i] for i in batch], tok.pad_token_id)
-            lp = log_softmax(self.engine.logits(b).astype(np.float64))
+            logits = self.engine.logits(b).astype(np.float64)
+            if self.layers > 1:  # (batch, tokens, layers x classes) -> one distribution per layer
+                logits = logits.reshape(*logits.shape[:2], self.layers, len(self.labels))
+            lp = log_softmax(logits)
             for row, i in enumerate(batch):
                 w, f = windows[i], feats[i]
                 out[w.doc][w.tgt_start:w.tgt_start + len(f.word_positions)] = lp[row, f.word_positions]
@@ -123,14 +128,34 @@ class WindowTagger:
             path = viterbi(lp, self._trans, self._start)
         return [self.labels[i] for i in path], np.exp(lp[np.arange(len(path)), path])
 
+    def decode_layers(self, lp: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
+        """Tags and their probabilities of each tag layer of one sentence (one layer for a flat model)."""
+        if self.layers == 1:
+            return [self._decode(lp)]
+        return [self._decode(lp[:, k]) for k in range(self.layers)]
+
     def tag_documents(self, docs: Sequence[Document]) -> list[list[list[str]]]:
-        """Predicted IOB2 tags for every sentence of every document (document context used)."""
+        """Predicted IOB2 tags for every sentence of every document (document context used; layer 0 of a nested
+        model: ``tag_documents_layered`` gives every layer)."""
+        return [[layers[0] for layers in doc] for doc in self.tag_documents_layered(docs)]
+
+    def tag_documents_layered(self, docs: Sequence[Document]) -> list[list[list[list[str]]]]:
+        """Predicted IOB2 tag layers for every sentence of every document (one layer for a flat model)."""
         result = []
         for doc, lps in zip(docs, self._word_logprobs(docs)):
             sents, k = [], 0
             for s in doc.sentences:
-                tags, _ = self._decode(lps[k:k + len(s.words)])
-                sents.append(tags)
+                sents.append([tags for tags, _ in self.decode_layers(lps[k:k + len(s.words)])])
                 k += len(s.words)
             result.append(sents)
         return result
+
+    def entities(self, lp: np.ndarray) -> list[tuple[str, int, int, float]]:
+        """Entities of one sentence as ``(label, first word, last word + 1, score)``, every layer, sorted by
+        position (outer before inner); an entity that two layers both find is given once, with its best score."""
+        found: dict[tuple[str, int, int], float] = {}
+        for tags, probs in self.decode_layers(lp):
+            for label, a, b in chunks(tags):
+                score = float(probs[a:b].mean())
+                found[(label, a, b)] = max(score, found.get((label, a, b), 0.0))
+        return sorted(((lab, a, b, sc) for (lab, a, b), sc in found.items()), key=lambda e: (e[1], -e[2], e[0]))

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Sequence
 
 from nerkit.data import check_labelled
-from nerkit.scheme import chunks
+from nerkit.scheme import Chunk, chunks
 from nerkit.types import Document
 
 ERROR_KINDS = ("missed", "spurious", "wrong_type", "wrong_boundary", "wrong_type_and_boundary")
@@ -14,11 +14,14 @@ ERROR_KINDS = ("missed", "spurious", "wrong_type", "wrong_boundary", "wrong_type
 
 def error_breakdown(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
     """Classify every non-exact gold/predicted entity: missed, spurious, wrong type, wrong boundary, or both."""
+    return _breakdown([set(chunks(g)) for g in gold], [set(chunks(p)) for p in pred])
+
+
+def _breakdown(gold: Sequence[set[Chunk]], pred: Sequence[set[Chunk]]) -> dict:
+    """``error_breakdown`` over entity sets (one per sentence; entities may nest)."""
     counts: Counter = Counter()
     by_type: dict[str, Counter] = {}
-    for g_tags, p_tags in zip(gold, pred):
-        g = set(chunks(g_tags))
-        p = set(chunks(p_tags))
+    for g, p in zip(gold, pred):
         exact = g & p
         g_rest, p_rest = g - exact, p - exact
         matched_p = set()
@@ -60,6 +63,50 @@ def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
     }
 
 
+def _prf(tp: int, n_pred: int, n_gold: int) -> dict:
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "support": n_gold}
+
+
+def _outermost(ents: set[Chunk]) -> set[Chunk]:
+    """The entities of a set that lie inside no other one (the same range with another type does not count)."""
+    return {e for e in ents if not any(o != e and o[1] <= e[1] and e[2] <= o[2] and (o[1], o[2]) != (e[1], e[2])
+                                       for o in ents)}
+
+
+def score_sets(gold: Sequence[set[Chunk]], pred: Sequence[set[Chunk]]) -> dict:
+    """Entity P/R/F1 over exact ``(type, start, end)`` sets per sentence, where entities may nest or overlap:
+    micro and per type, split into outermost and inner entities (inner: inside another entity of the same set),
+    and the error breakdown. On flat data it equals ``score``'s seqeval figures."""
+    if len(gold) != len(pred):
+        raise ValueError("gold and predicted entity sets differ in number")
+    tp: Counter = Counter()
+    n_gold: Counter = Counter()
+    n_pred: Counter = Counter()
+    parts = {"outermost": Counter(), "inner": Counter()}  # tp, gold, pred of each part
+    for g, p in zip(gold, pred):
+        for e in g & p:
+            tp[e[0]] += 1
+        n_gold.update(e[0] for e in g)
+        n_pred.update(e[0] for e in p)
+        g_out, p_out = _outermost(g), _outermost(p)
+        for name, gs, ps in (("outermost", g_out, p_out), ("inner", g - g_out, p - p_out)):
+            # an inner gold entity found anywhere counts (a model may find it without its container)
+            parts[name].update(tp=len(gs & p), gold=len(gs), pred=len(ps), tp_pred=len(ps & g))
+    types = sorted(set(n_gold) | set(n_pred))
+    micro = _prf(sum(tp.values()), sum(n_pred.values()), sum(n_gold.values()))
+    report = {**micro, "per_type": {t: _prf(tp[t], n_pred[t], n_gold[t]) for t in types if n_gold[t] or n_pred[t]}}
+    report["nested"] = {}
+    for name, c in parts.items():
+        prec = c["tp_pred"] / c["pred"] if c["pred"] else 0.0
+        rec = c["tp"] / c["gold"] if c["gold"] else 0.0
+        report["nested"][name] = {"precision": prec, "recall": rec,
+                                  "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0, "support": c["gold"]}
+    report["errors"] = _breakdown(gold, pred)
+    return report
+
+
 def evaluate(tagger, docs: Sequence[Document], name: str | None = None) -> dict:
     """Tag every sentence of labelled documents with ``tagger`` (document context, windows merged) and score it.
 
@@ -70,15 +117,22 @@ def evaluate(tagger, docs: Sequence[Document], name: str | None = None) -> dict:
         raise TypeError("evaluate() takes documents: read the file with nerkit.formats.load(path) first")
     docs = list(docs)
     check_labelled(docs, "evaluation")
-    pred_docs = tagger.tag_documents(docs)
-    gold, pred = [], []
-    for doc, p_doc in zip(docs, pred_docs):
-        for s, p in zip(doc.sentences, p_doc):
-            if s.tags is None:
-                continue
-            gold.append(s.tags)
-            pred.append(p)
-    report = score(gold, pred)
+    nested = getattr(tagger, "layers", 1) > 1 or any(s.layers for d in docs for s in d.sentences)
+    if not nested:  # flat: seqeval's figures, exactly
+        gold, pred = [], []
+        for doc, p_doc in zip(docs, tagger.tag_documents(docs)):
+            for s, p in zip(doc.sentences, p_doc):
+                gold.append(s.tags)
+                pred.append(p)
+        report = score(gold, pred)
+    else:
+        gold_sets, pred_sets, words = [], [], 0
+        for doc, p_doc in zip(docs, tagger.tag_documents_layered(docs)):
+            for s, p_layers in zip(doc.sentences, p_doc):
+                gold_sets.append({c for tags in s.all_tags() for c in chunks(tags)})
+                pred_sets.append({c for tags in p_layers for c in chunks(tags)})
+                words += len(s.words)
+        report = {**score_sets(gold_sets, pred_sets), "sentences": len(gold_sets), "words": words}
     if name is not None:
         report["data"] = str(name)
     return report
@@ -91,6 +145,9 @@ def format_report(report: dict) -> str:
         lines.append(f"{t:<16}{v['precision'] * 100:>10.2f}{v['recall'] * 100:>10.2f}{v['f1'] * 100:>10.2f}{v['support']:>10}")
     lines.append(f"{'micro avg':<16}{report['precision'] * 100:>10.2f}{report['recall'] * 100:>10.2f}"
                  f"{report['f1'] * 100:>10.2f}{report['support']:>10}")
+    for part, v in report.get("nested", {}).items():
+        lines.append(f"{part:<16}{v['precision'] * 100:>10.2f}{v['recall'] * 100:>10.2f}{v['f1'] * 100:>10.2f}"
+                     f"{v['support']:>10}")
     e = report["errors"]["total"]
     lines.append("errors: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items()))
     lines.append(f"({report['sentences']} sentences, {report['words']} words, all evaluated)")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nerkit.errors import NerkitError
 from nerkit.files import atomic_write_text
+from nerkit.scheme import unlayered_labels
 
 PIPELINE_FILE = "nerkit_pipeline.py"
 WORDS_FILE = "nerkit_words.py"
@@ -49,10 +50,15 @@ def add_hf_pipeline(model_dir: str | os.PathLike, case_signal: bool | None = Non
         case_signal = bool(meta.get("case_signal"))
     if max_tokens is None:
         max_tokens = (meta.get("windows") or {}).get("max_tokens")
-    if case_signal:
+    labels = [str(v) for _, v in sorted((cfg.get("id2label") or {}).items(), key=lambda kv: int(kv[0]))]
+    # A nested model's head holds several tag layers: the stock pipeline would read them as one, so it gets ours too.
+    nested = unlayered_labels(labels)[1] > 1
+    if case_signal or nested:
         for name, text in pipeline_files().items():
             atomic_write_text(d / name, text)
         cfg["custom_pipelines"] = pipeline_config_entry()
+        if not case_signal:
+            cfg["nerkit_case_signal"] = False
         if max_tokens:
             cfg["nerkit_max_tokens"] = int(max_tokens)
     else:
@@ -60,4 +66,4 @@ def add_hf_pipeline(model_dir: str | os.PathLike, case_signal: bool | None = Non
         for name in (PIPELINE_FILE, WORDS_FILE):
             (d / name).unlink(missing_ok=True)
     atomic_write_text(cfg_path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    return bool(case_signal)
+    return bool(case_signal or nested)

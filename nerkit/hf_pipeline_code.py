@@ -57,12 +57,13 @@ class NerkitTokenClassificationPipeline(TokenClassificationPipeline):
                 start, used = i, 0
             used += len(p)
         groups.append((start, len(words)))
+        use_case = bool(getattr(self.model.config, "nerkit_case_signal", True))
         for k, (a, b) in enumerate(groups):
             ids, types, first = [tok.cls_token_id], [0], []
             for i in range(a, b):
                 first.append(len(ids))
                 ids.extend(pieces[i])
-                types.extend([case_type(words[i])] * len(pieces[i]))
+                types.extend([case_type(words[i]) if use_case else 0] * len(pieces[i]))
             ids.append(tok.sep_token_id)
             types.append(0)
             yield {
@@ -81,25 +82,38 @@ class NerkitTokenClassificationPipeline(TokenClassificationPipeline):
         return {"logits": logits, **extra}
 
     def postprocess(self, all_outputs, words_only=False, **kwargs):
-        labels = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
+        labels, layers = _layers([self.model.config.id2label[i] for i in range(len(self.model.config.id2label))])
         sentence = all_outputs[0]["sentence"]
         parts, offsets = [], []
         for out in all_outputs:
             x = out["logits"][0].float().cpu().numpy().astype(np.float64)[out["first_pieces"]]
+            x = x.reshape(len(x), layers, len(labels))  # a nested model: one tag layer after another
             x = x - x.max(-1, keepdims=True)
             parts.append(x - np.log(np.exp(x).sum(-1, keepdims=True)))
             offsets += list(out["words"][1])
-        lp = np.concatenate(parts) if parts else np.zeros((0, len(labels)))
-        tags, probs = _decode(lp, labels)
+        lp = np.concatenate(parts) if parts else np.zeros((0, layers, len(labels)))
+        decoded = [_decode(lp[:, k], labels) for k in range(layers)]
         if words_only:
-            return [{"entity": t, "score": float(p), "index": i, "word": sentence[a:b], "start": a, "end": b}
+            return [{"entity": t, "score": float(p), "index": i, "word": sentence[a:b], "start": a, "end": b,
+                     **({"layer": k} if layers > 1 else {})}
+                    for k, (tags, probs) in enumerate(decoded)
                     for i, (t, p, (a, b)) in enumerate(zip(tags, probs, offsets)) if t != "O"]
-        ents = []
-        for label, a, b in _chunks(tags):
-            s, e = offsets[a][0], offsets[b - 1][1]
-            ents.append({"entity_group": label, "score": round(float(probs[a:b].mean()), 4),
-                         "word": sentence[s:e], "start": s, "end": e})
-        return ents
+        found = {}
+        for tags, probs in decoded:  # nested entities: every layer's, each once with its best score
+            for label, a, b in _chunks(tags):
+                s, e = offsets[a][0], offsets[b - 1][1]
+                found[(s, e, label)] = max(round(float(probs[a:b].mean()), 4), found.get((s, e, label), 0.0))
+        return [{"entity_group": label, "score": score, "word": sentence[s:e], "start": s, "end": e}
+                for (s, e, label), score in sorted(found.items(), key=lambda kv: (kv[0][0], -kv[0][1], kv[0][2]))]
+
+
+def _layers(labels: list[str]) -> tuple[list[str], int]:
+    """One layer's tags and the number of layers (a nested model's labels: ``B-PER``, ..., ``B-PER@1``, ...)."""
+    base = [t for t in labels if not (t.rpartition("@")[1] and t.rpartition("@")[2].isdigit())]
+    layers = len(labels) // max(1, len(base))
+    if base and labels == base + [f"{t}@{k}" for k in range(1, layers) for t in base]:
+        return base, layers
+    return labels, 1
 
 
 def _split(tag: str) -> tuple[str, str]:

@@ -60,7 +60,9 @@ def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindo
         labels_t = inputs.pop("labels")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**inputs).logits
-        loss = loss_fn(logits.float().view(-1, logits.shape[-1]), labels_t.view(-1))
+        # A nested model scores every tag layer with the same classes: (batch, tokens, layers x classes) logits.
+        classes = logits.shape[-1] // (labels_t.shape[-1] if labels_t.dim() == 3 else 1)
+        loss = loss_fn(logits.float().reshape(-1, classes), labels_t.reshape(-1))
         target = loss
         if n_proc > 1:
             # The step's loss is the mean over every labelled token of the global batch; DDP averages gradients

@@ -13,7 +13,6 @@ from nerkit.decode import WindowTagger, run_steps
 from nerkit.engines import TorchEngine, load_engine, set_torch_threads, use_bf16
 from nerkit.errors import DataError, NerkitError
 from nerkit.modeldir import ModelMeta, check_model_dir, check_torch_weights, first_line, read_meta
-from nerkit.scheme import chunks
 from nerkit.types import Document, Entity, Sentence
 
 __all__ = ["Entity", "Tagger", "read_texts"]  # Entity lives in nerkit.types; kept importable from here
@@ -100,11 +99,10 @@ class Tagger(WindowTagger):
         lps = yield from self._word_logprobs_steps(docs)
         for doc, lp in zip(docs, lps):
             s = doc.sentences[0]
-            tags, probs = self._decode(lp)
             ents = []
-            for label, a, b in chunks(tags):
+            for label, a, b, score in self.entities(lp):
                 start, end = s.offsets[a][0], s.offsets[b - 1][1]
-                ents.append(Entity(start, end, label, round(float(probs[a:b].mean()), 4), s.text[start:end]))
+                ents.append(Entity(start, end, label, round(score, 4), s.text[start:end]))
             result.append(ents)
         return result
 

@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -36,7 +37,7 @@ from nerkit.engines import TorchEngine, available_cores, set_torch_threads, use_
 from nerkit.errors import NerkitError
 from nerkit.loop import LoopState, epoch_batches, eval_due, make_train_step, train_while_improving
 from nerkit.modeldir import ModelMeta, check_output, save_model_dir
-from nerkit.scheme import iob2_labels, labels_of
+from nerkit.scheme import LAYER_MARK, iob2_labels, labels_of, layered_labels
 from nerkit.formats import as_documents, fingerprint
 from nerkit.transfer import parse_label_map, source_labels, transfer_head
 from nerkit.types import Document
@@ -74,6 +75,7 @@ class TrainConfig:
     attention_dropout: float | None = 0.0  # None keeps the model's
     label_all_subwords: bool = False
     label_map: str | None = None  # transfer: "OLD=NEW,..." renames the source model's entity types
+    nested: str = "auto"  # auto | on | off: a model with one tag layer per nesting level (auto: when train nests)
     evals_per_epoch: float | None = None  # below 1: evaluate every 1/evals_per_epoch epochs
     eval_every_steps: int | None = None  # evaluate every N optimizer steps instead of by epochs
     progress: bool = True
@@ -97,6 +99,8 @@ class TrainConfig:
                                       or not value > 0 or (kind is int and value != int(value))):
                 raise NerkitError(f"--{name.replace('_', '-')} must be a positive {'integer' if kind is int else 'number'}, "
                                   f"got {value!r}")
+        if self.nested not in ("auto", "on", "off"):
+            raise NerkitError(f"--nested must be auto, on or off, not {self.nested!r}")
         for name, value in (("context", self.context), ("early_stopping", self.early_stopping)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise NerkitError(f"--{name.replace('_', '-')} must be 0 or a positive integer, got {value!r}")
@@ -217,8 +221,53 @@ def load_datasets(train, dev=None, test=None, scheme: str | None = None,
     if not any(s.tags for d in train_docs for s in d.sentences):
         raise NerkitError(f"{train}: no labelled sentences to train on")
     types = labels_of(t for docs in (train_docs, dev_docs, test_docs) for d in docs for s in d.sentences
-                      for t in (s.tags or []))
+                      for tags in s.all_tags() for t in tags)
+    bad = [t for t in types if t.rpartition(LAYER_MARK)[2].isdigit() and LAYER_MARK in t]
+    if bad:
+        raise NerkitError(f"entity type {bad[0]!r}: a type ending in {LAYER_MARK}<number> would read as a nested model's "
+                          "layer; rename it (e.g. with nerkit convert)")
     return Datasets(train_docs, dev_docs, test_docs, iob2_labels(types))
+
+
+MAX_LAYERS = 4  # GENIA needs 3 (one sentence in 1,527), ADE-Corpus-V2 and tos-clauses 2-3
+
+
+@dataclass(frozen=True)
+class Layers:
+    """How many tag layers the model gets (1: today's flat model), and why, for the log."""
+
+    count: int
+    reason: str
+
+
+def choose_layers(nested: str, docs: Sequence[Document]) -> Layers:
+    """The number of tag layers to train on ``docs`` with ``--nested auto|on|off``, with the reason; entities on
+    layers beyond the chosen count are counted and named in the reason (never left out silently)."""
+    needed, per_layer = 1, Counter()
+    n_all = 0
+    for d in docs:
+        for s in d.sentences:
+            for k, tags in enumerate(s.all_tags()):
+                n = sum(tag.startswith("B-") for tag in tags)
+                per_layer[k] += n
+                n_all += n
+                if n:
+                    needed = max(needed, k + 1)
+    inner = n_all - per_layer[0]
+    if nested == "off" or (nested == "auto" and needed == 1):
+        count = 1
+        reason = ("flat data: one tag layer" if needed == 1 else
+                  f"--nested off: a flat model on the outermost entities; {inner:,} of {n_all:,} training entities "
+                  "inside or overlapping another are left out of training")
+    else:
+        count = min(max(needed, 2), MAX_LAYERS)
+        why = (f"{inner:,} of {n_all:,} training entities lie inside or overlap another (nesting depth {needed})"
+               if needed > 1 else "--nested on (the training data does not nest)")
+        reason = f"{why}: a nested model with {count} tag layers (--nested off trains the flat model)"
+    lost = sum(v for k, v in per_layer.items() if k >= count)
+    if lost and count > 1:
+        reason += f"; {lost:,} entities deeper than {count} layers are left out of training"
+    return Layers(count, reason)
 
 
 def load_tokenizer(model: str):
@@ -366,7 +415,7 @@ def _run_key(cfg: TrainConfig, data: Datasets, processes: int) -> str:
     for docs in (data.train, data.dev):
         for d in docs:
             for s in d.sentences:
-                h.update(json.dumps([s.words, s.tags]).encode())
+                h.update(json.dumps([s.words, s.tags, *s.layers]).encode())
     return h.hexdigest()[:32]
 
 
@@ -408,11 +457,15 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     _set_threads()
     talk = cfg.progress and os.environ.get("RANK", "0") == "0"  # under torchrun, the main process only
     tokenizer = load_tokenizer(cfg.model)
-    model, case_signal, transfer = load_model(cfg, data.labels, tokenizer)
+    layers = choose_layers(cfg.nested, data.train)
+    if talk and (layers.count > 1 or "left out" in layers.reason):
+        print(f"nested entities: {layers.reason}", file=sys.stderr, flush=True)
+    model_labels = layered_labels(data.labels, layers.count)
+    model, case_signal, transfer = load_model(cfg, model_labels, tokenizer)
     if transfer is not None and talk:
         print(transfer.describe(), file=sys.stderr, flush=True)
     max_len = min(getattr(model.config, "max_position_embeddings", 512), 512)
-    encoded = align.encode_documents(data.train, tokenizer, data.label2id)
+    encoded = align.encode_documents(data.train, tokenizer, data.label2id, layers.count)
     windows = build_features(encoded, tokenizer, cfg, data.labels, case_signal, max_len)
     cfg, budget = resolve_config(cfg, data_size(data.train, windows))
     if talk:
@@ -443,7 +496,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
 
     # Dev and test are scored as Tagger.load will run the model (the inference bf16 policy), whatever trained it.
     eval_tagger = (WindowTagger(TorchEngine(unwrapped, bf16=use_bf16(cfg.bf16, device, inference=True)), tokenizer,
-                                data.labels, windows.meta, case_signal) if main else None)
+                                model_labels, windows.meta, case_signal) if main else None)
 
     def dev_score() -> dict:
         rep = None
@@ -482,7 +535,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    meta = ModelMeta(windows=windows.meta, case_signal=case_signal, labels=data.labels)
+    meta = ModelMeta(windows=windows.meta, case_signal=case_signal, labels=model_labels)
     if not main:  # only the main process scores and saves
         return TrainResult({}, None, meta, model, tokenizer, main=False)
 
@@ -492,6 +545,9 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     if data.test:
         metrics["test"] = _summary(evaluate(eval_tagger, data.test))
     meta = model_meta(cfg, (train, dev, test), data, windows, case_signal, metrics, state, budget, transfer, annotators)
+    meta.labels = model_labels
+    if layers.count > 1:
+        meta.extra["nested"] = {"layers": layers.count, "reason": layers.reason}
     meta.train_seconds, meta.total_seconds = round(train_s, 1), round(time.time() - t_start, 1)
     meta.bf16, meta.device = bf16, str(device)
     if n_proc > 1:
@@ -546,7 +602,7 @@ def _lowercases(tokenizer) -> bool:
 
 
 def _summary(report: dict) -> dict:
-    return {k: report[k] for k in ("precision", "recall", "f1", "support", "per_type", "errors")}
+    return {k: report[k] for k in ("precision", "recall", "f1", "support", "per_type", "nested", "errors") if k in report}
 
 
 def _model_name(model: str) -> str:

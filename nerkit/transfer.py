@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nerkit.errors import NerkitError
-from nerkit.scheme import split_tag
+from nerkit.scheme import split_tag, unlayered_labels
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def source_labels(model_dir: str) -> list[str] | None:
     id2label = cfg.get("id2label") or {}
     labels = [id2label.get(str(i)) for i in range(len(id2label))]
     try:
-        for t in labels:
+        for t in unlayered_labels(labels)[0]:
             split_tag(t)
     except (TypeError, ValueError):
         return None  # LABEL_0-style names: not a tagger whose rows mean anything by name
@@ -92,11 +92,16 @@ def transfer_head(model, model_dir: str, src_labels: list[str], labels: list[str
     import torch
 
     label_map = label_map or {}
+    # Nested heads (``scheme.layered_labels``): rows are matched by tag within a layer; a layer the source lacks
+    # starts from the source's deepest one (a flat source's rows seed every layer of a nested model).
+    src_layer_labels, src_layers = unlayered_labels(src_labels)
+    base_labels, layers = unlayered_labels(labels)
+    src_labels = src_layer_labels
     unknown = sorted(set(label_map) - {split_tag(t)[1] for t in src_labels} - {""})
     if unknown:
         raise NerkitError(f"--label-map names {', '.join(unknown)}, which {model_dir} does not have "
                           f"(its types: {', '.join(sorted({split_tag(t)[1] for t in src_labels} - {''}))})")
-    new_types = {split_tag(t)[1] for t in labels} - {""}
+    new_types = {split_tag(t)[1] for t in base_labels} - {""}
     bad = sorted(set(label_map.values()) - new_types)
     if bad:
         raise NerkitError(f"--label-map maps to {', '.join(bad)}, which the training data does not have")
@@ -112,20 +117,22 @@ def transfer_head(model, model_dir: str, src_labels: list[str], labels: list[str
     head = model.classifier
     reused, fresh = {}, []
     std = getattr(model.config, "initializer_range", 0.02)
+    width = len(base_labels)
     with torch.no_grad():
-        for i, t in enumerate(labels):
+        for i, named in enumerate(labels):
+            t = base_labels[i % width]
             src = by_new.get(t)
             if src is not None:
-                j = src_labels.index(src)
+                j = src_labels.index(src) + min(i // width, src_layers - 1) * len(src_labels)
                 head.weight[i] = weight[j].to(head.weight.dtype)
                 if head.bias is not None:
                     head.bias[i] = bias[j].to(head.bias.dtype) if bias is not None else 0.0
-                reused[t] = src
+                reused[named] = src
             else:
                 # A fresh row as the model's own initialisation would make it (the loaded row, if sizes matched,
                 # belongs to another label and must not be kept).
                 head.weight[i].normal_(0.0, std)
                 if head.bias is not None:
                     head.bias[i] = 0.0
-                fresh.append(t)
+                fresh.append(named)
     return HeadTransfer(str(model_dir), reused, tuple(fresh))

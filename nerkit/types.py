@@ -27,10 +27,19 @@ class Sentence:
     source: str = ""  # "file:line" of the sentence's first word, for messages
     text: str | None = None  # original text when read from raw text / JSONL
     offsets: list[tuple[int, int]] | None = None  # character range of each word in ``text``
+    # Nested and overlapping entities: more IOB2 tag layers beside ``tags`` (``nerkit.data.assign_layers`` puts each
+    # entity on the lowest layer where it overlaps nothing, longest first, so ``tags`` holds the outermost ones).
+    layers: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.tags is not None and len(self.tags) != len(self.words):
             raise ValueError(f"{self.source or 'sentence'}: {len(self.words)} words but {len(self.tags)} tags")
+        if self.layers and (self.tags is None or any(len(x) != len(self.words) for x in self.layers)):
+            raise ValueError(f"{self.source or 'sentence'}: a nested tag layer without tags or of another length")
+
+    def all_tags(self) -> list[list[str]]:
+        """Every tag layer, outermost first (``[tags]`` for flat data, ``[]`` when unlabelled)."""
+        return [] if self.tags is None else [self.tags, *self.layers]
 
     def __len__(self) -> int:
         return len(self.words)

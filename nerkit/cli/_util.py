@@ -50,6 +50,10 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--case-signal", choices=["auto", "on", "off"], default="auto",
                    help="feed word casing through token_type_ids (auto: for uncased encoders). Such models name their "
                         "own transformers pipeline (trust_remote_code=True); 'off' gives a plain model")
+    p.add_argument("--nested", choices=["auto", "on", "off"], default="auto",
+                   help="a nested model, one tag layer per nesting level, so entities inside entities are found "
+                        "(auto: when the training data has nested or overlapping entities; off: a flat model on the "
+                        "outermost ones, inner ones counted and left out)")
     p.add_argument("--early-stopping", type=int, help="stop after N evaluations without dev F1 gain")
     p.add_argument("--evals-per-epoch", type=float,
                    help="dev evaluations (and checkpoints) per epoch; below 1, every 1/N epochs (default: derived)")
@@ -64,6 +68,7 @@ def training_config(a: argparse.Namespace):
                        seed=a.seed, class_weights=a.class_weights, context=a.context, bf16=a.bf16,
                        early_stopping=a.early_stopping, label_map=a.label_map, evals_per_epoch=a.evals_per_epoch,
                        eval_every_steps=a.eval_every_steps, resume=getattr(a, "resume", False),
+                       nested=getattr(a, "nested", "auto"),
                        case_signal={"auto": None, "on": True, "off": False}[getattr(a, "case_signal", "auto")])
 
 

@@ -1,0 +1,179 @@
+"""Nested and overlapping entities: layers from spans, a nested model trained and decoded, scores that handle nesting."""
+import json
+import random
+
+import pytest
+
+from nerkit.data import assign_layers, nesting, read_jsonl, sentence_spans, spans_to_layers, stats
+from nerkit.errors import NerkitError
+from nerkit.scheme import layered_labels, unlayered_labels
+from nerkit.types import Span
+
+NAMES = ["john smith", "mary jones", "paris", "london", "berlin"]
+
+
+def nested_jsonl(path, n=40, seed=0):
+    """Records where a PER ("john smith") often lies inside a LOC-like phrase ("john smith city")."""
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            name = rng.choice(NAMES[:2])
+            place = rng.choice(NAMES[2:])
+            text = f"{name} city is in {place} ."
+            ents = [{"start": 0, "end": len(name) + 5, "label": "LOC"}, {"start": 0, "end": len(name), "label": "PER"},
+                    {"start": text.index(place), "end": text.index(place) + len(place), "label": "LOC"}]
+            f.write(json.dumps({"text": text, "entities": ents}) + "\n")
+    return path
+
+
+def test_layers_put_containers_first_and_keep_every_span():
+    spans = [Span(0, 10, "A"), Span(2, 4, "B"), Span(2, 4, "C"), Span(12, 15, "A"), Span(5, 14, "D")]
+    layers = assign_layers(spans)
+    assert layers[0] == [Span(0, 10, "A"), Span(12, 15, "A")]  # the outermost entities on layer 0
+    assert sorted(sp for layer in layers for sp in layer) == sorted(spans)  # nothing lost
+    for layer in layers:
+        assert all(a.end <= b.start for a, b in zip(layer, layer[1:]))  # no overlap within a layer
+    assert len(assign_layers([Span(0, 3, "A"), Span(4, 6, "B")])) == 1  # flat stays flat
+    depths, crossing = nesting(spans)
+    assert crossing == 2 and depths == [0, 1, 2, 0, 0]  # D crosses both As, inside neither
+
+
+def test_jsonl_with_nested_spans_reads_every_entity_and_writes_it_back(tmp_path):
+    p = nested_jsonl(tmp_path / "n.jsonl", n=5)
+    docs = read_jsonl(p)
+    recs = [json.loads(line) for line in p.read_text().splitlines()]
+    for d, r in zip(docs, recs):
+        s = d.sentences[0]
+        assert len(s.layers) == 1 and s.tags[0] == "B-LOC" and s.layers[0][0] == "B-PER"
+        assert {(x.start, x.end, x.label) for x in sentence_spans(s)} == {(e["start"], e["end"], e["label"])
+                                                                          for e in r["entities"]}
+    from nerkit.data import write_jsonl
+
+    write_jsonl(docs, tmp_path / "back.jsonl")
+    back = [json.loads(line) for line in (tmp_path / "back.jsonl").read_text().splitlines()]
+    assert [sorted(map(json.dumps, r["entities"])) for r in back] == [sorted(map(json.dumps, r["entities"])) for r in recs]
+    st = stats(docs)
+    assert st["inner_entities"] == 5 and st["inner_per_type"] == {"PER": 5} and st["nesting_depth"] == 2
+    assert st["crossing_pairs"] == 0 and st["entities"] == 15
+
+
+def test_spans_sharing_a_word_go_on_separate_layers():
+    offsets = [(0, 4), (5, 9)]
+    layers = spans_to_layers(offsets, [Span(0, 4, "A"), Span(0, 9, "B"), Span(0, 4, "C")])
+    assert layers == [["B-B", "I-B"], ["B-A", "O"], ["B-C", "O"]]
+
+
+def test_layered_label_names_round_trip():
+    base = ["O", "B-PER", "I-PER"]
+    assert unlayered_labels(layered_labels(base, 3)) == (base, 3)
+    assert unlayered_labels(base) == (base, 1)
+    assert unlayered_labels(["O", "B-X@1"]) == (["O", "B-X@1"], 1)  # not a layered head: taken as it is
+
+
+@pytest.fixture(scope="module")
+def nested_model(tmp_path_factory):
+    """A tiny nested model trained on PER-inside-LOC records, its data and its training result."""
+    from tiny import make_tiny_model
+
+    from nerkit.train import TrainConfig, fit
+
+    root = tmp_path_factory.mktemp("nested")
+    base = make_tiny_model(root / "tiny")
+    train = nested_jsonl(root / "train.jsonl", n=60)
+    dev = nested_jsonl(root / "dev.jsonl", n=10, seed=1)
+    out = root / "model"
+    res = fit(train, dev=dev, test=dev, output=out,
+              config=TrainConfig(model=str(base), max_steps=60, lr=3e-3, batch_tokens=512, progress=False))
+    return {"dir": out, "base": base, "train": train, "dev": dev, "result": res}
+
+
+TEXTS = ["mary jones city is in berlin .", "john smith city is in paris . mary jones city is in london .", "the", ""]
+
+
+def test_nested_model_trains_predicts_and_scores_inner_entities(nested_model):
+    from nerkit.evaluation import evaluate
+    from nerkit.predict import Tagger
+
+    out, dev, res = nested_model["dir"], nested_model["dev"], nested_model["result"]
+    meta = json.loads((out / "nerkit.json").read_text())
+    assert meta["nested"]["layers"] == 2 and "lie inside or overlap another" in meta["nested"]["reason"]
+    tagger = Tagger.load(out, backend="torch", bf16="off")
+    assert tagger.layers == 2 and tagger.labels == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    text = TEXTS[0]
+    ents = [(e.start, e.end, e.label, e.text) for e in tagger(text)]
+    assert (0, 15, "LOC", "mary jones city") in ents and (0, 10, "PER", "mary jones") in ents
+    assert all(text[s:e] == t for s, e, _, t in ents)
+    rep = evaluate(tagger, read_jsonl(dev))
+    assert rep["nested"]["inner"]["support"] == 10 and rep["nested"]["inner"]["recall"] > 0.5
+    assert rep["f1"] == pytest.approx(res.metrics["test"]["f1"])
+
+
+def test_nested_off_trains_the_flat_model_and_says_what_it_leaves_out(nested_model, capsys):
+    from nerkit.predict import Tagger
+    from nerkit.train import TrainConfig, fit
+
+    out = nested_model["dir"].parent / "flat"
+    flat = fit(nested_model["train"], dev=nested_model["dev"], test=nested_model["dev"], output=out,
+               config=TrainConfig(model=str(nested_model["base"]), max_steps=60, lr=3e-3, batch_tokens=512,
+                                  nested="off"))
+    assert "60 of 180 training entities inside or overlapping another are left out" in capsys.readouterr().err
+    assert json.loads((out / "nerkit.json").read_text()).get("nested") is None
+    assert Tagger.load(out).layers == 1
+    assert flat.metrics["test"]["nested"]["inner"]["recall"] == 0.0  # scored on every gold entity, inner ones too
+
+
+def test_exported_nested_model_gives_the_torch_entities(nested_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from nerkit.export import export
+    from nerkit.predict import Tagger
+
+    out = tmp_path / "exported"
+    export(nested_model["dir"], out)
+    ref = Tagger.load(nested_model["dir"], backend="torch", bf16="off")(TEXTS)
+    assert any(len(es) >= 3 for es in ref)  # nested entities to compare
+    for backend in ("onnx", "onnx-int8"):
+        got = Tagger.load(out, backend=backend)(TEXTS)
+        assert [[(e.start, e.end, e.label) for e in es] for es in got] == \
+            [[(e.start, e.end, e.label) for e in es] for es in ref], backend
+
+
+def test_hf_pipeline_of_a_nested_model_returns_the_nested_entities(nested_model):
+    from transformers import pipeline
+
+    from nerkit.predict import Tagger
+
+    nlp = pipeline("token-classification", model=str(nested_model["dir"]), trust_remote_code=True)
+    want = Tagger.load(nested_model["dir"], backend="torch", bf16="off")(TEXTS[0])
+    got = nlp(TEXTS[0])
+    assert [(e["start"], e["end"], e["entity_group"]) for e in got] == [(e.start, e.end, e.label) for e in want]
+    assert len(got) >= 3
+    with pytest.raises(Exception, match="trust_remote_code"):  # the stock pipeline would read the layers as one
+        pipeline("token-classification", model=str(nested_model["dir"]))
+
+
+def test_bad_nested_option_is_refused():
+    from nerkit.train import TrainConfig
+
+    with pytest.raises(NerkitError, match="--nested"):
+        TrainConfig(nested="maybe").resolved()
+
+
+def test_nested_encoding_keeps_every_sentence_its_own_pieces(tiny_model, tmp_path):
+    """Layers are encoded beside the words: documents of several sentences of different lengths encode the same
+    pieces as a flat encoding, and each layer's ids follow its own tags."""
+    from transformers import AutoTokenizer
+
+    from nerkit.align import encode_documents
+    from nerkit.types import Document, Sentence
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    label2id = {t: i for i, t in enumerate(["O", "B-LOC", "I-LOC", "B-PER", "I-PER"])}
+    s1 = Sentence(["john", "smith", "city"], ["B-LOC", "I-LOC", "I-LOC"], layers=[["B-PER", "I-PER", "O"]])
+    s2 = Sentence(["he", "went", "to", "the", "new", "york", "city", "today"], ["O"] * 4 + ["B-LOC", "I-LOC", "I-LOC", "O"])
+    s3 = Sentence(["paris"], ["B-LOC"])
+    docs = [Document("a", [s1, s2]), Document("b", [s3, s1])]
+    flat = encode_documents(docs, tok, label2id)
+    nested = encode_documents(docs, tok, label2id, layers=2)
+    assert [e.pieces for e in nested] == [e.pieces for e in flat] and [e.tag_ids for e in nested] == [e.tag_ids for e in flat]
+    assert nested[0].layer_tag_ids == [[3, 4, 0] + [0] * 8]
+    assert nested[1].layer_tag_ids == [[0, 3, 4, 0]]

@@ -79,6 +79,30 @@ def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindo
     return update
 
 
+class LinearSchedule:
+    """The learning-rate factor of each step: linear warm-up, then linear decay to 0 at the planned end; ``extend``
+    adds steps that restart at ``peak`` and decay to 0 again (training on while dev F1 still climbs). An object, not
+    a closure, so a checkpoint of the scheduler keeps its extensions."""
+
+    def __init__(self, warm: int, total: int):
+        self.warm = warm
+        self.segments: list[tuple[int, int, float]] = [(warm, total, 1.0)]  # (first step, end step, peak factor)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warm:
+            return (step + 1) / self.warm
+        for start, end, peak in self.segments:
+            if step < end:
+                return max(0.0, peak * (end - step) / max(1, end - start))
+        return 0.0
+
+    def extend(self, steps: int, peak: float) -> int:
+        """Add ``steps`` after the current end; returns the new end."""
+        end = self.segments[-1][1]
+        self.segments.append((end, end + steps, peak))
+        return end + steps
+
+
 # ---------------------------------------------------------------- the loop
 
 

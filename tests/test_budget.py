@@ -134,3 +134,26 @@ def test_budget_for_is_the_budget_fit_uses(tiny_model, tmp_path):
     b = budget_for(data["train"], model=str(tiny_model))
     b["chosen"] = tuple(b["chosen"])
     assert Budget(**b).describe() == res["meta"]["budget"]["describe"]
+
+
+def test_training_goes_on_only_while_dev_f1_still_climbs_steeply():
+    from nerkit.budget import EXTEND_CAP, extension
+
+    h = lambda *f1: [{"dev_f1": x} for x in f1]  # noqa: E731
+    assert extension(h(0.013, 0.109), planned=100, steps=100) == 50  # tos-clauses' plan: 1.3 -> 10.9
+    assert extension(h(0.9049, 0.9340), planned=264, steps=264) == 0  # CoNLL-2003 full: its tuned plan is kept
+    assert extension(h(0.5, 0.6, 0.55), planned=100, steps=100) == 0  # the last evaluation not the best
+    assert extension(h(0.6),  planned=100, steps=100) == 0  # one evaluation: no curve to read
+    assert extension(h(0.0, 0.0), planned=100, steps=100) == 0
+    assert extension(h(0.1, 0.3), planned=100, steps=int(100 * (1 + EXTEND_CAP))) == 0  # the cap reached
+    assert extension(h(0.1, 0.3), planned=100, steps=280) == 20  # up to the cap
+
+
+def test_linear_schedule_extends_with_a_restart():
+    from nerkit.loop import LinearSchedule
+
+    s = LinearSchedule(10, 100)
+    old = [max(0.0, (100 - k) / 90) if k >= 10 else (k + 1) / 10 for k in range(120)]
+    assert [s(k) for k in range(120)] == old  # as before until extended
+    assert s.extend(50, 0.5) == 150
+    assert s(99) == old[99] and s(100) == 0.5 and s(125) == 0.25 and s(150) == 0.0

@@ -318,11 +318,13 @@ def test_jsonl_spans_inside_words_split_the_words(tmp_path):
     assert sentence_spans(s) == [Span(e["start"], e["end"], e["label"]) for e in ents]  # no span lost
 
 
-def test_jsonl_overlapping_spans_are_an_error(tmp_path):
-    rec = {"text": "New York City", "entities": [{"start": 4, "end": 13, "label": "LOC"}, {"start": 0, "end": 8, "label": "LOC"}]}
+def test_jsonl_overlapping_spans_go_on_separate_layers(tmp_path):
+    rec = {"text": "New York City", "entities": [{"start": 4, "end": 13, "label": "LOC"}, {"start": 0, "end": 8, "label": "LOC"},
+                                                 {"start": 0, "end": 8, "label": "LOC"}]}
     p = put(tmp_path, "o.jsonl", jsonl({"text": "ok"}, rec))
-    with pytest.raises(DataError, match=r"o\.jsonl:2: entities overlap: \[0, 8\) LOC 'New York' and \[4, 13\) LOC 'York City'"):
-        read_jsonl(p)
+    with pytest.warns(DataWarning, match="1 entities were listed twice"):
+        s = read_jsonl(p)[1].sentences[0]
+    assert s.tags == ["B-LOC", "I-LOC", "O"] and s.layers == [["O", "B-LOC", "I-LOC"]]  # crossing: one layer down
 
 
 @pytest.mark.parametrize(

@@ -135,15 +135,20 @@ def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, in
 
 
 def plan_windows(lengths: Sequence[int], sentence_starts: Sequence[int], max_tokens: int,
-                 target_tokens: int, fill_context: bool = True) -> list[tuple[int, int, int, int]]:
+                 target_tokens: int, fill_context: bool = True,
+                 inside: Sequence[bool] | None = None) -> list[tuple[int, int, int, int]]:
     """Cut a document into windows: pack whole sentences as targets, split over-long ones, add context.
 
     ``lengths`` are subword counts per word; ``max_tokens`` excludes the special tokens. Returns
     ``(ctx_start, tgt_start, tgt_end, ctx_end)`` word ranges; the target ranges tile the document exactly.
     Without ``fill_context`` a window holds its targets only (training: packed sentences are their own context).
+    An over-long sentence is cut into targets of half a window when context is filled, so every piece sees a
+    quarter window of text on each side (a long clause is never read from its cut edge alone); ``inside`` (training)
+    marks words inside a gold entity, where a cut is moved back to the entity's start when the piece allows it.
     """
     n = len(lengths)
     target_tokens = max(1, min(target_tokens, max_tokens))
+    split_tokens = max(1, min(target_tokens, max_tokens // 2)) if fill_context else target_tokens
     bounds = list(sentence_starts) + [n]
     # 1. Target groups: consecutive whole sentences up to the target budget; long sentences cut at words.
     groups: list[tuple[int, int]] = []
@@ -161,9 +166,14 @@ def plan_windows(lengths: Sequence[int], sentence_starts: Sequence[int], max_tok
         cur_start, cur_len = None, 0
         a, used = s, 0
         for i in range(s, e):
-            if used and used + lengths[i] > target_tokens:
-                groups.append((a, i))
-                a, used = i, 0
+            if used and used + lengths[i] > split_tokens:
+                cut = i
+                while inside is not None and inside[cut] and cut - 1 > a and sum(lengths[cut - 1:i + 1]) <= split_tokens:
+                    cut -= 1  # back to the entity's first word: the entity stays whole in the next piece
+                if inside is not None and inside[cut]:
+                    cut = i  # an entity longer than a piece: cut where the piece is full, as without entities
+                groups.append((a, cut))
+                a, used = cut, sum(lengths[cut:i])
             used += lengths[i]
         cur_start, cur_len = a, used
     if cur_start is not None:
@@ -189,7 +199,8 @@ def plan_windows(lengths: Sequence[int], sentence_starts: Sequence[int], max_tok
 
 
 def make_windows(encoded: Sequence[EncodedDoc], max_tokens: int, target_tokens: int,
-                 sentence_level: bool = False, fill_context: bool = True) -> list[Window]:
+                 sentence_level: bool = False, fill_context: bool = True,
+                 keep_entities: dict[int, bool] | None = None) -> list[Window]:
     """Windows for every encoded document (``max_tokens`` counts the two special tokens).
 
     ``sentence_level`` windows each sentence alone (no document context), as the classic recipe does,
@@ -203,7 +214,11 @@ def make_windows(encoded: Sequence[EncodedDoc], max_tokens: int, target_tokens: 
         parts = zip(bounds[:-1], bounds[1:]) if sentence_level else [(0, len(lengths))]
         for a, b in parts:
             starts = [s - a for s in doc.sentence_starts if a <= s < b]
-            for cs, ts, te, ce in plan_windows(lengths[a:b], starts, inner, target_tokens, fill_context):
+            inside = None
+            if keep_entities is not None:  # training: tag ids that continue an entity (I-) on any layer
+                inside = [any(keep_entities.get(tags[wi], False) for tags in (doc.tag_ids, *doc.layer_tag_ids))
+                          for wi in range(a, b)]
+            for cs, ts, te, ce in plan_windows(lengths[a:b], starts, inner, target_tokens, fill_context, inside):
                 out.append(Window(d, a + cs, a + ts, a + te, a + ce))
     return out
 

@@ -338,7 +338,9 @@ def build_features(encoded: Sequence[align.EncodedDoc], tokenizer, cfg: TrainCon
     train_target = window - 2
     meta = {"max_tokens": window, "train_target_tokens": train_target, "sentence_level": not context,
             "predict_target_tokens": window - 2}
-    wins = align.make_windows(encoded, window, train_target, sentence_level=not context, fill_context=False)
+    inside = {label2id[t]: t.startswith("I-") for t in labels}  # long sentences are cut outside gold entities
+    wins = align.make_windows(encoded, window, train_target, sentence_level=not context, fill_context=False,
+                              keep_entities=inside)
     continuation = {label2id[t]: label2id["I-" + t[2:]] for t in labels if t.startswith("B-")}
     feats = [align.window_feature(encoded[w.doc], w, tokenizer.cls_token_id, tokenizer.sep_token_id, case_signal,
                                   cfg.label_all_subwords, continuation) for w in wins]

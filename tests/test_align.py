@@ -95,3 +95,22 @@ def test_length_grouped_batches_cover_all_and_respect_budget():
     batches = align.length_grouped_batches(lengths, 1024, rng)
     assert sorted(i for b in batches for i in b) == list(range(500))
     assert all(max(lengths[i] for i in b) * len(b) <= 1024 or len(b) == 1 for b in batches)
+
+
+def test_long_sentences_are_cut_outside_entities_and_read_with_context():
+    from nerkit.align import plan_windows
+
+    lengths = [1] * 20
+    # training: a cut would fall inside the entity at words 7..10; it moves back to the entity's first word
+    inside = [False] * 20
+    for i in range(8, 11):
+        inside[i] = True
+    wins = plan_windows(lengths, [0], 8, 8, fill_context=False, inside=inside)
+    assert [(ts, te) for _, ts, te, _ in wins] == [(0, 7), (7, 15), (15, 20)]
+    assert plan_windows(lengths, [0], 8, 8, fill_context=False) == [(0, 0, 8, 8), (8, 8, 16, 16), (16, 16, 20, 20)]
+    # an entity longer than a piece is cut where the piece is full
+    assert [(ts, te) for _, ts, te, _ in plan_windows(lengths, [0], 4, 4, False, [False] + [True] * 19)][:2] == [(0, 4), (4, 8)]
+    # inference: pieces of an over-long sentence are half a window, so each has context on both sides
+    wins = plan_windows(lengths, [0], 8, 8)
+    assert [(ts, te) for _, ts, te, _ in wins] == [(0, 4), (4, 8), (8, 12), (12, 16), (16, 20)]
+    assert all(ce - cs == 8 for cs, _, _, ce in wins) and wins[2][0] == 6 and wins[2][3] == 14

@@ -11,40 +11,9 @@ from typing import Generator, Mapping, Sequence, TypeVar
 import numpy as np
 
 from nerkit import align
-from nerkit.scheme import chunks, split_tag, unlayered_labels
+from nerkit.iob import allowed_transitions, best_path, unlayered_labels
+from nerkit.scheme import chunks
 from nerkit.types import Document
-
-
-def allowed_transitions(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """IOB2 constraints: ``trans[i, j]`` is 0 if tag j may follow tag i, else -inf; and allowed first tags."""
-    n = len(labels)
-    parts = [split_tag(t) for t in labels]
-    trans = np.zeros((n, n))
-    start = np.zeros(n)
-    for j, (pj, tj) in enumerate(parts):
-        if pj == "I":
-            start[j] = -np.inf
-            for i, (pi, ti) in enumerate(parts):
-                if not (pi in "BI" and ti == tj):
-                    trans[i, j] = -np.inf
-    return trans, start
-
-
-def viterbi(logprobs: np.ndarray, trans: np.ndarray, start: np.ndarray) -> list[int]:
-    """Most probable tag path that obeys the transition constraints."""
-    n = logprobs.shape[0]
-    if n == 0:
-        return []
-    score = logprobs[0] + start
-    back = np.zeros((n, logprobs.shape[1]), dtype=np.int64)
-    for i in range(1, n):
-        cand = score[:, None] + trans
-        back[i] = cand.argmax(0)
-        score = cand.max(0) + logprobs[i]
-    path = [int(score.argmax())]
-    for i in range(n - 1, 0, -1):
-        path.append(int(back[i, path[-1]]))
-    return path[::-1]
 
 
 _T = TypeVar("_T")
@@ -118,15 +87,8 @@ class WindowTagger:
         return out
 
     def _decode(self, lp: np.ndarray) -> tuple[list[str], np.ndarray]:
-        if not len(lp):
-            return [], np.zeros(0)
-        path = lp.argmax(-1)
-        # The unconstrained best path is also the constrained one whenever it is valid IOB2 (almost always).
-        if np.isfinite(self._start[path[0]]) and np.isfinite(self._trans[path[:-1], path[1:]]).all():
-            path = path.tolist()
-        else:
-            path = viterbi(lp, self._trans, self._start)
-        return [self.labels[i] for i in path], np.exp(lp[np.arange(len(path)), path])
+        path = best_path(lp, self._trans, self._start)
+        return [self.labels[i] for i in path], np.exp(lp[np.arange(len(path)), path]) if path else np.zeros(0)
 
     def decode_layers(self, lp: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
         """Tags and their probabilities of each tag layer of one sentence (one layer for a flat model)."""

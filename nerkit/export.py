@@ -40,7 +40,7 @@ import numpy as np
 
 from nerkit.engines import DEFAULT_BATCH_TOKENS, OnnxEngine
 from nerkit.errors import NerkitError
-from nerkit.hf_pipeline import PIPELINE_FILE, WORDS_FILE
+from nerkit.hf_pipeline import PIPELINE_FILES
 from nerkit.modeldir import INT8_FILE, META_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, read_meta, write_meta
 
 log = logging.getLogger("nerkit.export")
@@ -50,7 +50,7 @@ OPSET = 17
 # Files that make a directory loadable by ``Tagger.load`` / ``AutoTokenizer`` besides the ONNX graphs.
 COPY_FILES = ("config.json", META_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
               "vocab.txt", "added_tokens.json", "merges.txt", "vocab.json", "sentencepiece.bpe.model",
-              "spiece.model", "tokenizer.model", "README.md", PIPELINE_FILE, WORDS_FILE)
+              "spiece.model", "tokenizer.model", "README.md", *PIPELINE_FILES)
 WEIGHT_FILES = ("model.safetensors",)
 # Calibration of the int8 activation scales: sentences and multi-sentence passages of the calibration data.
 CALIBRATION_SENTENCES = 1000

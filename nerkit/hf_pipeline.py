@@ -13,10 +13,12 @@ from pathlib import Path
 
 from nerkit.errors import NerkitError
 from nerkit.files import atomic_write_text
-from nerkit.scheme import unlayered_labels
+from nerkit.iob import unlayered_labels
 
 PIPELINE_FILE = "nerkit_pipeline.py"
 WORDS_FILE = "nerkit_words.py"
+IOB_FILE = "nerkit_iob.py"
+PIPELINE_FILES = (PIPELINE_FILE, WORDS_FILE, IOB_FILE)  # what a model directory carries for its pipeline
 PIPELINE_CLASS = "NerkitTokenClassificationPipeline"
 _HERE = Path(__file__).resolve().parent
 
@@ -25,7 +27,9 @@ def pipeline_files() -> dict[str, str]:
     """The files a model directory gets: the pipeline module and nerkit's word splitter it imports."""
     code = (_HERE / "hf_pipeline_code.py").read_text(encoding="utf-8")
     code = code.replace("from .words import", f"from .{WORDS_FILE.removesuffix('.py')} import")
-    return {PIPELINE_FILE: code, WORDS_FILE: (_HERE / "words.py").read_text(encoding="utf-8")}
+    code = code.replace("from .iob import", f"from .{IOB_FILE.removesuffix('.py')} import")
+    return {PIPELINE_FILE: code, WORDS_FILE: (_HERE / "words.py").read_text(encoding="utf-8"),
+            IOB_FILE: (_HERE / "iob.py").read_text(encoding="utf-8")}
 
 
 def pipeline_config_entry() -> dict:
@@ -63,7 +67,7 @@ def add_hf_pipeline(model_dir: str | os.PathLike, case_signal: bool | None = Non
             cfg["nerkit_max_tokens"] = int(max_tokens)
     else:
         cfg.pop("custom_pipelines", None)
-        for name in (PIPELINE_FILE, WORDS_FILE):
+        for name in PIPELINE_FILES:
             (d / name).unlink(missing_ok=True)
     atomic_write_text(cfg_path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     return bool(case_signal or nested)

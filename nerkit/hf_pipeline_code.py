@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from transformers import TokenClassificationPipeline
 
+from .iob import allowed_transitions, best_path, path_entities, unlayered_labels
 from .words import case_type, tokenize, tokenizer_word
 
 MAX_PIECES_PER_WORD = 24  # as nerkit: a pathological "word" (a URL, a base64 blob) keeps its first pieces only
@@ -82,7 +83,7 @@ class NerkitTokenClassificationPipeline(TokenClassificationPipeline):
         return {"logits": logits, **extra}
 
     def postprocess(self, all_outputs, words_only=False, **kwargs):
-        labels, layers = _layers([self.model.config.id2label[i] for i in range(len(self.model.config.id2label))])
+        labels, layers = unlayered_labels([self.model.config.id2label[i] for i in range(len(self.model.config.id2label))])
         sentence = all_outputs[0]["sentence"]
         parts, offsets = [], []
         for out in all_outputs:
@@ -92,7 +93,11 @@ class NerkitTokenClassificationPipeline(TokenClassificationPipeline):
             parts.append(x - np.log(np.exp(x).sum(-1, keepdims=True)))
             offsets += list(out["words"][1])
         lp = np.concatenate(parts) if parts else np.zeros((0, layers, len(labels)))
-        decoded = [_decode(lp[:, k], labels) for k in range(layers)]
+        trans, start = allowed_transitions(labels)
+        decoded = []
+        for k in range(layers):
+            path = best_path(lp[:, k], trans, start)
+            decoded.append(([labels[i] for i in path], np.exp(lp[np.arange(len(path)), k, path]) if path else np.zeros(0)))
         if words_only:
             return [{"entity": t, "score": float(p), "index": i, "word": sentence[a:b], "start": a, "end": b,
                      **({"layer": k} if layers > 1 else {})}
@@ -100,61 +105,8 @@ class NerkitTokenClassificationPipeline(TokenClassificationPipeline):
                     for i, (t, p, (a, b)) in enumerate(zip(tags, probs, offsets)) if t != "O"]
         found = {}
         for tags, probs in decoded:  # nested entities: every layer's, each once with its best score
-            for label, a, b in _chunks(tags):
+            for label, a, b in path_entities(tags):
                 s, e = offsets[a][0], offsets[b - 1][1]
                 found[(s, e, label)] = max(round(float(probs[a:b].mean()), 4), found.get((s, e, label), 0.0))
         return [{"entity_group": label, "score": score, "word": sentence[s:e], "start": s, "end": e}
                 for (s, e, label), score in sorted(found.items(), key=lambda kv: (kv[0][0], -kv[0][1], kv[0][2]))]
-
-
-def _layers(labels: list[str]) -> tuple[list[str], int]:
-    """One layer's tags and the number of layers (a nested model's labels: ``B-PER``, ..., ``B-PER@1``, ...)."""
-    base = [t for t in labels if not (t.rpartition("@")[1] and t.rpartition("@")[2].isdigit())]
-    layers = len(labels) // max(1, len(base))
-    if base and labels == base + [f"{t}@{k}" for k in range(1, layers) for t in base]:
-        return base, layers
-    return labels, 1
-
-
-def _split(tag: str) -> tuple[str, str]:
-    return ("O", "") if tag == "O" else (tag[0], tag[2:])
-
-
-def _decode(lp: np.ndarray, labels: list[str]) -> tuple[list[str], np.ndarray]:
-    """Best IOB2-valid tag path (the argmax when it is valid, else Viterbi under the IOB2 constraints)."""
-    if not len(lp):
-        return [], np.zeros(0)
-    parts = [_split(t) for t in labels]
-    n = len(labels)
-    trans, start = np.zeros((n, n)), np.zeros(n)
-    for j, (pj, tj) in enumerate(parts):
-        if pj == "I":
-            start[j] = -np.inf
-            for i, (pi, ti) in enumerate(parts):
-                if not (pi in "BI" and ti == tj):
-                    trans[i, j] = -np.inf
-    path = lp.argmax(-1)
-    if not (np.isfinite(start[path[0]]) and np.isfinite(trans[path[:-1], path[1:]]).all()):
-        score, back = lp[0] + start, np.zeros(lp.shape, dtype=np.int64)
-        for i in range(1, len(lp)):
-            cand = score[:, None] + trans
-            back[i] = cand.argmax(0)
-            score = cand.max(0) + lp[i]
-        best = [int(score.argmax())]
-        for i in range(len(lp) - 1, 0, -1):
-            best.append(int(back[i, best[-1]]))
-        path = np.array(best[::-1])
-    return [labels[i] for i in path], np.exp(lp[np.arange(len(path)), path])
-
-
-def _chunks(tags: list[str]) -> list[tuple[str, int, int]]:
-    """(type, first word, end word) of each entity of a valid IOB2 sequence."""
-    out, cur = [], None
-    for i, tag in enumerate(tags + ["O"]):
-        p, t = _split(tag)
-        if cur and not (p == "I" and t == cur[0]):
-            out.append((cur[0], cur[1], i))
-            cur = None
-        if p in "BI" and p and cur is None:
-            cur = (t, i)
-    return out

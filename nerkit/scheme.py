@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterable, Sequence
 
+from nerkit.iob import LAYER_MARK, layered_labels, unlayered_labels  # noqa: F401 - a nested model's layers
+
 Chunk = tuple[str, int, int]  # (label, first word, last word + 1)
 
 
@@ -153,25 +155,3 @@ def iob2_labels(types: Iterable[str]) -> list[str]:
         out += [f"B-{t}", f"I-{t}"]
     return out
 
-
-LAYER_MARK = "@"  # a nested model's head: layer k's tags are named "B-PER@k" (k >= 1; layer 0 keeps "B-PER")
-
-
-def layered_labels(labels: Sequence[str], layers: int) -> list[str]:
-    """A nested model's output labels: ``labels`` for layer 0, then the same tags marked ``@1``, ``@2``, ..."""
-    return list(labels) + [f"{t}{LAYER_MARK}{k}" for k in range(1, layers) for t in labels]
-
-
-def unlayered_labels(labels: Sequence[str]) -> tuple[list[str], int]:
-    """The tags of one layer and the number of layers of a model's output labels (``layered_labels`` undone)."""
-    labels = list(labels)
-    base = [t for t in labels if not _layer_suffix(t)]
-    layers = len(labels) // max(1, len(base))
-    if not base or len(labels) != len(base) * layers or labels != layered_labels(base, layers):
-        return labels, 1  # not a layered head: every label is a tag of one layer
-    return base, layers
-
-
-def _layer_suffix(tag: str) -> bool:
-    head, mark, k = tag.rpartition(LAYER_MARK)
-    return bool(mark and head and k.isdigit())

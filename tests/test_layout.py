@@ -10,8 +10,8 @@ PKG = Path(__file__).resolve().parent.parent / "nerkit"
 MAX_LINES = 400
 # Pipeline stages, lowest first: a module may import its own stage or lower ones, never a higher one.
 STAGES = [
-    {"nerkit._version", "nerkit.errors", "nerkit.types", "nerkit.scheme", "nerkit.files",
-     "nerkit.words", "nerkit.hf_pipeline_code"},  # the word splitter; the pipeline code copied into model dirs
+    {"nerkit._version", "nerkit.errors", "nerkit.types", "nerkit.scheme", "nerkit.files", "nerkit.words", "nerkit.iob",
+     "nerkit.hf_pipeline_code"},  # the word splitter, IOB2 decoding; the pipeline code copied into model dirs
     {"nerkit.data"},
     {"nerkit.formats"},  # the I/O layer: every format read and written, ``formats.load`` for train and the CLI
     {"nerkit.align", "nerkit.modeldir", "nerkit.hf_pipeline"},

@@ -177,3 +177,17 @@ def test_nested_encoding_keeps_every_sentence_its_own_pieces(tiny_model, tmp_pat
     assert [e.pieces for e in nested] == [e.pieces for e in flat] and [e.tag_ids for e in nested] == [e.tag_ids for e in flat]
     assert nested[0].layer_tag_ids == [[3, 4, 0] + [0] * 8]
     assert nested[1].layer_tag_ids == [[0, 3, 4, 0]]
+
+
+def test_suggest_and_preannotate_work_with_a_nested_model(nested_model, tmp_path):
+    from nerkit.annotate.assist import predict_records, suggest
+    from nerkit.predict import Tagger
+
+    tagger = Tagger.load(nested_model["dir"], backend="torch", bf16="off")
+    words, _, probs = tagger.word_probs([TEXTS[0]])[0]
+    assert probs.shape == (len(words), 2, len(tagger.labels))  # every layer's distribution
+    got = suggest(tagger, TEXTS[:3], n=3)
+    assert sorted(s.index for s in got) == [0, 1, 2] and all(s.score >= 0 for s in got)
+    records, scores = predict_records(tagger, [TEXTS[0]])
+    spans = {(s.start, s.end, s.label) for s in records[0].spans}
+    assert {(0, 15, "LOC"), (0, 10, "PER")} <= spans and len(scores[0]) == len(records[0].spans)

@@ -4,7 +4,8 @@ from hypothesis import given, settings, strategies as st
 
 from nerkit.data import load, read_conll
 from nerkit.evaluation import evaluate, score
-from nerkit.decode import allowed_transitions, log_softmax, viterbi
+from nerkit.decode import log_softmax
+from nerkit.iob import allowed_transitions, viterbi
 from nerkit.predict import Tagger
 from nerkit.scheme import LabelScheme, validate
 

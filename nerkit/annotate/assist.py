@@ -83,7 +83,10 @@ def token_uncertainty(probs: np.ndarray, strategy: str = "margin") -> np.ndarray
 
 
 def text_uncertainty(probs: np.ndarray, strategy: str = "margin") -> float:
-    """A text is as uncertain as its least certain word (lowest margin / highest entropy)."""
+    """A text is as uncertain as its least certain word (lowest margin / highest entropy); for a nested model,
+    its least certain word on any tag layer."""
+    if probs.ndim == 3:  # (words, layers, classes)
+        probs = probs.reshape(-1, probs.shape[-1])
     u = token_uncertainty(probs, strategy)
     return float(u.max()) if len(u) else 0.0
 

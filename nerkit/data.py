@@ -60,8 +60,12 @@ def _scheme(scheme: LabelScheme | str | None) -> LabelScheme | None:
 # ---------------------------------------------------------------- CoNLL
 
 
-def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = None) -> tuple[list[Document], ConllReadReport]:
-    """Read a CoNLL column file (token first, tag last) into IOB2 documents, with a report of what was found."""
+def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = None,
+                           tag_columns: int = 1) -> tuple[list[Document], ConllReadReport]:
+    """Read a CoNLL column file (token first, tag last) into IOB2 documents, with a report of what was found.
+
+    ``tag_columns`` > 1 reads a layered file: the last N columns are tag layers, outermost first, the token the
+    column before them (GENIA's ``.iob2``; GermEval-2014's ``index token outer inner`` with ``#`` comment lines)."""
     # One pass over the lines, then one scheme conversion: a straight sequence that reads best in one function.
     scheme = _scheme(scheme)
     name = Path(path).name
@@ -70,21 +74,23 @@ def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = 
     word_lines: list[list[int]] = []  # line of each word of each sentence, to place violations
     words: list[str] = []
     tags: list[str] = []
+    inner: list[list[str]] = []  # the further tag columns of each word (layered files)
     lines: list[int] = []
     new_doc = True
     saw_docstart = False
     n_lines = 0
 
     def end_sentence() -> None:
-        nonlocal words, tags, lines, new_doc
+        nonlocal words, tags, inner, lines, new_doc
         if words:
             if new_doc:  # created lazily, so -DOCSTART- blocks without sentences leave no empty document
                 docs.append(Document(f"{name}#{len(docs) + 1}"))
                 new_doc = False
-            sents.append(Sentence(words, tags, doc_id=docs[-1].id, source=f"{path}:{lines[0]}"))
+            layers = [list(col) for col in zip(*inner)] if tag_columns > 1 else []
+            sents.append(Sentence(words, tags, doc_id=docs[-1].id, source=f"{path}:{lines[0]}", layers=layers))
             docs[-1].sentences.append(sents[-1])
             word_lines.append(lines)
-        words, tags, lines = [], [], []
+        words, tags, inner, lines = [], [], [], []
 
     for n, line in files.lines(path):
         n_lines = n
@@ -97,19 +103,22 @@ def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = 
         elif cols[0] == DOCSTART:
             end_sentence()
             new_doc = saw_docstart = True
-        elif len(cols) < 2:
-            raise DataError(path, n, f"line has 1 column ({cols[0]!r}); expected token and tag columns")
+        elif tag_columns > 1 and cols[0] == "#" and (len(cols) < 1 + tag_columns or not _is_tag(cols[-1])):
+            continue  # a GermEval-2014 comment line ("#\tsource [date]")
+        elif len(cols) < 1 + tag_columns:
+            if tag_columns == 1:
+                raise DataError(path, n, f"line has 1 column ({cols[0]!r}); expected token and tag columns")
+            raise DataError(path, n, f"line has {len(cols)} columns ({' '.join(cols)!r}); expected a token and "
+                            f"{tag_columns} tag columns")
         else:
-            try:
-                if any(ch.isspace() for ch in cols[-1]):  # e.g. "B-NP B-ORG" from a tab/space mix
-                    raise ValueError(cols[-1])
-                split_tag(cols[-1])
-            except ValueError:
-                problem = (f"tag {cols[-1]!r} is not O or B-/I-/E-/S- followed by a type without spaces (e.g. B-PER); "
-                           "columns are separated by tabs, or by ASCII spaces when the line has no tab")
-                raise DataError(path, n, problem) from None
-            words.append(cols[0])
-            tags.append(cols[-1])
+            for tag in cols[-tag_columns:]:
+                if not _is_tag(tag):
+                    problem = (f"tag {tag!r} is not O or B-/I-/E-/S- followed by a type without spaces (e.g. B-PER); "
+                               "columns are separated by tabs, or by ASCII spaces when the line has no tab")
+                    raise DataError(path, n, problem)
+            words.append(cols[0] if tag_columns == 1 else cols[-tag_columns - 1])
+            tags.append(cols[-tag_columns])
+            inner.append(cols[len(cols) - tag_columns + 1:])
             lines.append(n)
     end_sentence()
     if not sents:
@@ -121,12 +130,13 @@ def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = 
         for d in docs:
             d.sentences[0].doc_id = d.id
 
-    sequences = [s.tags for s in sents]
+    sequences = [tags for s in sents for tags in s.all_tags()]
+    line_of = [word_lines[i] for i, s in enumerate(sents) for _ in s.all_tags()]
     scheme = scheme or detect_scheme(sequences)
     found = validate(sequences, scheme)
     report = ConllReadReport(scheme, dict(found.counts), n_lines=n_lines)
     for kind, (si, pos) in found.first.items():
-        report.first_lines[kind] = word_lines[si][min(pos, len(word_lines[si]) - 1)]  # pos == len: at sentence end
+        report.first_lines[kind] = line_of[si][min(pos, len(line_of[si]) - 1)]  # pos == len: at sentence end
     if found:
         detail = "; ".join(f"'{k}' x{c} (first at line {report.first_lines[k]})" for k, c in found.counts.most_common())
         warnings.warn(
@@ -135,18 +145,45 @@ def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = 
             DataWarning,
             stacklevel=2,
         )
-    for s in sents:
+    for s, lines_of_s in zip(sents, word_lines):
         s.tags = convert(s.tags, scheme)  # through chunks(), which is lenient: this also repairs the violations
+        if s.layers:
+            s.layers = _nested_columns(path, lines_of_s, [s.tags, *(convert(x, scheme) for x in s.layers)])
+            s.tags = s.layers.pop(0)
     return docs, report
 
 
-def read_conll(path: str | Path, scheme: LabelScheme | str | None = None) -> list[Document]:
-    """Read a CoNLL column file into IOB2 documents (scheme auto-detected when None)."""
-    return read_conll_with_report(path, scheme)[0]
+def _is_tag(tag: str) -> bool:
+    try:
+        split_tag(tag)
+    except ValueError:
+        return False
+    return not any(ch.isspace() for ch in tag)  # e.g. "B-NP B-ORG" from a tab/space mix
+
+
+def _nested_columns(path, lines: Sequence[int], columns: Sequence[Sequence[str]]) -> list[list[str]]:
+    """The tag layers of one sentence of a layered file (outermost column first), checked to nest: every entity of
+    a column lies inside one of the column before it, else ``DataError`` at its first word's line."""
+    levels = [[Span(s, e, label) for label, s, e in chunks(col)] for col in columns]
+    for k in range(1, len(levels)):
+        for sp in levels[k]:
+            if not any(o.start <= sp.start and sp.end <= o.end for o in levels[k - 1]):
+                raise DataError(path, lines[sp.start], f"tag column {k + 1} has {sp.label} over words {sp.start + 1}-"
+                                f"{sp.end} that lie inside no entity of column {k}: the columns of a layered file "
+                                "must nest, outermost first")
+    return spans_to_layers([(i, i + 1) for i in range(len(lines))], [sp for level in levels for sp in level])
+
+
+def read_conll(path: str | Path, scheme: LabelScheme | str | None = None, tag_columns: int = 1) -> list[Document]:
+    """Read a CoNLL column file into IOB2 documents (scheme auto-detected when None; ``tag_columns`` > 1: layered)."""
+    return read_conll_with_report(path, scheme, tag_columns)[0]
 
 
 def write_conll(docs: Iterable[Document], path: str | Path) -> None:
-    """Write documents as two-column CoNLL (``word tag``), each document opened by a ``-DOCSTART- O`` line."""
+    """Write documents as two-column CoNLL (``word tag``), each document opened by a ``-DOCSTART- O`` line; nested
+    entities as further tag columns, one per layer, outermost first (read back with ``tag_columns``)."""
+    docs = list(docs)
+    width = 1 + max((len(s.layers) for d in docs for s in d.sentences), default=0)
 
     def out_lines() -> Iterator[str]:
         for doc in docs:
@@ -156,7 +193,8 @@ def write_conll(docs: Iterable[Document], path: str | Path) -> None:
                     continue
                 if s.tags is None:
                     raise ValueError(f"{s.source or doc.id}: cannot write an unlabelled sentence as CoNLL")
-                yield "".join(f"{w} {t}\n" for w, t in zip(s.words, s.tags)) + "\n"
+                cols = s.all_tags() + [["O"] * len(s.words)] * (width - 1 - len(s.layers))
+                yield "".join(f"{w} {' '.join(t)}\n" for w, *t in zip(s.words, *cols)) + "\n"
 
     atomic_write_text(path, "".join(out_lines()))
 

@@ -191,3 +191,28 @@ def test_suggest_and_preannotate_work_with_a_nested_model(nested_model, tmp_path
     records, scores = predict_records(tagger, [TEXTS[0]])
     spans = {(s.start, s.end, s.label) for s in records[0].spans}
     assert {(0, 15, "LOC"), (0, 10, "PER")} <= spans and len(scores[0]) == len(records[0].spans)
+
+
+def test_layered_column_files_read_nest_and_write_back(tmp_path):
+    from nerkit.data import read_conll, write_conll
+    from nerkit.errors import DataError
+
+    germeval = tmp_path / "g.tsv"
+    germeval.write_text("#\thttp://de.wikipedia.org/wiki/X [2009-10-17]\n1\tDie\tO\tO\n2\tUniversität\tB-ORG\tO\n"
+                        "3\tBonn\tI-ORG\tB-LOC\n4\tlehrt\tO\tO\n\n", encoding="utf-8")
+    s = read_conll(germeval, tag_columns=2)[0].sentences[0]
+    assert s.words == ["Die", "Universität", "Bonn", "lehrt"]
+    assert s.tags == ["O", "B-ORG", "I-ORG", "O"] and s.layers == [["O", "O", "B-LOC", "O"]]
+    write_conll([read_conll(germeval, tag_columns=2)[0]], tmp_path / "back.conll")
+    back = read_conll(tmp_path / "back.conll", tag_columns=2)[0].sentences[0]
+    assert (back.words, back.tags, back.layers) == (s.words, s.tags, s.layers)
+    iob2 = tmp_path / "genia.iob2"  # GENIA's layout: token, then one column per level
+    iob2.write_text("IL-2\tB-DNA\tB-protein\tO\ngene\tI-DNA\tO\tO\nexpression\tO\tO\tO\n\n", encoding="utf-8")
+    s = read_conll(iob2, tag_columns=3)[0].sentences[0]
+    assert s.tags == ["B-DNA", "I-DNA", "O"] and s.layers == [["B-protein", "O", "O"]]
+    bad = tmp_path / "bad.iob2"  # an inner entity outside every outer one: the levels do not nest
+    bad.write_text("a\tB-DNA\tO\nb\tO\tB-protein\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.iob2:2: tag column 2 has protein over words 2-2 that lie inside no entity"):
+        read_conll(bad, tag_columns=2)
+    with pytest.raises(DataError, match=r"genia\.iob2:1: line has 4 columns .* expected a token and 4 tag columns"):
+        read_conll(iob2, tag_columns=4)

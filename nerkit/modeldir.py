@@ -3,7 +3,8 @@
 A nerkit model directory is a transformers token-classification directory (config.json, model.safetensors,
 tokenizer files) plus ``nerkit.json`` (``ModelMeta``: labels, window settings, casing signal, training record,
 metrics, ONNX export record) and a README.md model card. ``export`` adds ONNX graphs and a torch-free tokenizer.
-Every reader of nerkit.json goes through ``read_meta``.
+Every reader of nerkit.json goes through ``read_meta``; whatever runs a model opens its directory once with
+``open_model_dir`` (config.json and nerkit.json read once, the labels from one place).
 """
 from __future__ import annotations
 
@@ -118,6 +119,32 @@ def check_model_dir(model_dir: str | os.PathLike) -> dict[str, Any]:
         raise NerkitError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...); copy them from the "
                           "base model into the directory")
     return cfg
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """A model directory opened once: its config.json, its nerkit.json and its labels (from config.json's id2label,
+    the order the classifier's rows are in)."""
+
+    path: Path
+    config: dict[str, Any]
+    meta: ModelMeta
+    labels: list[str]
+
+    def has(self, name: str) -> bool:
+        """Whether the directory holds the file ``name``."""
+        return (self.path / name).is_file()
+
+
+def open_model_dir(model_dir: str | os.PathLike) -> ModelDir:
+    """Check a model directory (``check_model_dir``) and read config.json and nerkit.json, once each."""
+    path = Path(model_dir)
+    cfg = check_model_dir(path)
+    id2label = cfg["id2label"]
+    labels = [id2label[str(i)] for i in range(len(id2label))]
+    if not all(isinstance(t, str) and t for t in labels):
+        raise NerkitError(f"{path / 'config.json'}: id2label holds a label that is not a non-empty string")
+    return ModelDir(path, cfg, read_meta(path), labels)
 
 
 def check_torch_weights(model_dir: str | os.PathLike) -> None:

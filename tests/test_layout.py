@@ -22,7 +22,8 @@ STAGES = [
     {"nerkit.search", "nerkit.curve"},  # several trainings: around the derived budget (dev-best kept), on growing subsets
     {"nerkit.predict"},
     {"nerkit.export"},
-    {"nerkit.serve", "nerkit.tagcorpus", "nerkit.tagcorpus_ray"},  # both run a Tagger over texts: HTTP requests, corpus files (locally or on Ray)
+    # both run a Tagger over texts: HTTP requests (the batcher and middleware in serving), corpus files (local or Ray)
+    {"nerkit.serve", "nerkit.serving", "nerkit.tagcorpus", "nerkit.tagcorpus_ray"},
     {"nerkit.demo"},
     {"nerkit.annotate"},  # beside the pipeline: it uses the pipeline, the pipeline never uses it
     {"nerkit.cli"},

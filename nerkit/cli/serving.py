@@ -72,7 +72,8 @@ def register(sub) -> None:
     s.add_argument("--max-batch", type=int, default=d.max_batch_texts, help="texts tagged together")
     s.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="wait for more requests to batch")
     s.add_argument("--read-timeout", type=float, default=d.read_timeout_s,
-                   help="seconds to wait for the next piece of a request body before answering 408")
+                   help="seconds a request's head (line and headers) may take to arrive, and the longest wait for the "
+                        "next piece of its body; then 408 and the connection closes")
     s.add_argument("--shutdown-timeout", type=float, default=d.shutdown_timeout_s,
-                   help="seconds open requests may take to finish after SIGTERM/Ctrl-C")
+                   help="seconds open requests may take to finish after SIGTERM/Ctrl-C (then they get a 503)")
     s.set_defaults(func=serve)

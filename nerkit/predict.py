@@ -27,12 +27,13 @@ class Tagger(WindowTagger):
         super().__init__(engine, tokenizer, labels, self.meta.windows, bool(self.meta.case_signal))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, backend: str = "auto", device: str | None = None,
+    def load(cls, path: str | os.PathLike | ModelDir, backend: str = "auto", device: str | None = None,
              bf16: str = "auto", threads: int | None = None) -> "Tagger":
-        """Load a nerkit (or any HF token-classification) model directory; backend: auto, torch, onnx, onnx-int8
-        (``engines.resolve_backend``); bf16: auto, on, off (PyTorch autocast; see ``engines.use_bf16``); threads:
-        CPU threads for the engine (default: every core it may use). A damaged directory is a NerkitError."""
-        model = open_model_dir(path)
+        """Load a nerkit (or any HF token-classification) model directory (or one ``open_model_dir`` opened);
+        backend: auto, torch, onnx, onnx-int8 (``engines.resolve_backend``); bf16: auto, on, off (PyTorch autocast;
+        see ``engines.use_bf16``); threads: CPU threads for the engine (default: every core it may use). A damaged
+        directory is a NerkitError."""
+        model = path if isinstance(path, ModelDir) else open_model_dir(path)
         engine = load_engine(model, backend, threads=threads, device=device, bf16=bf16)
         return cls(engine, _tokenizer(model, torch_free=engine.name != "torch"), model.labels, model.meta)
 

@@ -445,7 +445,8 @@ def tag_corpus(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike]
     output = Path(output)
     files = find_inputs(inputs, exclude=output)
     shards = plan_shards(files, rows_per_shard)
-    backend = resolve_backend(open_model_dir(model_dir), backend)  # the rule predict and serve follow
+    model = open_model_dir(model_dir)
+    backend = resolve_backend(model, backend)  # the rule predict and serve follow
     fingerprint = model_fingerprint(model_dir, backend)
     job = {"model": fingerprint, "model_dir": str(Path(model_dir).resolve()), "backend": backend,
            "text_column": text_column, "keep_text": keep_text}
@@ -473,7 +474,7 @@ def tag_corpus(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike]
 
     try:
         if pending and runner == "local":
-            _run_local(model_dir, backend, threads, pending, text_column, batch_rows, done, progress)
+            _run_local(model, backend, threads, pending, text_column, batch_rows, done, progress)
         elif pending:
             run_ray(model_dir, backend, pending, read=read_shard, actor=TagBatch, tag_empty=_tag_empty, done=done,
                     workers=workers, threads=threads, text_column=text_column, batch_rows=batch_rows,
@@ -491,12 +492,12 @@ def _tag_empty(table):
     return tag_table(None, table)
 
 
-def _run_local(model_dir, backend, threads, pending, text_column, batch_rows, done, progress) -> None:
+def _run_local(model, backend, threads, pending, text_column, batch_rows, done, progress) -> None:
     import pyarrow as pa
 
     from nerkit.predict import Tagger
 
-    tagger = Tagger.load(model_dir, backend=backend, threads=threads)
+    tagger = Tagger.load(model, backend=backend, threads=threads)
     it = pending
     if progress:
         from tqdm import tqdm

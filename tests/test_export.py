@@ -276,3 +276,18 @@ def test_an_old_dynamic_int8_directory_gets_the_same_backend_from_predict_serve_
     tagged = json.loads((tmp_path / "tagged" / MANIFEST_FILE).read_text())["job"]["backend"]
     assert predicted == served == tagged == "onnx"
     assert res.rows == 1
+
+
+def test_loading_reads_the_model_metadata_once(exported, monkeypatch):
+    """One owner opens a model directory: config.json and nerkit.json are each read once (they were read twice,
+    by predict and by engines, and the labels taken from two places)."""
+    from pathlib import Path
+
+    out, _ = exported
+    reads = []
+    read_text = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: (reads.append(self.name), read_text(self, *a, **k))[1])
+    tagger = Tagger.load(out, backend="onnx")
+    assert (reads.count("config.json"), reads.count("nerkit.json")) == (1, 1), reads
+    assert tagger.labels == [json.loads(read_text(out / "config.json"))["id2label"][str(i)]
+                             for i in range(len(tagger.labels))]

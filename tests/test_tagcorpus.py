@@ -1,4 +1,4 @@
-"""`nerkit tag-corpus`: inputs, the output contract, resume, bad rows, and the Ray engine on a real local cluster."""
+"""`nerkit tag-corpus`: inputs, the output contract, resume, bad rows, and the Ray runner on a real local cluster."""
 from __future__ import annotations
 
 import json
@@ -212,7 +212,7 @@ def test_ray_missing_says_how_to_install(onnx_model, corpus, tmp_path, monkeypat
     assert not (tmp_path / "out").exists()
 
 
-# ---------------------------------------------------------------- Ray engine on a real 2-CPU local cluster
+# ---------------------------------------------------------------- Ray runner on a real 2-CPU local cluster
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.extra = status, code, message, extra
 
     def body(self) -> dict:
+        """The JSON body of the error response."""
         return {"error": {"code": self.code, "message": self.message, **self.extra}}
-
 
 
 # An over-limit body up to this many bytes is read and dropped before the 413 is sent: clients that send the whole

@@ -12,7 +12,7 @@ from typing import Any, Generator, Protocol, Sequence, runtime_checkable
 log = logging.getLogger("nerkit.serve")
 
 
-class Engine(Protocol):
+class NamedEngine(Protocol):
     """The part of an engine the server reports (``/v1/health``, ``/v1/model``)."""
 
     name: str
@@ -22,7 +22,7 @@ class ServedTagger(Protocol):
     """What the server calls on a tagger (``predict.Tagger`` is one): ``predict`` in the batcher's worker thread,
     ``labels``, ``case_signal``, ``meta`` (a ``ModelMeta``, a dict or None) and ``engine.name`` for the routes."""
 
-    engine: Engine
+    engine: NamedEngine
     labels: list[str]
     case_signal: bool
     meta: Any

@@ -1,4 +1,4 @@
-"""Benchmark: `nerkit tag-corpus` (local engine, Ray engine) vs the plain ``Tagger`` in one process, same 2 cores.
+"""Benchmark: `nerkit tag-corpus` (local runner, Ray runner) vs the plain ``Tagger`` in one process, same 2 cores.
 
     python bench/corpus.py [MODEL_DIR] [--data test.txt] [--words 200000] [--backend onnx] [--md FILE]
 
@@ -6,8 +6,8 @@ The corpus is the CoNLL-2003 test sentences as raw text (words joined by spaces)
 ``--words`` words, written as ``--files`` .txt files. Three runs, one after the other in this process, repeated
 ``--rounds`` times in alternating order (best of each reported):
   - Tagger: ``Tagger.load`` + ``predict`` on every text (the reference; the ONNX engine uses every core);
-  - local:  ``tag_corpus(engine="local")``: read the files, tag, write Parquet parts and the manifest;
-  - ray:    ``tag_corpus(engine="ray")`` on a local Ray cluster of the same cores (``ray.init(num_cpus=N)``),
+  - local:  ``tag_corpus(runner="local")``: read the files, tag, write Parquet parts and the manifest;
+  - ray:    ``tag_corpus(runner="ray")`` on a local Ray cluster of the same cores (``ray.init(num_cpus=N)``),
             N actors x 1 thread; the cluster's start-up is timed apart (a long-lived cluster pays it once).
 Each time includes loading the model. Prints words/s, the ratios to Tagger, and checks that all three give
 identical entities (fp32 ONNX is batch-invariant; int8 quantizes activations per batch, so it is not).
@@ -108,7 +108,7 @@ def main() -> None:
 
         def run_local(r: int) -> None:
             t0 = time.perf_counter()
-            tag_corpus(a.model, [work / "in"], work / f"local{r}", engine="local", backend=a.backend)
+            tag_corpus(a.model, [work / "in"], work / f"local{r}", runner="local", backend=a.backend)
             times["local"].append(time.perf_counter() - t0)
             outputs["local"].append(read_output(work / f"local{r}"))
 
@@ -119,7 +119,7 @@ def main() -> None:
             ray.init(num_cpus=cores, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
             ray_starts.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            tag_corpus(a.model, [work / "in"], work / f"ray{r}", engine="ray", backend=a.backend, workers=cores,
+            tag_corpus(a.model, [work / "in"], work / f"ray{r}", runner="ray", backend=a.backend, workers=cores,
                        threads=1)
             times["ray"].append(time.perf_counter() - t0)
             ray.shutdown()

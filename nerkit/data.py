@@ -3,6 +3,8 @@
 Everything read here comes out as IOB2-tagged ``Document``s; problems in the input are reported as
 ``DataError`` naming the file and line, or as ``DataWarning`` when nerkit can repair them.
 """
+# size: every reader and writer of nerkit's own formats (CoNLL columns, layered columns, JSONL) with its checks and
+# messages, and their statistics: one place where a file's lines become documents.
 from __future__ import annotations
 
 import json
@@ -17,6 +19,7 @@ from nerkit import files, words
 from nerkit.errors import DataError, NerkitError
 from nerkit.files import atomic_write_text
 from nerkit.scheme import LabelScheme, chunks, convert, detect_scheme, split_tag, validate
+from nerkit.layers import assign_layers, nesting, spans_to_layers  # noqa: F401 - read with the data
 from nerkit.types import Document, Sentence, Span
 
 DOCSTART = "-DOCSTART-"
@@ -223,37 +226,6 @@ def spans_to_tags(offsets: Offsets, spans: Iterable[Span]) -> list[str]:
     return tags
 
 
-def assign_layers(spans: Iterable[Span]) -> list[list[Span]]:
-    """Spans on as few non-overlapping layers as needed: longest first at each start, each on the lowest layer
-    where it overlaps nothing. Nested entities go under their container (layer 0 holds the outermost ones); a
-    span with a second type, or a crossing span, goes one layer down; flat data stays on one layer."""
-    layers: list[list[Span]] = []
-    ends: list[int] = []  # the end of the last span on each layer (spans come sorted by start)
-    for sp in sorted(set(spans), key=lambda s: (s.start, -s.end, s.label)):
-        k = next((i for i, e in enumerate(ends) if e <= sp.start), len(layers))
-        if k == len(layers):
-            layers.append([])
-            ends.append(0)
-        layers[k].append(sp)
-        ends[k] = sp.end
-    return layers
-
-
-def spans_to_layers(offsets: Offsets, spans: Iterable[Span]) -> list[list[str]]:
-    """IOB2 tag layers for words at ``offsets``, one for flat spans (see ``assign_layers``, applied to the words a
-    span covers: two spans that share a word never share a layer)."""
-    starts, ends = [s for s, _ in offsets], [e for _, e in offsets]
-    words = {Span(bisect_right(ends, sp.start), bisect_left(starts, sp.end), sp.label) for sp in spans}
-    out = []
-    for layer in assign_layers(words) or [[]]:
-        tags = ["O"] * len(offsets)
-        for sp in layer:
-            tags[sp.start] = f"B-{sp.label}"
-            tags[sp.start + 1:sp.end] = [f"I-{sp.label}"] * (sp.end - sp.start - 1)
-        out.append(tags)
-    return out
-
-
 def tag_spans(tags: Sequence[str], offsets: Offsets) -> list[Span]:
     """The entities of one tag layer as character spans."""
     return [Span(offsets[s][0], offsets[e - 1][1], label) for label, s, e in chunks(tags)]
@@ -412,23 +384,6 @@ def check_labelled(docs: Iterable[Document], role: str) -> None:
 
 
 # ---------------------------------------------------------------- statistics
-
-
-def nesting(spans: Sequence[Span]) -> tuple[list[int], int]:
-    """Per span, how many other spans contain it (0: outermost); and the number of crossing pairs (partly
-    overlapping, neither inside the other). The same range with two types counts as nested, not crossing."""
-    order = sorted(spans, key=lambda s: (s.start, -s.end))
-    depth = {sp: 0 for sp in spans}
-    crossing = 0
-    for i, a in enumerate(order):
-        for b in order[i + 1:]:
-            if b.start >= a.end:
-                break
-            if b.end <= a.end:
-                depth[b] += 1  # inside a (the same range with another type: b, later in order, counts as inner)
-            else:
-                crossing += 1
-    return [depth[sp] for sp in spans], crossing
 
 
 def stats(docs: list[Document]) -> dict:

@@ -2,8 +2,8 @@
 and one bf16 policy for both.
 
 An engine is anything with ``name``, ``batch_tokens`` (padded tokens per forward pass it runs best with) and
-``logits(batch) -> np.ndarray``; ``decode.WindowTagger`` drives it. ``load_engine`` picks the exported ONNX graph
-of a model directory (int8, else fp32); ``TorchEngine`` wraps a loaded transformers model.
+``logits(batch) -> np.ndarray``; ``decode.WindowTagger`` drives it. ``resolve_backend`` is the one rule that picks
+what runs a model directory (the exported int8 graph, else fp32, else PyTorch) and ``load_engine`` builds it.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from typing import Protocol
 import numpy as np
 
 from nerkit.errors import NerkitError
-from nerkit.modeldir import INT8_FILE, ONNX_FILE, first_line, read_meta
+from nerkit.modeldir import (INT8_FILE, ONNX_FILE, ModelDir, ModelMeta, check_torch_weights, first_line,
+                             open_model_dir)
 
 log = logging.getLogger("nerkit.engines")
 BACKENDS = ("auto", "onnx-int8", "onnx", "torch")
@@ -57,13 +58,14 @@ def available_cores() -> int:
     return n
 
 
-def set_torch_threads() -> None:
-    """Give torch ``available_cores()`` threads (its default may count the host's cores), unless OMP_NUM_THREADS is set."""
+def set_torch_threads(threads: int | None = None) -> None:
+    """Give torch ``threads`` threads where given, else ``available_cores()`` (its default may count the host's
+    cores) unless OMP_NUM_THREADS is set."""
     import torch
 
-    if os.environ.get("OMP_NUM_THREADS"):
+    if not threads and os.environ.get("OMP_NUM_THREADS"):
         return  # the user chose
-    n = available_cores()
+    n = threads or available_cores()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
@@ -77,18 +79,21 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# bf16 autocast on CPUs with native bf16 units stays on by default for both purposes: each cost under 0.1 F1 on
-# CoNLL-2003 (README "bf16"). Inference, one model scored both ways on an AVX512-BF16 CPU (bench/bf16.py): test F1
-# 88.60 vs 88.61 fp32, 99.98% of tags equal. Training, nerkit defaults and seed: bf16-trained 93.45 dev / 88.61
-# test vs fp32-trained 93.45 / 88.55 (bench/results/conll2003.json).
+# Training under bf16 autocast stays on by default on CPUs with native bf16 units: with nerkit's defaults and seed,
+# bf16-trained 93.45 dev / 88.61 test F1 vs fp32-trained 93.45 / 88.55 (bench/results/conll2003.json).
 CPU_BF16_TRAINING = True
-CPU_BF16_INFERENCE = True
+# Inference runs in fp32 on CPUs: under bf16 autocast a text's answer depended on what it was batched with (the
+# bf16 kernels round differently for other batch shapes): 1 of 192 texts changed entities and 100 changed scores
+# alone vs in a batch of 64 (issue 21); the tiny test model on an AVX512-BF16 CPU, 8 of 192 scores in bf16 and 0 in
+# fp32. bf16 had cost 0.01 F1 (bench/bf16.py): only speed is lost, and the exported ONNX graphs are the fast path.
+CPU_BF16_INFERENCE = False
 
 
 def use_bf16(setting: str | bool, device, inference: bool = False) -> bool:
-    """Whether to autocast to bf16. "on"/"off" as given. "auto": NERKIT_BF16=on/off where set (so a bf16 CPU can
-    run as an AVX2 one, and the reverse); else on GPUs with bf16, and on CPUs with native bf16 units (without them
-    autocast ran 7x slower than fp32 on an AVX2 CPU) for the purposes where it cost under 0.1 F1. True/False as on/off."""
+    """Whether to autocast to bf16. "on"/"off" as given (bf16 answers can depend on the batch). "auto": on GPUs
+    with bf16; on CPUs with native bf16 units (without them autocast ran 7x slower than fp32 on an AVX2 CPU) for
+    training only (fp32 inference gives a text the same answer whatever it is batched with). NERKIT_BF16=off turns
+    auto off everywhere; NERKIT_BF16=on makes any CPU count as one with native bf16 units. True/False as on/off."""
     if isinstance(setting, bool):
         return setting
     if setting == "on":
@@ -100,13 +105,12 @@ def use_bf16(setting: str | bool, device, inference: bool = False) -> bool:
     env = os.environ.get("NERKIT_BF16", "").strip().lower()
     if env in ("0", "off", "no", "false"):
         return False
-    if env in ("1", "on", "yes", "true"):
-        return True
+    forced = env in ("1", "on", "yes", "true")
     if getattr(device, "type", str(device).split(":")[0]) == "cuda":
         import torch
 
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_bf16() and (CPU_BF16_INFERENCE if inference else CPU_BF16_TRAINING)
+        return forced or torch.cuda.is_bf16_supported()
+    return (forced or cpu_has_bf16()) and (CPU_BF16_INFERENCE if inference else CPU_BF16_TRAINING)
 
 
 # ---------------------------------------------------------------- engines
@@ -117,10 +121,10 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, model, bf16: bool = False):
+    def __init__(self, model, bf16: bool = False, threads: int | None = None):
         import torch
 
-        set_torch_threads()
+        set_torch_threads(threads)
         self.torch = torch
         self.model = model.eval()
         self.device = next(model.parameters()).device
@@ -174,41 +178,83 @@ class OnnxEngine:
         return f"OnnxEngine({self.name}, {self.path})"
 
 
-def _fixed_scales(path: Path) -> bool:
+# The file each backend runs (the model fingerprint of ``tag-corpus`` hashes it).
+BACKEND_FILES = {"onnx-int8": INT8_FILE, "onnx": ONNX_FILE, "torch": "model.safetensors"}
+
+
+def _fixed_scales(meta: ModelMeta) -> bool:
     """Whether a model directory's int8 graph quantizes activations with constant scales (``nerkit export``
     since issue 9): then a text's logits do not depend on the other texts of its batch."""
-    try:
-        quant = (read_meta(path).onnx or {}).get("quantization") or {}
-    except Exception:  # noqa: BLE001 - unreadable metadata: treat the graph as the older, batch-dependent kind
-        return False
+    quant = (meta.onnx or {}).get("quantization") or {}
     return isinstance(quant, dict) and quant.get("activations") == "static"
 
 
-def load_engine(path: str | os.PathLike, backend: str = "auto") -> OnnxEngine | None:
-    """The ONNX engine for a model directory, or None where the backend asked for has no exported graph."""
-    path = Path(path)
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(model: ModelDir, backend: str = "auto") -> str:
+    """The backend that runs ``model``: onnx-int8, onnx or torch. The one rule ``predict``, ``serve`` and
+    ``tag-corpus`` share: "auto" takes the int8 graph (only one with fixed activation scales), else the fp32
+    graph (where ONNX Runtime is installed), else PyTorch; a named ONNX backend must have its graph."""
     if backend not in BACKENDS:
         raise NerkitError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if backend == "torch":
-        return None
-    order = {"auto": [(INT8_FILE, "onnx-int8"), (ONNX_FILE, "onnx")],
-             "onnx-int8": [(INT8_FILE, "onnx-int8")], "onnx": [(ONNX_FILE, "onnx")]}[backend]
-    for fname, name in order:
-        if backend == "auto" and fname == INT8_FILE and (path / fname).is_file() and not _fixed_scales(path):
+        return "torch"
+    for name in (["onnx-int8", "onnx"] if backend == "auto" else [backend]):
+        if not model.has(BACKEND_FILES[name]):
+            continue
+        if backend == "auto" and name == "onnx-int8" and not _fixed_scales(model.meta):
             log.warning("%s: the int8 graph quantizes activations with one scale per batch (exported by an older "
                         "nerkit), so answers could depend on what a text is batched with; running the fp32 graph. "
-                        "Run `nerkit export` again for the faster int8 graph.", path)
+                        "Run `nerkit export` again for the faster int8 graph.", model.path)
             continue
-        if (path / fname).is_file():
-            try:
-                import onnxruntime  # noqa: F401
-            except ImportError:
-                if backend == "auto":
-                    return None
-                raise NerkitError("onnxruntime is not installed (pip install 'nerkit[serve]')") from None
-            try:
-                return OnnxEngine(path / fname, name)
-            except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors (truncated or corrupt graph) have no base
-                raise NerkitError(f"{path / fname}: cannot load the ONNX graph ({first_line(exc)}); export the model "
-                                  "again (nerkit export)") from None
-    return None
+        if backend == "auto" and not _has_onnxruntime():
+            return "torch"
+        return name
+    if backend == "auto":
+        return "torch"
+    raise NerkitError(f"{model.path}: backend {backend!r} is not available for this model (run `nerkit export`)")
+
+
+def load_engine(model: ModelDir | str | os.PathLike, backend: str = "auto", *, threads: int | None = None,
+                device: str | None = None, bf16: str | bool = "auto") -> Engine:
+    """The engine that runs a model directory with the backend ``resolve_backend`` picks. ``threads``: CPU threads
+    for it (default: ``available_cores()``); ``device`` and ``bf16`` apply to PyTorch (see ``use_bf16``)."""
+    if not isinstance(model, ModelDir):
+        model = open_model_dir(model)
+    name = resolve_backend(model, backend)
+    if name == "torch":
+        return _torch_engine(model, threads, device, bf16)
+    path = model.path / BACKEND_FILES[name]
+    if not _has_onnxruntime():
+        raise NerkitError("onnxruntime is not installed (pip install 'nerkit[serve]')")
+    try:
+        return OnnxEngine(path, name, threads=threads)
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime's errors (truncated or corrupt graph) have no base
+        raise NerkitError(f"{path}: cannot load the ONNX graph ({first_line(exc)}); export the model "
+                          "again (nerkit export)") from None
+
+
+def _torch_engine(model: ModelDir, threads: int | None, device: str | None, bf16: str | bool) -> TorchEngine:
+    """A ``TorchEngine`` on the directory's safetensors weights, refused where they do not match config.json."""
+    from transformers import AutoModelForTokenClassification
+
+    check_torch_weights(model.path)
+    set_torch_threads(threads)
+    try:
+        net, info = AutoModelForTokenClassification.from_pretrained(model.path, use_safetensors=True,
+                                                                    output_loading_info=True)
+    except Exception as exc:  # noqa: BLE001 - torch, safetensors and transformers each raise their own
+        raise NerkitError(f"{model.path}: cannot load the model ({first_line(exc)})") from None
+    bad = [k for kind in ("missing_keys", "mismatched_keys") for k in info.get(kind) or ()]
+    if bad:  # transformers would run with freshly initialised weights there: silent nonsense
+        raise NerkitError(f"{model.path}: the weights do not match config.json ({len(bad)} tensors missing or "
+                          f"of another shape, e.g. {bad[0]})")
+    if device:
+        net.to(device)
+    return TorchEngine(net, bf16=use_bf16(bf16, net.device, inference=True), threads=threads)

@@ -41,7 +41,8 @@ import numpy as np
 from nerkit.engines import DEFAULT_BATCH_TOKENS, OnnxEngine
 from nerkit.errors import NerkitError
 from nerkit.hf_pipeline import PIPELINE_FILES
-from nerkit.modeldir import INT8_FILE, META_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, read_meta, write_meta
+from nerkit.modeldir import (INT8_FILE, META_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, ModelMeta, open_model_dir, read_meta,
+                             write_meta)
 
 log = logging.getLogger("nerkit.export")
 
@@ -177,14 +178,14 @@ def calibration_texts(source: str | os.PathLike | None = None, sentences: int = 
     return texts
 
 
-def _calibration_batches(src: Path, texts: Sequence[str]):
+def _calibration_batches(src: Path, meta: ModelMeta, texts: Sequence[str]):
     """The padded batches ``Tagger`` runs for ``texts`` (same windows, casing ids and batch sizes)."""
     from transformers import AutoTokenizer
 
     from nerkit import align
     from nerkit.predict import Tagger
 
-    tagger = Tagger(None, AutoTokenizer.from_pretrained(src), ["O"], read_meta(src))
+    tagger = Tagger(None, AutoTokenizer.from_pretrained(src), ["O"], meta)
     tok = tagger.tokenizer
     docs = [tagger._text_doc(t, i) for i, t in enumerate(texts)]
     enc = align.encode_documents(docs, tok, None)
@@ -311,9 +312,8 @@ def export(model_dir: str | os.PathLike, output: str | os.PathLike | None = None
     ``calibration``: texts, or a CoNLL/JSONL file like the training data, on which the int8 graph's activation
     scales are fixed (default: the small corpus shipped with nerkit)."""
     # One straight sequence (trace, check, fuse, check, quantize, calibrate, check, move into place) reads best as one function.
-    src = Path(model_dir)
-    if not (src / "config.json").is_file():
-        raise NerkitError(f"{src}: not a model directory (no config.json)")
+    source = open_model_dir(model_dir)  # config, labels and tokenizer files checked; nerkit.json read once
+    src = source.path
     if not any((src / w).is_file() for w in WEIGHT_FILES):
         raise NerkitError(f"{src}: no model.safetensors to export")
     out = Path(output) if output is not None else src
@@ -360,7 +360,7 @@ def export(model_dir: str | os.PathLike, output: str | os.PathLike | None = None
             quantize_model(raw, tmp / "dynamic.onnx", per_channel=per_channel, reduce_range=reduce_range)
             texts = (list(calibration) if calibration is not None and not isinstance(calibration, (str, os.PathLike))
                      else calibration_texts(calibration))
-            ranges = activation_ranges(tmp / "dynamic.onnx", _calibration_batches(src, texts))
+            ranges = activation_ranges(tmp / "dynamic.onnx", _calibration_batches(src, source.meta, texts))
             fix_activation_scales(tmp / "dynamic.onnx", q, ranges)
             calibrated = {"source": "texts" if calibration is not None and not isinstance(calibration, (str, os.PathLike))
                           else Path(calibration).name if calibration is not None else "nerkit corpus (train)",

@@ -3,7 +3,8 @@
 A nerkit model directory is a transformers token-classification directory (config.json, model.safetensors,
 tokenizer files) plus ``nerkit.json`` (``ModelMeta``: labels, window settings, casing signal, training record,
 metrics, ONNX export record) and a README.md model card. ``export`` adds ONNX graphs and a torch-free tokenizer.
-Every reader of nerkit.json goes through ``read_meta``.
+Every reader of nerkit.json goes through ``read_meta``; whatever runs a model opens its directory once with
+``open_model_dir`` (config.json and nerkit.json read once, the labels from one place).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nerkit.errors import NerkitError
+from nerkit.iob import unlayered_labels
 from nerkit.files import atomic_write_text, umask
 from nerkit.hf_pipeline import add_hf_pipeline
 
@@ -120,6 +122,32 @@ def check_model_dir(model_dir: str | os.PathLike) -> dict[str, Any]:
     return cfg
 
 
+@dataclass(frozen=True)
+class ModelDir:
+    """A model directory opened once: its config.json, its nerkit.json and its labels (from config.json's id2label,
+    the order the classifier's rows are in)."""
+
+    path: Path
+    config: dict[str, Any]
+    meta: ModelMeta
+    labels: list[str]
+
+    def has(self, name: str) -> bool:
+        """Whether the directory holds the file ``name``."""
+        return (self.path / name).is_file()
+
+
+def open_model_dir(model_dir: str | os.PathLike) -> ModelDir:
+    """Check a model directory (``check_model_dir``) and read config.json and nerkit.json, once each."""
+    path = Path(model_dir)
+    cfg = check_model_dir(path)
+    id2label = cfg["id2label"]
+    labels = [id2label[str(i)] for i in range(len(id2label))]
+    if not all(isinstance(t, str) and t for t in labels):
+        raise NerkitError(f"{path / 'config.json'}: id2label holds a label that is not a non-empty string")
+    return ModelDir(path, cfg, read_meta(path), labels)
+
+
 def check_torch_weights(model_dir: str | os.PathLike) -> None:
     """Refuse a directory whose weights are not safetensors: unpickling a file can run any code in it."""
     path = Path(model_dir)
@@ -209,7 +237,7 @@ def _table(report: dict) -> list[str]:
 
 def model_card(meta: ModelMeta) -> str:
     """Markdown model card (README.md): base model, labels, data, training settings, per-type metrics."""
-    types = sorted({t[2:] for t in meta.labels or [] if t != "O"})
+    types = sorted({t[2:] for t in unlayered_labels(meta.labels or [])[0] if t != "O"})  # a nested model: once
     lines = [
         "---", "library_name: transformers", "pipeline_tag: token-classification", "tags: [ner, nerkit]", "---", "",
         "# Named-entity recognizer fine-tuned with nerkit", "",

@@ -10,9 +10,9 @@ import numpy as np
 
 from nerkit import align, files
 from nerkit.decode import WindowTagger, run_steps
-from nerkit.engines import TorchEngine, load_engine, set_torch_threads, use_bf16
+from nerkit.engines import load_engine
 from nerkit.errors import DataError, NerkitError
-from nerkit.modeldir import ModelMeta, check_model_dir, check_torch_weights, first_line, read_meta
+from nerkit.modeldir import ModelDir, ModelMeta, first_line, open_model_dir
 from nerkit.types import Document, Entity, Sentence
 
 __all__ = ["Entity", "Tagger", "read_texts"]  # Entity lives in nerkit.types; kept importable from here
@@ -26,47 +26,15 @@ class Tagger(WindowTagger):
         super().__init__(engine, tokenizer, labels, self.meta.windows, bool(self.meta.case_signal))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, backend: str = "auto", device: str | None = None,
-             bf16: str = "auto") -> "Tagger":
-        """Load a nerkit (or any HF token-classification) model directory; backend: auto, torch, onnx, onnx-int8;
-        bf16: auto, on, off (PyTorch autocast; see ``engines.use_bf16``). A damaged directory is a NerkitError."""
-        path = Path(path)
-        check_model_dir(path)
-        meta = read_meta(path)
-        engine = load_engine(path, backend)
-        if engine is None and backend not in ("auto", "torch"):
-            raise NerkitError(f"{path}: backend {backend!r} is not available for this model (run `nerkit export`)")
-        if engine is not None:
-            # ONNX Runtime path: no transformers or torch import (seconds and hundreds of MB saved at start-up).
-            tokenizer = _word_tokenizer(path, meta)
-            labels = _config_labels(path)
-        else:
-            from transformers import AutoModelForTokenClassification
-
-            check_torch_weights(path)
-            set_torch_threads()
-            try:
-                model, info = AutoModelForTokenClassification.from_pretrained(path, use_safetensors=True,
-                                                                              output_loading_info=True)
-            except Exception as exc:  # noqa: BLE001 - torch, safetensors and transformers each raise their own
-                raise NerkitError(f"{path}: cannot load the model ({first_line(exc)})") from None
-            bad = [k for kind in ("missing_keys", "mismatched_keys") for k in info.get(kind) or ()]
-            if bad:  # transformers would run with freshly initialised weights there: silent nonsense
-                raise NerkitError(f"{path}: the weights do not match config.json ({len(bad)} tensors missing or "
-                                  f"of another shape, e.g. {bad[0]})")
-            if device:
-                model.to(device)
-            engine = TorchEngine(model, bf16=use_bf16(bf16, model.device, inference=True))
-            tokenizer = None
-            labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
-        if tokenizer is None:
-            from transformers import AutoTokenizer
-
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(path)
-            except Exception as exc:  # noqa: BLE001
-                raise NerkitError(f"{path}: cannot load the tokenizer ({first_line(exc)})") from None
-        return cls(engine, tokenizer, labels, meta)
+    def load(cls, path: str | os.PathLike | ModelDir, backend: str = "auto", device: str | None = None,
+             bf16: str = "auto", threads: int | None = None) -> "Tagger":
+        """Load a nerkit (or any HF token-classification) model directory (or one ``open_model_dir`` opened);
+        backend: auto, torch, onnx, onnx-int8 (``engines.resolve_backend``); bf16: auto, on, off (PyTorch autocast;
+        see ``engines.use_bf16``); threads: CPU threads for the engine (default: every core it may use). A damaged
+        directory is a NerkitError."""
+        model = path if isinstance(path, ModelDir) else open_model_dir(path)
+        engine = load_engine(model, backend, threads=threads, device=device, bf16=bf16)
+        return cls(engine, _tokenizer(model, torch_free=engine.name != "torch"), model.labels, model.meta)
 
     def word_probs(self, texts: Sequence[str]) -> list[tuple[list[str], list[tuple[int, int]], np.ndarray]]:
         """Words, their character offsets and their probability over ``labels``, per text."""
@@ -112,24 +80,21 @@ class Tagger(WindowTagger):
         return self.predict(list(texts))
 
 
-def _word_tokenizer(path: Path, meta: ModelMeta):
-    """The torch-free tokenizer ``nerkit export`` saved (see align.WordTokenizer), or None."""
-    spec = (meta.onnx or {}).get("word_tokenizer")
-    if not spec or not (path / spec["file"]).is_file():
-        return None
-    try:
-        return align.WordTokenizer.from_file(path / spec["file"], spec)
-    except ImportError:
-        return None
+def _tokenizer(model: ModelDir, torch_free: bool):
+    """The model's tokenizer: with ONNX Runtime, the torch-free one ``nerkit export`` saved (see
+    align.WordTokenizer) where there is one, so that neither transformers nor torch is imported; else transformers'."""
+    spec = (model.meta.onnx or {}).get("word_tokenizer")
+    if torch_free and spec and model.has(spec["file"]):
+        try:
+            return align.WordTokenizer.from_file(model.path / spec["file"], spec)
+        except ImportError:
+            pass
+    from transformers import AutoTokenizer
 
-
-def _config_labels(path: Path) -> list[str]:
-    """Labels in id order from a model directory's config.json (without importing transformers)."""
     try:
-        id2label = json.loads((path / "config.json").read_text(encoding="utf-8"))["id2label"]
-        return [id2label[str(i)] for i in range(len(id2label))]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise NerkitError(f"{path / 'config.json'}: no usable id2label ({exc})") from None
+        return AutoTokenizer.from_pretrained(model.path)
+    except Exception as exc:  # noqa: BLE001
+        raise NerkitError(f"{model.path}: cannot load the tokenizer ({first_line(exc)})") from None
 
 
 def read_texts(path: str | os.PathLike) -> list[str]:

@@ -5,27 +5,29 @@ text column, other columns carried through), given as files, folders or globs. A
 a range of a Parquet file's row groups. Each shard becomes one part file, written under a temporary name and then
 renamed, and recorded in the output's manifest; a rerun skips the shards already done, so a killed job resumes.
 
-One function, ``tag_table`` (a table in, the same table with an ``entities`` column out), serves both engines:
-``local`` (this process) and ``ray`` (Ray Data ``map_batches`` over an actor pool of ``TagBatch``, which loads the
-model once per actor; Ray retries failed tasks and restarts dead actors). The output contract is in docs/corpus.md.
+One function, ``tag_table`` (a table in, the same table with an ``entities`` column out), serves both runners:
+``local`` (this process) and ``ray`` (``tagcorpus_ray``: Ray Data ``map_batches`` over an actor pool of ``TagBatch``,
+which loads the model once per actor; Ray retries failed tasks and restarts dead actors). The backend is chosen by
+the rule every command shares (``engines.resolve_backend``). The output contract is in docs/corpus.md.
 """
-# size: ~650 lines because it is the whole tag-corpus contract in one place, in sections: inputs and shards, the
-# table function and the Ray helper, the model fingerprint, part files and the manifest, then the two engines
-# (which share all of the above). Split, the output contract would be spread over several files.
+# size: ~510 lines because it is the whole tag-corpus output contract in one place, in sections: inputs and shards,
+# the table function, the model fingerprint, part files and the manifest, then the run (the Ray runner is apart).
 from __future__ import annotations
 
 import glob
 import hashlib
 import json
 import os
-import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from nerkit.engines import BACKEND_FILES, resolve_backend
 from nerkit.errors import DataError, NerkitError
-from nerkit.modeldir import INT8_FILE, META_FILE, ONNX_FILE
+from nerkit.modeldir import META_FILE, open_model_dir
+from nerkit.tagcorpus_ray import INTERNAL_COLUMNS, import_ray, run_ray
 
 SUFFIXES = (".txt", ".jsonl", ".parquet")
 MANIFEST_FILE = "_nerkit_manifest.json"
@@ -34,9 +36,6 @@ OUTPUT_COLUMNS = ("source", "row", "id", "text", "entities", "model")
 DEFAULT_ROWS_PER_SHARD = 100_000  # Parquet inputs: row groups are gathered into shards of about this many rows
 DEFAULT_BATCH_ROWS = 1024  # texts per tag_table call; the Tagger batches them by tokens inside
 MANIFEST_EVERY_S = 5.0  # the manifest is rewritten at most this often (and at the end); see _Manifest
-# Internal columns of the Ray engine: a row's shard, the shard's row count, and (on one row of the shard) its column
-# names as JSON, because Ray Data unifies the schemas of the blocks it batches together.
-_SHARD_COL, _SHARD_ROWS_COL, _SHARD_COLS_COL = "__nerkit_shard", "__nerkit_shard_rows", "__nerkit_shard_cols"
 _KILL_ONCE_ENV = "NERKIT_TEST_KILL_ONCE"  # tests only: a flag file; the first actor batch to find it removes it and dies
 
 
@@ -269,15 +268,9 @@ class TagBatch:
 
     def __init__(self, model_dir: str | os.PathLike, backend: str = "auto", threads: int = 1,
                  text_column: str = "text"):
-        os.environ["NERKIT_THREADS"] = str(threads)  # read by the ONNX engine's thread policy
-        os.environ["OMP_NUM_THREADS"] = str(threads)
         from nerkit.predict import Tagger
 
-        self.tagger = Tagger.load(model_dir, backend=backend)
-        if getattr(self.tagger.engine, "name", "") == "torch":
-            import torch
-
-            torch.set_num_threads(threads)
+        self.tagger = Tagger.load(model_dir, backend=backend, threads=threads)
         self.text_column = text_column
 
     def __call__(self, batch):
@@ -295,37 +288,11 @@ class TagBatch:
 # ---------------------------------------------------------------- model fingerprint
 
 
-def resolve_backend(model_dir: str | os.PathLike, backend: str = "auto") -> str:
-    """The backend ``Tagger.load(model_dir, backend)`` will run: onnx-int8, onnx or torch (as engines.load_engine)."""
-    path = Path(model_dir)
-    if not (path / "config.json").is_file():
-        raise NerkitError(f"{path}: not a model directory (no config.json)")
-    if backend == "torch":
-        return "torch"
-    order = {"auto": ["onnx-int8", "onnx"], "onnx-int8": ["onnx-int8"], "onnx": ["onnx"]}.get(backend)
-    if order is None:
-        raise NerkitError(f"unknown backend {backend!r}; expected auto, onnx-int8, onnx or torch")
-    for name in order:
-        if (path / _WEIGHTS[name]).is_file():
-            if backend == "auto":
-                try:
-                    import onnxruntime  # noqa: F401
-                except ImportError:
-                    return "torch"
-            return name
-    if backend == "auto":
-        return "torch"
-    raise NerkitError(f"{path}: backend {backend!r} is not available for this model (run `nerkit export`)")
-
-
-_WEIGHTS = {"onnx-int8": INT8_FILE, "onnx": ONNX_FILE, "torch": "model.safetensors"}
-
-
 def model_fingerprint(model_dir: str | os.PathLike, backend: str) -> str:
     """SHA-256 (first 16 hex digits) of the backend's weight file, config.json and nerkit.json, and the backend."""
     path = Path(model_dir)
     h = hashlib.sha256(backend.encode() + b"\0")
-    for name in (_WEIGHTS[backend], "config.json", META_FILE):
+    for name in (BACKEND_FILES[backend], "config.json", META_FILE):
         f = path / name
         h.update(name.encode() + b"\0")
         if f.is_file():
@@ -345,7 +312,7 @@ class CorpusResult:
 
     output: str
     model: str  # the model fingerprint written in every row
-    engine: str
+    runner: str  # local or ray
     shards: int  # shards in the input
     skipped: int  # already done by an earlier run
     tagged: int  # tagged in this run
@@ -416,7 +383,7 @@ def _finish_table(table, shard: Shard, fingerprint: str, keep_text: bool):
     """Rows in source order, internal columns dropped, the model fingerprint added."""
     import pyarrow as pa
 
-    drop = [c for c in (_SHARD_COL, _SHARD_ROWS_COL, _SHARD_COLS_COL) if c in table.column_names]
+    drop = [c for c in INTERNAL_COLUMNS if c in table.column_names]
     if not keep_text:
         drop.append("text")
     table = table.drop_columns(drop).sort_by("row")
@@ -454,24 +421,32 @@ def _count_words(texts: Iterable[str]) -> int:
     return sum(len(t.split()) for t in texts)
 
 
-# ---------------------------------------------------------------- engines
+# ---------------------------------------------------------------- the run
+
+
+RUNNERS = ("local", "ray")
 
 
 def tag_corpus(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
-               engine: str = "local", backend: str = "auto", workers: int | None = None,
+               runner: str = "local", backend: str = "auto", workers: int | None = None,
                threads: int | None = None, text_column: str = "text", keep_text: bool = True,
                rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, batch_rows: int = DEFAULT_BATCH_ROWS,
-               progress: bool = False) -> CorpusResult:
-    """Tag every text of ``inputs`` into Parquet part files in ``output``; shards done by an earlier run are skipped."""
+               progress: bool = False, engine: str | None = None) -> CorpusResult:
+    """Tag every text of ``inputs`` into Parquet part files in ``output``; shards done by an earlier run are skipped.
+    ``runner``: local (this process) or ray; ``engine`` is its deprecated former name."""
     t0 = time.perf_counter()
-    if engine not in ("local", "ray"):
-        raise NerkitError(f"unknown engine {engine!r}; expected local or ray")
-    if engine == "ray":
-        _import_ray()  # fail before any work when Ray is missing
+    if engine is not None:
+        warnings.warn("tag_corpus(engine=...) is now runner=...", DeprecationWarning, stacklevel=2)
+        runner = engine
+    if runner not in RUNNERS:
+        raise NerkitError(f"unknown runner {runner!r}; expected local or ray")
+    if runner == "ray":
+        import_ray()  # fail before any work when Ray is missing
     output = Path(output)
     files = find_inputs(inputs, exclude=output)
     shards = plan_shards(files, rows_per_shard)
-    backend = resolve_backend(model_dir, backend)
+    model = open_model_dir(model_dir)
+    backend = resolve_backend(model, backend)  # the rule predict and serve follow
     fingerprint = model_fingerprint(model_dir, backend)
     job = {"model": fingerprint, "model_dir": str(Path(model_dir).resolve()), "backend": backend,
            "text_column": text_column, "keep_text": keep_text}
@@ -487,6 +462,7 @@ def tag_corpus(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike]
     stats = {"rows": 0, "entities": 0, "words": 0}
 
     def done(shard: Shard, table) -> None:
+        stats["words"] += _count_words(table["text"].to_pylist())
         table = _finish_table(table, shard, fingerprint, keep_text)
         _write_part(output, shard, table, fingerprint)
         n_ent = sum(len(e) for e in table["entities"].to_pylist())
@@ -497,37 +473,31 @@ def tag_corpus(model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike]
         manifest.save()
 
     try:
-        if pending and engine == "local":
-            _run_local(model_dir, backend, threads, pending, text_column, batch_rows, done, stats, progress)
+        if pending and runner == "local":
+            _run_local(model, backend, threads, pending, text_column, batch_rows, done, progress)
         elif pending:
-            _run_ray(model_dir, backend, workers, threads, pending, text_column, batch_rows, done, stats, progress)
+            run_ray(model_dir, backend, pending, read=read_shard, actor=TagBatch, tag_empty=_tag_empty, done=done,
+                    workers=workers, threads=threads, text_column=text_column, batch_rows=batch_rows,
+                    progress=progress)
     finally:
         manifest.job.update({"shards": len(shards), "complete": all(
             (output / s.part_name).is_file() and s.part_name in manifest.parts for s in shards)})
         manifest.save(force=True)
-    return CorpusResult(str(output), fingerprint, engine, len(shards), len(shards) - len(pending), len(pending),
+    return CorpusResult(str(output), fingerprint, runner, len(shards), len(shards) - len(pending), len(pending),
                         stats["rows"], stats["entities"], stats["words"], round(time.perf_counter() - t0, 3))
 
 
-def _run_local(model_dir, backend, threads, pending, text_column, batch_rows, done, stats, progress) -> None:
+def _tag_empty(table):
+    """An empty shard's table with its (empty) entities column."""
+    return tag_table(None, table)
+
+
+def _run_local(model, backend, threads, pending, text_column, batch_rows, done, progress) -> None:
     import pyarrow as pa
 
     from nerkit.predict import Tagger
 
-    saved = os.environ.get("NERKIT_THREADS")
-    if threads:
-        os.environ["NERKIT_THREADS"] = str(threads)  # the engines' thread policy reads it when they start
-    try:
-        tagger = Tagger.load(model_dir, backend=backend)
-    finally:
-        if threads and saved is None:
-            del os.environ["NERKIT_THREADS"]
-        elif threads:
-            os.environ["NERKIT_THREADS"] = saved
-    if threads and tagger.engine.name == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
+    tagger = Tagger.load(model, backend=backend, threads=threads)
     it = pending
     if progress:
         from tqdm import tqdm
@@ -535,130 +505,8 @@ def _run_local(model_dir, backend, threads, pending, text_column, batch_rows, do
         it = tqdm(pending, desc="tag-corpus", unit="shard")
     for shard in it:
         table = read_shard(shard, text_column)
-        stats["words"] += _count_words(table["text"].to_pylist())
         parts = [tag_table(tagger, table.slice(i, batch_rows)) for i in range(0, table.num_rows, batch_rows)]
         done(shard, pa.concat_tables(parts) if parts else tag_table(tagger, table))
-
-
-def _import_ray():
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise NerkitError("--engine ray needs Ray Data, which is not installed: pip install 'nerkit[ray]'") from None
-    return ray
-
-
-class _ReadShards:
-    """Ray Data stage: shard indices in, the shards' rows out (with the shard index and its row count)."""
-
-    def __init__(self, shards: list[Shard], text_column: str):
-        self.shards, self.text_column = shards, text_column
-
-    def __call__(self, batch):
-        import pyarrow as pa
-
-        tables = []
-        for i in batch["shard"].to_pylist():
-            try:
-                t = read_shard(self.shards[i], self.text_column)
-            except NerkitError as exc:
-                raise NerkitError(str(exc)) from None  # DataError's constructor does not survive pickling
-            if not t.num_rows:
-                continue  # an empty shard: the driver writes its (empty) part when the stream ends
-            cols = json.dumps(t.column_names)
-            t = t.append_column(_SHARD_COL, pa.array([i] * t.num_rows, pa.int64()))
-            t = t.append_column(_SHARD_ROWS_COL, pa.array([t.num_rows] * t.num_rows, pa.int64()))
-            tables.append(t.append_column(_SHARD_COLS_COL, pa.array([cols] + [None] * (t.num_rows - 1), pa.string())))
-        if not tables:
-            return pa.table({"text": pa.array([], pa.string()), _SHARD_COL: pa.array([], pa.int64())})
-        return pa.concat_tables(tables, promote_options="permissive")
-
-
-def _nerkit_cause(exc: BaseException) -> NerkitError | None:
-    """The NerkitError inside an exception Ray raised for a failed task, if there is one."""
-    seen, todo = set(), [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, NerkitError):
-            return e
-        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
-    # Ray Data re-raises a UDF's exception as a UserCodeException whose original is gone but for its text.
-    m = re.search(r"nerkit\.errors\.\w*Error: (.+)", str(exc))
-    return NerkitError(m.group(1).strip()) if m else None
-
-
-def _run_ray(model_dir, backend, workers, threads, pending, text_column, batch_rows, done, stats, progress) -> None:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    ray = _import_ray()
-    started = False
-    if not ray.is_initialized():
-        from nerkit.engines import available_cores
-
-        kwargs = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": available_cores()}
-        ray.init(include_dashboard=False, logging_level="WARNING", **kwargs)
-        started = True
-    try:
-        threads = threads or 1
-        cpus = int(ray.cluster_resources().get("CPU", 0))
-        workers = workers or max(1, cpus // threads)
-        if workers * threads > cpus:
-            raise NerkitError(f"--workers {workers} x --threads {threads} needs {workers * threads} CPUs; the Ray "
-                              f"cluster has {cpus}")
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = progress
-        ds = ray.data.from_items([{"shard": i} for i in range(len(pending))], override_num_blocks=len(pending))
-        # Reading is light; with num_cpus=0 it never waits behind the actors, which hold every CPU.
-        ds = ds.map_batches(_ReadShards(pending, text_column), batch_size=1, batch_format="pyarrow", num_cpus=0)
-        ds = ds.map_batches(TagBatch, fn_constructor_kwargs={"model_dir": str(Path(model_dir).resolve()),
-                                                             "backend": backend, "threads": threads},
-                            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads,
-                            batch_size=batch_rows, batch_format="pyarrow")
-        got: dict[int, list] = {}
-        rows_seen: dict[int, set] = {}
-        complete: set[int] = set()
-        try:
-            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-                if not batch.num_rows:
-                    continue
-                shard_col = batch[_SHARD_COL].to_numpy()
-                for i in sorted(set(shard_col.tolist())):
-                    part = batch.filter(pc.equal(batch[_SHARD_COL], i))
-                    seen = rows_seen.setdefault(i, set())
-                    rows = part["row"].to_pylist()
-                    if seen.intersection(rows) or i in complete:
-                        raise NerkitError(f"{pending[i].key}: a row came back twice from Ray; nothing was written "
-                                          "for this shard")
-                    seen.update(rows)
-                    got.setdefault(i, []).append(part)
-                    if len(seen) == part[_SHARD_ROWS_COL][0].as_py():
-                        table = pa.concat_tables(got.pop(i), promote_options="permissive")
-                        names = pc.drop_null(table[_SHARD_COLS_COL])[0].as_py()
-                        table = table.select(json.loads(names) + ["entities"])
-                        stats["words"] += _count_words(table["text"].to_pylist())
-                        done(pending[i], table)
-                        complete.add(i)
-        except Exception as exc:
-            cause = _nerkit_cause(exc)
-            if cause is not None:
-                raise NerkitError(str(cause)) from None
-            raise
-        for i, shard in enumerate(pending):
-            if i in complete:
-                continue
-            table = read_shard(shard, text_column)  # rows that produced no batch: only an empty shard may
-            if table.num_rows or i in got:
-                raise NerkitError(f"{shard.key}: {len(rows_seen.get(i, ()))} of {table.num_rows} rows came back "
-                                  "from Ray; nothing was written for this shard")
-            done(shard, tag_table(None, table))
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def result_dict(result: CorpusResult) -> dict:

@@ -44,3 +44,51 @@ def test_bf16_policy(monkeypatch):
     assert engines.use_bf16("auto", "cpu") is False
     with pytest.raises(NerkitError, match="bf16"):
         engines.use_bf16("maybe", cpu)
+
+
+def _mixed_texts(n: int = 192) -> list[str]:
+    """``n`` texts of 1 to 60 words (so that they are padded in batches), some words capitalised."""
+    import random
+
+    rng = random.Random(0)
+    words = ("john smith mary jones paris london berlin new york city lives works visited went met said today "
+             "the a of in").split()
+    return [" ".join(w.title() if rng.random() < 0.4 else w for w in rng.choices(words, k=rng.randint(1, 60)))
+            for _ in range(n)]
+
+
+def test_inference_auto_is_fp32_on_every_cpu(monkeypatch, tiny_model):
+    """bf16 autocast made the torch backend's answers depend on the batch (issue 21), and ``serve`` runs it by
+    default for an unexported model: "auto" is fp32 at inference whatever the CPU has (here: says it has bf16)."""
+    from nerkit.predict import Tagger
+
+    monkeypatch.setattr(engines, "cpu_has_bf16", lambda: True)
+    monkeypatch.delenv("NERKIT_BF16", raising=False)
+    assert engines.use_bf16("auto", "cpu") is True  # training keeps bf16 on such CPUs
+    assert engines.use_bf16("auto", "cpu", inference=True) is False
+    assert Tagger.load(tiny_model, backend="torch").engine.bf16 is False
+    monkeypatch.setenv("NERKIT_BF16", "on")
+    assert Tagger.load(tiny_model).engine.bf16 is False  # the environment does not bring batch-dependence back
+    assert Tagger.load(tiny_model, bf16="on").engine.bf16 is True  # only asking for it does
+
+
+@pytest.mark.parametrize("policy", ["env", "cpu"])
+def test_torch_answers_do_not_depend_on_the_batch(monkeypatch, tiny_model, policy):
+    """The same texts alone and in batches of 64 get identical entities and scores from the torch backend as
+    ``serve`` loads it, with the bf16 policy forced on: NERKIT_BF16=on (bf16 autocast runs on any CPU, emulated
+    where it has no bf16 units), or a CPU that reports native bf16 units. Under bf16 autocast, on an AVX512-BF16
+    CPU, 8 of these 192 texts changed scores."""
+    from nerkit.predict import Tagger
+
+    if policy == "env":
+        monkeypatch.setenv("NERKIT_BF16", "on")
+    else:
+        monkeypatch.delenv("NERKIT_BF16", raising=False)
+        monkeypatch.setattr(engines, "cpu_has_bf16", lambda: True)
+    tagger = Tagger.load(tiny_model)  # not exported: the torch backend, as `nerkit serve` runs it
+    assert tagger.engine.name == "torch"
+    texts = _mixed_texts()
+    alone = [tagger.predict([t])[0] for t in texts]
+    together = [ents for i in range(0, len(texts), 64) for ents in tagger.predict(texts[i:i + 64])]
+    assert sum(map(len, alone)) > 50, "the tiny model should find entities"
+    assert [i for i, (a, b) in enumerate(zip(alone, together)) if a != b] == []  # Entity equality includes score

@@ -1,5 +1,6 @@
 """ONNX export and the ONNX Runtime engine, on a tiny randomly initialised BERT (seconds on CPU)."""
 import json
+import os
 import subprocess
 import sys
 
@@ -13,9 +14,9 @@ pytest.importorskip("onnx")
 from nerkit import align  # noqa: E402
 from nerkit.cli import main  # noqa: E402
 from nerkit.errors import NerkitError  # noqa: E402
-from nerkit.engines import OnnxEngine, TorchEngine, load_engine  # noqa: E402
+from nerkit.engines import OnnxEngine, TorchEngine, load_engine, resolve_backend  # noqa: E402
 from nerkit.export import export  # noqa: E402
-from nerkit.modeldir import INT8_FILE, ONNX_FILE, WORD_TOKENIZER_FILE  # noqa: E402
+from nerkit.modeldir import INT8_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, open_model_dir  # noqa: E402
 from nerkit.predict import Tagger  # noqa: E402
 
 
@@ -88,7 +89,7 @@ def test_tagger_load_picks_the_fastest_available_backend(exported, model_dir):
     assert Tagger.load(out, backend="onnx-int8").engine.name == "onnx-int8"
     assert isinstance(Tagger.load(out, backend="torch").engine, TorchEngine)
     assert isinstance(Tagger.load(model_dir).engine, TorchEngine)  # not exported: PyTorch fallback
-    assert load_engine(model_dir, "auto") is None
+    assert resolve_backend(open_model_dir(model_dir), "auto") == "torch"
     with pytest.raises(NerkitError, match="not available"):
         Tagger.load(model_dir, backend="onnx")
     with pytest.raises(NerkitError, match="unknown backend"):
@@ -146,6 +147,9 @@ def test_engine_settings(exported, monkeypatch):
     tagger = Tagger.load(out)
     assert tagger.batch_tokens == 300  # Tagger batches as the engine prefers
     assert tagger.engine.session.get_session_options().intra_op_num_threads == 1
+    monkeypatch.delenv("NERKIT_THREADS")
+    assert Tagger.load(out, threads=1).engine.session.get_session_options().intra_op_num_threads == 1  # an argument
+    assert "NERKIT_THREADS" not in os.environ
 
 
 def test_onnx_path_loads_neither_torch_nor_transformers(exported):
@@ -244,3 +248,46 @@ def test_auto_backend_skips_an_int8_graph_with_batch_dependent_scales(exported, 
         assert Tagger.load(old).engine.name == "onnx"
     assert "nerkit export" in caplog.text
     assert Tagger.load(old, backend="onnx-int8").engine.name == "onnx-int8"
+
+
+def test_an_old_dynamic_int8_directory_gets_the_same_backend_from_predict_serve_and_tag_corpus(exported, tmp_path):
+    """One backend rule for every command: ``tag-corpus`` once chose by file names alone and ran the older,
+    batch-dependent int8 graph that ``predict`` and ``serve`` refuse for the same directory (issue 20)."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from nerkit.serve import create_app
+    from nerkit.tagcorpus import MANIFEST_FILE, tag_corpus
+
+    out, _ = exported
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    meta = json.loads((old / "nerkit.json").read_text())
+    meta["onnx"]["quantization"] = {"type": "dynamic", "weight_type": "int8", "per_channel": True,
+                                    "reduce_range": True}
+    (old / "nerkit.json").write_text(json.dumps(meta))
+    assert main(["predict", str(old), "John Smith lives in Paris."]) == 0
+    predicted = Tagger.load(old).engine.name
+    with TestClient(create_app(old)) as client:
+        served = client.get("/v1/health").json()["backend"]
+    (tmp_path / "in.txt").write_text("John Smith lives in Paris.\n", encoding="utf-8")
+    res = tag_corpus(old, [tmp_path / "in.txt"], tmp_path / "tagged")
+    tagged = json.loads((tmp_path / "tagged" / MANIFEST_FILE).read_text())["job"]["backend"]
+    assert predicted == served == tagged == "onnx"
+    assert res.rows == 1
+
+
+def test_loading_reads_the_model_metadata_once(exported, monkeypatch):
+    """One owner opens a model directory: config.json and nerkit.json are each read once (they were read twice,
+    by predict and by engines, and the labels taken from two places)."""
+    from pathlib import Path
+
+    out, _ = exported
+    reads = []
+    read_text = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: (reads.append(self.name), read_text(self, *a, **k))[1])
+    tagger = Tagger.load(out, backend="onnx")
+    assert (reads.count("config.json"), reads.count("nerkit.json")) == (1, 1), reads
+    assert tagger.labels == [json.loads(read_text(out / "config.json"))["id2label"][str(i)]
+                             for i in range(len(tagger.labels))]

@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parent.parent / "nerkit"
 MAX_LINES = 400
 # Pipeline stages, lowest first: a module may import its own stage or lower ones, never a higher one.
 STAGES = [
-    {"nerkit._version", "nerkit.errors", "nerkit.types", "nerkit.scheme", "nerkit.files", "nerkit.words", "nerkit.iob",
+    {"nerkit._version", "nerkit.errors", "nerkit.types", "nerkit.scheme", "nerkit.files", "nerkit.words", "nerkit.iob", "nerkit.layers",
      "nerkit.hf_pipeline_code"},  # the word splitter, IOB2 decoding; the pipeline code copied into model dirs
     {"nerkit.data"},
     {"nerkit.formats"},  # the I/O layer: every format read and written, ``formats.load`` for train and the CLI
@@ -22,7 +22,8 @@ STAGES = [
     {"nerkit.search", "nerkit.curve"},  # several trainings: around the derived budget (dev-best kept), on growing subsets
     {"nerkit.predict"},
     {"nerkit.export"},
-    {"nerkit.serve", "nerkit.tagcorpus"},  # both run a Tagger over texts: HTTP requests, corpus files
+    # both run a Tagger over texts: HTTP requests (the batcher and middleware in serving), corpus files (local or Ray)
+    {"nerkit.serve", "nerkit.serving", "nerkit.tagcorpus", "nerkit.tagcorpus_ray"},
     {"nerkit.demo"},
     {"nerkit.annotate"},  # beside the pipeline: it uses the pipeline, the pipeline never uses it
     {"nerkit.cli"},

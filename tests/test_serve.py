@@ -14,7 +14,7 @@ httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from nerkit.errors import DataError  # noqa: E402
-from nerkit.serve import Limits, create_app  # noqa: E402
+from nerkit.serve import Limits, create_app, uvicorn_options  # noqa: E402
 
 from tiny import LABELS, make_tiny_model  # noqa: E402
 
@@ -272,14 +272,15 @@ def test_cli_serve_passes_options(monkeypatch, model_dir):
 
 # ------------------------------------------------------------------- a real server: timeouts, 413s, shutdown
 class _Server:
-    """uvicorn serving ``app`` on a free port in a background thread (real sockets, real h11)."""
+    """uvicorn serving ``app`` on a free port in a background thread (real sockets, real h11), with the settings
+    ``nerkit serve`` runs it with."""
 
     def __init__(self, app):
         uvicorn = pytest.importorskip("uvicorn")
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    access_log=False))
+                                                    **uvicorn_options(app.state.limits)))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self):
@@ -445,3 +446,129 @@ def test_a_large_request_does_not_hold_up_a_small_one(tagger, monkeypatch):
     assert done == ["small", "big"]
     assert len(calls) > 3  # the large request took several model calls
     assert big_res == tagger.predict(big) and small_res == tagger.predict(small)  # same answers, in order
+
+
+def test_a_half_sent_request_head_or_an_idle_connection_is_timed_out(tagger):
+    """uvicorn bounds neither the request head nor a fresh connection's silence: a client that sent part of its
+    headers, or nothing, held the connection forever (issue 21). Now: 408 for the part, close for the silence."""
+    with _Server(create_app(tagger, Limits(read_timeout_s=0.5))) as srv:
+        half = socket.create_connection(("127.0.0.1", srv.port))
+        half.sendall(b"POST /v1/entities HTTP/1.1\r\nHost: t\r\nContent-Ty")
+        idle = socket.create_connection(("127.0.0.1", srv.port))
+        trickle = socket.create_connection(("127.0.0.1", srv.port))
+        trickle.sendall(b"GET /v1/health HTTP/1.1\r\nX-Pad: ")
+        cut = False
+        for _ in range(200):  # a byte every 0.05 s: each byte must not restart the clock
+            try:
+                trickle.sendall(b"a")
+            except OSError:  # the server closed the connection
+                cut = True
+                break
+            time.sleep(0.05)
+        assert cut, "a client sending its headers a byte at a time held the connection for 10 s"
+        data = _read_response(half, limit=30)  # a liveness bound: before the fix nothing ever came
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), data
+        err = json.loads(body)["error"]
+        assert err["code"] == "timeout" and "read_timeout_s" in err["message"]
+        idle.settimeout(30)  # a liveness bound: before the fix the connection stayed open
+        assert idle.recv(100) == b""  # closed without a word: nothing was asked
+        for s in (half, idle, trickle):
+            s.close()
+        # A kept-alive connection gets the same deadline for its next request, and normal requests are unaffected.
+        ok = socket.create_connection(("127.0.0.1", srv.port))
+        ok.sendall(b"GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+        ok.sendall(b"GET /v1/heal")
+        data = _read_response(ok, limit=30)
+        ok.close()
+        assert data.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 408" in data, data
+        assert httpx.get(srv.base + "/v1/health").status_code == 200
+
+
+def _serve_subprocess(tmp_path, script: str, port: int):
+    """``script`` run in a fresh interpreter (this checkout's nerkit), its output in server.log; waits until
+    /v1/health answers."""
+    import os
+    import subprocess
+    import sys
+
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.time() + 120
+    while True:
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            log.close()
+            pytest.fail((tmp_path / "server.log").read_text())
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
+                return proc, log
+        except httpx.HTTPError:
+            time.sleep(0.2)
+
+
+def test_sigterm_during_a_request_answers_503_json_without_a_traceback(tmp_path):
+    """SIGTERM while a request is being tagged: after the shutdown bound the client gets a JSON 503 (it got a
+    plain-text 500, and the log a traceback: issue 21)."""
+    import signal
+
+    port = _free_port()
+    script = f"""
+import logging, time
+from nerkit.serve import Limits, serve
+logging.basicConfig(level=logging.INFO)
+
+class Slow:
+    engine = type("E", (), {{"name": "slow"}})()
+    labels, meta, case_signal = ["O"], None, False
+
+    def predict(self, texts):
+        if texts == ["slow"]:
+            time.sleep(5)
+        return [[] for _ in texts]
+
+serve(Slow(), port={port}, limits=Limits(shutdown_timeout_s=0.5))
+"""
+    proc, log = _serve_subprocess(tmp_path, script, port)
+    try:
+        result = {}
+        client = threading.Thread(target=lambda: result.update(r=httpx.post(
+            f"http://127.0.0.1:{port}/v1/entities", json={"texts": ["slow"]}, timeout=60)))
+        client.start()
+        time.sleep(1.0)  # the request is being tagged
+        proc.send_signal(signal.SIGTERM)
+        client.join(60)
+        code = proc.wait(timeout=60)
+        out = (tmp_path / "server.log").read_text()
+        r = result["r"]
+        assert r.status_code == 503 and r.headers["content-type"] == "application/json", (r.text, out)
+        assert r.json()["error"]["code"] == "shutting_down"
+        assert "Traceback" not in out and "Exception in ASGI application" not in out, out
+        assert code in (0, -signal.SIGTERM), out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_a_port_out_of_range_is_a_clear_error(model_dir, capsys):
+    import subprocess
+    import sys
+
+    from nerkit.cli import main
+    from nerkit.errors import NerkitError
+    from nerkit.serve import serve
+
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(model_dir), "--port", "99999"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--port" in err and "65535" in err and "Traceback" not in err
+    with pytest.raises(NerkitError, match="65535"):
+        serve(model_dir, port=99999)
+    r = subprocess.run([sys.executable, "-m", "nerkit.cli", "serve", str(model_dir), "--port", "99999"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "65535" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -1,4 +1,4 @@
-"""`nerkit tag-corpus`: inputs, the output contract, resume, bad rows, and the Ray engine on a real local cluster."""
+"""`nerkit tag-corpus`: inputs, the output contract, resume, bad rows, and the Ray runner on a real local cluster."""
 from __future__ import annotations
 
 import json
@@ -188,16 +188,31 @@ def test_tag_table_and_tag_batch_helper(onnx_model):
     assert fn.tagger.engine.session.get_session_options().intra_op_num_threads == 1
 
 
+def test_cli_runner_option_and_its_former_name(onnx_model, corpus, tmp_path, capsys):
+    from nerkit.cli import main
+
+    assert main(["tag-corpus", str(onnx_model), str(corpus / "a.txt"), "--output", str(tmp_path / "a"),
+                 "--runner", "local", "--threads", "1", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["runner"] == "local"
+    assert main(["tag-corpus", str(onnx_model), str(corpus / "a.txt"), "--output", str(tmp_path / "b"),
+                 "--engine", "local", "--quiet"]) == 0  # the former name still works, and says it is renamed
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["runner"] == "local" and "--runner" in captured.err
+    assert _parts(tmp_path / "a") == _parts(tmp_path / "b")
+    with pytest.warns(DeprecationWarning):
+        assert tag_corpus(onnx_model, [corpus / "a.txt"], tmp_path / "c", engine="local").runner == "local"
+
+
 def test_ray_missing_says_how_to_install(onnx_model, corpus, tmp_path, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(NerkitError, match=r"pip install 'nerkit\[ray\]'"):
-        tag_corpus(onnx_model, [corpus], tmp_path / "out", engine="ray", backend="onnx")
+        tag_corpus(onnx_model, [corpus], tmp_path / "out", runner="ray", backend="onnx")
     assert not (tmp_path / "out").exists()
 
 
-# ---------------------------------------------------------------- Ray engine on a real 2-CPU local cluster
+# ---------------------------------------------------------------- Ray runner on a real 2-CPU local cluster
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +239,7 @@ def test_ray_equals_local_and_survives_a_killed_actor(ray_cluster, onnx_model, c
     local = tmp_path / "local"
     tag_corpus(onnx_model, [corpus], local, backend="onnx", rows_per_shard=15)
     ray_cluster.write_text("die once")  # the first actor batch to see this removes it and exits the process
-    res = tag_corpus(onnx_model, [corpus], tmp_path / "ray", engine="ray", backend="onnx", rows_per_shard=15,
+    res = tag_corpus(onnx_model, [corpus], tmp_path / "ray", runner="ray", backend="onnx", rows_per_shard=15,
                      workers=2, threads=1, batch_rows=4)
     assert not ray_cluster.exists()  # an actor did die mid-job
     assert (res.shards, res.tagged) == (4, 4)
@@ -239,7 +254,7 @@ def test_ray_bad_row_names_file_and_line(ray_cluster, onnx_model, tmp_path):
     src.parent.mkdir()
     src.write_text('{"text": "ok"}\n{"text": "ok"}\n{"txt": "typo"}\n', encoding="utf-8")
     with pytest.raises(NerkitError, match=r'bad\.jsonl:3: "text" is missing or null'):
-        tag_corpus(onnx_model, [src], tmp_path / "out", engine="ray", backend="onnx")
+        tag_corpus(onnx_model, [src], tmp_path / "out", runner="ray", backend="onnx")
     assert not list((tmp_path / "out").glob("part-*"))
 
 

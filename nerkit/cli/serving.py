@@ -30,6 +30,17 @@ def serve(a: argparse.Namespace) -> None:
     run_service(a.model_dir, host=a.host, port=a.port, limits=limits, backend=a.backend)
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number (a usage error, not socket's OverflowError, for one out of range)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, got {text}")
+    return port
+
+
 def register(sub) -> None:
     """Add the `export` and `serve` subcommands to the `nerkit` parser."""
     from nerkit.serve import Limits
@@ -53,7 +64,7 @@ def register(sub) -> None:
     s = sub.add_parser("serve", help="HTTP service with micro-batching, OpenAPI docs and a web page")
     s.add_argument("model_dir")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=_port, default=8000, help="TCP port, 0 to 65535 (0: any free one)")
     add_backend(s)
     s.add_argument("--max-chars", type=int, default=d.max_chars, help="characters per text")
     s.add_argument("--max-texts", type=int, default=d.max_texts, help="texts per request")
@@ -61,7 +72,8 @@ def register(sub) -> None:
     s.add_argument("--max-batch", type=int, default=d.max_batch_texts, help="texts tagged together")
     s.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, help="wait for more requests to batch")
     s.add_argument("--read-timeout", type=float, default=d.read_timeout_s,
-                   help="seconds to wait for the next piece of a request body before answering 408")
+                   help="seconds a request's head (line and headers) may take to arrive, and the longest wait for the "
+                        "next piece of its body; then 408 and the connection closes")
     s.add_argument("--shutdown-timeout", type=float, default=d.shutdown_timeout_s,
-                   help="seconds open requests may take to finish after SIGTERM/Ctrl-C")
+                   help="seconds open requests may take to finish after SIGTERM/Ctrl-C (then they get a 503)")
     s.set_defaults(func=serve)

@@ -1,0 +1,63 @@
+"""Nested and overlapping entities on tag layers: which layer each span goes on, and how spans nest.
+
+A token tag sequence holds one layer of non-overlapping entities; nested data (an entity inside another, one range
+with two types, crossing spans) needs several. ``assign_layers`` puts each span on the lowest layer where it
+overlaps nothing, longest first at each start, so layer 0 holds the outermost entities (what a flat model trains on)
+and flat data stays on one layer.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from typing import Iterable, Sequence
+
+from nerkit.types import Span
+
+Offsets = list[tuple[int, int]]  # character range [start, end) of each word
+
+
+def assign_layers(spans: Iterable[Span]) -> list[list[Span]]:
+    """Spans on as few non-overlapping layers as needed: longest first at each start, each on the lowest layer
+    where it overlaps nothing. Nested entities go under their container (layer 0 holds the outermost ones); a
+    span with a second type, or a crossing span, goes one layer down; flat data stays on one layer."""
+    layers: list[list[Span]] = []
+    ends: list[int] = []  # the end of the last span on each layer (spans come sorted by start)
+    for sp in sorted(set(spans), key=lambda s: (s.start, -s.end, s.label)):
+        k = next((i for i, e in enumerate(ends) if e <= sp.start), len(layers))
+        if k == len(layers):
+            layers.append([])
+            ends.append(0)
+        layers[k].append(sp)
+        ends[k] = sp.end
+    return layers
+
+
+def spans_to_layers(offsets: Offsets, spans: Iterable[Span]) -> list[list[str]]:
+    """IOB2 tag layers for words at ``offsets``, one for flat spans (see ``assign_layers``, applied to the words a
+    span covers: two spans that share a word never share a layer)."""
+    starts, ends = [s for s, _ in offsets], [e for _, e in offsets]
+    words = {Span(bisect_right(ends, sp.start), bisect_left(starts, sp.end), sp.label) for sp in spans}
+    out = []
+    for layer in assign_layers(words) or [[]]:
+        tags = ["O"] * len(offsets)
+        for sp in layer:
+            tags[sp.start] = f"B-{sp.label}"
+            tags[sp.start + 1:sp.end] = [f"I-{sp.label}"] * (sp.end - sp.start - 1)
+        out.append(tags)
+    return out
+
+
+def nesting(spans: Sequence[Span]) -> tuple[list[int], int]:
+    """Per span, how many other spans contain it (0: outermost); and the number of crossing pairs (partly
+    overlapping, neither inside the other). The same range with two types counts as nested, not crossing."""
+    order = sorted(spans, key=lambda s: (s.start, -s.end))
+    depth = {sp: 0 for sp in spans}
+    crossing = 0
+    for i, a in enumerate(order):
+        for b in order[i + 1:]:
+            if b.start >= a.end:
+                break
+            if b.end <= a.end:
+                depth[b] += 1  # inside a (the same range with another type: b, later in order, counts as inner)
+            else:
+                crossing += 1
+    return [depth[sp] for sp in spans], crossing

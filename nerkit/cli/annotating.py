@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from nerkit.cli._util import FORMAT_HELP, add_annotator, add_backend, add_scheme, add_training_options, training_config
+from nerkit.cli._util import (FORMAT_HELP, add_annotator, add_backend, add_scheme, add_source_options, add_training_options,
+                              source_options, training_config)
 from nerkit.errors import NerkitError
 
 
@@ -48,8 +49,9 @@ def convert(a: argparse.Namespace) -> None:
     """Convert annotations between formats; print what changed."""
     from nerkit.formats import convert as convert_file
 
-    report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict,
-                          annotators=a.annotator)
+    with source_options(a, [(a.input, a.src)]):
+        report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict,
+                              annotators=a.annotator)
     _print_report(report, a.details)
     print(f"wrote {a.output}")
 
@@ -60,7 +62,8 @@ def agree(a: argparse.Namespace) -> None:
     from nerkit.formats import ChangeLog
 
     report = ChangeLog()
-    names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
+    with source_options(a, [(f, a.fmt) for f in a.files]):
+        names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
     al = ag.align(names, sets)
     result = ag.agreement(al, report)
     found = ag.disagreements(al)
@@ -98,14 +101,18 @@ def adjudicate(a: argparse.Namespace) -> None:
     from nerkit.annotate import agreement as ag
 
     report = formats.ChangeLog()
-    names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
+    with source_options(a, [(f, a.fmt) for f in a.files]):
+        names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
     al = ag.align(names, sets)
+    ag.report_partial(al, report)  # left out of the merge: listed and counted, never silently
     out = merge(al, a.strategy)
     formats.write(out.records, a.output, a.to, report)
     review = a.review or str(Path(a.output).with_suffix("")) + ".review.jsonl"
     write_review(out.conflicts, review)
     print(f"{len(al.records)} texts from {len(names)} annotators: {out.agreed} regions agreed, {out.voted} decided by "
           f"{a.strategy} vote, {len(out.conflicts)} for review")
+    if al.partial:
+        print(f"{len(al.partial)} texts not annotated by every annotator: left out of {a.output} (listed below)")
     _print_report(report, 20)
     print(f"wrote {a.output}")
     if out.conflicts:
@@ -179,6 +186,7 @@ def register(sub) -> None:
     c.add_argument("--details", type=int, default=20, help="list this many changes (-1: all)")
     add_annotator(c, "keep this annotator's annotation of each task (Label Studio user id or email; repeat "
                      "for a fallback order); default: each task's first submitted annotation")
+    add_source_options(c)
     c.set_defaults(func=convert)
 
     g = sub.add_parser("agree", help="inter-annotator agreement of two or more annotators' files")
@@ -188,6 +196,7 @@ def register(sub) -> None:
     g.add_argument("--report", help="write the disagreements as text here (default: print them)")
     g.add_argument("--html", help="write the disagreements as an HTML page here")
     add_annotator(g, "compare only these annotators of a Label Studio export (id or email; repeat)")
+    add_source_options(g)
     g.set_defaults(func=agree)
 
     j = sub.add_parser("adjudicate", help="merge annotators by majority; conflicts go to a review file")
@@ -200,6 +209,7 @@ def register(sub) -> None:
     j.add_argument("--apply", metavar="REVIEW", help="apply a decided review file to the merged file given")
     j.add_argument("--allow-undecided", action="store_true", help="with --apply: leave undecided items without entities")
     add_annotator(j, "merge only these annotators of a Label Studio export (id or email; repeat)")
+    add_source_options(j)
     j.set_defaults(func=adjudicate)
 
     p = sub.add_parser("preannotate", help="tag texts with a model and write annotation tasks")

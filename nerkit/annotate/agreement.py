@@ -92,14 +92,6 @@ def align(names: Sequence[str], sets: Sequence[Sequence[Record]]) -> Aligned:
                    [[d.get(k) for d in keyed] for k in partial])
 
 
-def report_partial(al: Aligned, report: ChangeLog) -> None:
-    """Count (and locate) each text that not every annotator annotated: it is left out of the comparison."""
-    for recs in al.partial:
-        have = [n for n, r in zip(al.names, recs) if r is not None]
-        first = next(r for r in recs if r is not None)
-        missing = [n for n, r in zip(al.names, recs) if r is None]
-        report.add("not-shared", first.source or first.id, f"annotated by {', '.join(have)}; not by {', '.join(missing)}")
-
 
 # ---------------------------------------------------------------- entity-level F1
 

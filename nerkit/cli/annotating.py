@@ -85,7 +85,7 @@ def agree(a: argparse.Namespace) -> None:
 def adjudicate(a: argparse.Namespace) -> None:
     """Merge annotators (or apply a decided review file)."""
     from nerkit import formats
-    from nerkit.annotate.adjudicate import adjudicate as merge, apply_review, write_review
+    from nerkit.annotate.adjudicate import adjudicate as merge, apply_review, report_left_out, write_review
 
     if a.apply:
         if len(a.files) != 1:
@@ -104,7 +104,7 @@ def adjudicate(a: argparse.Namespace) -> None:
     with source_options(a, [(f, a.fmt) for f in a.files]):
         names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
     al = ag.align(names, sets)
-    ag.report_partial(al, report)  # left out of the merge: listed and counted, never silently
+    report_left_out(al, report)  # listed and counted, never silently
     out = merge(al, a.strategy)
     formats.write(out.records, a.output, a.to, report)
     review = a.review or str(Path(a.output).with_suffix("")) + ".review.jsonl"

@@ -25,7 +25,8 @@ def validate(a: argparse.Namespace) -> None:
     """Check annotated data against guidelines; fail on errors (or warnings with --strict)."""
     from nerkit.annotate.guidelines import format_findings, validate as check
 
-    findings = check(a.schema, a.data, a.fmt)
+    with source_options(a, [(d, a.fmt) for d in a.data]):
+        findings = check(a.schema, a.data, a.fmt)
     print(format_findings(findings))
     errors = sum(f.severity == "error" for f in findings)
     if errors or (a.strict and findings):
@@ -138,7 +139,7 @@ def suggest(a: argparse.Namespace) -> None:
 
     exclude: list[str] = []
     for path in a.exclude or []:
-        exclude += [r.text for r in formats.read(path)]
+        exclude += [r.text for r in formats.read(path, spans_key="*")]  # only the texts: any span group will do
     if a.output:
         items = assist.suggest_file(a.model_dir, a.unlabelled, a.output, a.n, a.strategy, a.to, exclude, a.backend)
         print(f"wrote the {len(items)} most uncertain texts to {a.output}")
@@ -168,6 +169,7 @@ def register(sub) -> None:
     v.add_argument("data", nargs="+")
     v.add_argument("--from", dest="fmt", help=f"data format ({FORMAT_HELP}); default: guessed from the name")
     v.add_argument("--strict", action="store_true", help="fail on warnings too")
+    add_source_options(v)
     v.set_defaults(func=validate)
 
     x = sub.add_parser("labelstudio-config", help="the Label Studio labeling config of a label schema (XML)")

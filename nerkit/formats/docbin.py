@@ -10,6 +10,7 @@ place of the ones read.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from pathlib import Path
 from typing import Sequence
 
@@ -72,11 +73,12 @@ def _sentences(doc, words: list[tuple[int, int]]) -> list[tuple[int, int]] | Non
     """The Doc's sentences as character ranges from their first to their last word (None: no sentence annotation)."""
     if not doc.has_annotation("SENT_START"):
         return None
+    starts = [a for a, _ in words]
     out = []
     for sent in doc.sents:
-        inside = [(a, b) for a, b in words if sent.start_char <= a < sent.end_char]
-        if inside:
-            out.append((inside[0][0], inside[-1][1]))
+        lo, hi = bisect_left(starts, sent.start_char), bisect_left(starts, sent.end_char)
+        if lo < hi:  # a sentence of whitespace tokens only has no words
+            out.append((words[lo][0], words[hi - 1][1]))
     return out
 
 

@@ -250,9 +250,9 @@ def test_cli_adjudicate_lists_texts_not_annotated_by_everyone(tmp_path, capsys):
     merged = tmp_path / "merged.jsonl"
     assert main(["adjudicate", *map(str, FILES[:2]), "--output", str(merged)]) == 0
     out = capsys.readouterr().out
-    assert "1 texts not annotated by every annotator: left out of" in out
+    assert "1 texts not annotated by every annotator, left out of" in out
     assert "no changes" not in out and "text not annotated by every annotator left out of the merge" in out
     extra = next(r for r in read(FILES[1]) if r.text not in {x.text for x in read(FILES[0])})
-    assert f"{extra.source}: text not annotated by every annotator left out of the merge: annotated by ann_b; " \
-           "not by ann_a" in out
+    assert f"  {extra.source}: annotated by ann_b; not by ann_a" in out
+    assert f"{extra.source}: text not annotated by every annotator left out of the merge: annotated by ann_b" in out
     assert len(read(merged)) == 2

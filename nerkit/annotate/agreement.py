@@ -92,7 +92,6 @@ def align(names: Sequence[str], sets: Sequence[Sequence[Record]]) -> Aligned:
                    [[d.get(k) for d in keyed] for k in partial])
 
 
-
 # ---------------------------------------------------------------- entity-level F1
 
 

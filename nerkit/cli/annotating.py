@@ -112,8 +112,10 @@ def adjudicate(a: argparse.Namespace) -> None:
     write_review(out.conflicts, review)
     print(f"{len(al.records)} texts from {len(names)} annotators: {out.agreed} regions agreed, {out.voted} decided by "
           f"{a.strategy} vote, {len(out.conflicts)} for review")
-    if al.partial:
-        print(f"{len(al.partial)} texts not annotated by every annotator: left out of {a.output} (listed below)")
+    left = [c for c in report.changes if c.kind == "not-shared"]
+    if left:
+        print(f"{len(left)} texts not annotated by every annotator, left out of {a.output}:")
+        print("\n".join(f"  {c.where}: {c.detail}" for c in left[:20]) + (f"\n  ... {len(left) - 20} more" if len(left) > 20 else ""))
     _print_report(report, 20)
     print(f"wrote {a.output}")
     if out.conflicts:

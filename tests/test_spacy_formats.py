@@ -78,10 +78,18 @@ def test_doc_to_json_lines_read_ents_and_span_groups(tmp_path):
     path.write_text("".join(json.dumps(d.to_json(), ensure_ascii=False) + "\n" for d in make_docs()), encoding="utf-8")
     assert formats.detect_format(path) == "spacy"
     log = formats.ChangeLog()
-    records = formats.read(path, None, log)
+    records = formats.read(path, None, log, spans_key="*")
     assert records[0].spans == [Span(0, 6, "FIRST"), Span(0, 13, "PER"), Span(22, 27, "LOC"), Span(34, 40, "DATE")]
     assert records[1].spans == [Span(0, 10, "ORG"), Span(17, 25, "PER")]
     assert "no-labels" not in log.counts()
+    # as a DocBin: doc.ents by default, spaCy's own tokens as the words, what was not read said
+    log = formats.ChangeLog()
+    records = formats.read(path, None, log)
+    assert records[0].spans == [Span(0, 13, "PER"), Span(22, 27, "LOC")]
+    assert records[0].meta["words"] == [(t.idx, t.idx + len(t)) for t in make_docs()[0]]
+    assert log.notes[1] == "entities from doc.ents; not read: span group 'sc' (2 spans), span group 'dates' (1 span) " \
+                           "(--spans-key KEY chooses)"
+    assert formats.read(path, None, log, spans_key="dates")[0].spans == [Span(34, 40, "DATE")]
 
 
 def test_a_file_with_no_annotation_field_anywhere_stops(tmp_path, capsys):
@@ -230,7 +238,7 @@ def test_spans_key_chooses_what_a_docbin_is_read_as(tmp_path, capsys):
     conll = tmp_path / "x.conll"
     conll.write_text("Ann B-PER\n", encoding="utf-8")
     assert main(["stats", str(conll), "--spans-key", "sc"]) == 2
-    assert "--spans-key applies to docbin and spacy-json files" in capsys.readouterr().err
+    assert "--spans-key applies to docbin, spacy-json, spacy files; " in capsys.readouterr().err
 
 
 def test_several_span_groups_without_ents_ask_for_a_key(tmp_path):
@@ -288,3 +296,18 @@ def test_docbin_write_back_says_what_it_cannot_keep(tmp_path):
     assert "POS, lemmas, dependencies" in log.details()[0] and "no changes" not in log.summary()
     assert [s.text for s in back.sents] == [s.text for s in docs[0].sents]  # sentences are kept all the same
     assert [(e.text, e.label_) for e in back.ents] == [("Smi", "PER")]
+
+
+def test_doc_to_json_lines_keep_spacys_tokens_and_sentences(tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    doc = nlp("Mary's cat sat.  It's P. Jones' dog.")
+    doc.ents = [SpacySpan(doc, 0, 1, "PER")]
+    path = tmp_path / "docs.jsonl"
+    path.write_text(json.dumps(doc.to_json()) + "\n", encoding="utf-8")
+    got = [s.words for d in formats.load(path) for s in d.sentences]
+    assert got == [[t.text for t in s if not t.is_space] for s in doc.sents] and got[0][:2] == ["Mary", "'s"]
+    # and written as Prodigy tasks, the tokens stay spaCy's
+    formats.convert(path, tmp_path / "prodigy.jsonl", dst_fmt="spacy")
+    tokens = json.loads((tmp_path / "prodigy.jsonl").read_text(encoding="utf-8"))["tokens"]
+    assert [t["text"] for t in tokens] == [t.text for t in doc if not t.is_space]

@@ -44,10 +44,10 @@ def source_options(a: argparse.Namespace, sources: Sequence[tuple[str | None, st
     for name, flag, value in given:
         if value is None:
             continue
-        kinds = formats.option_formats(name)
+        kinds = formats.OPTION_FORMATS[name]
         paths = [p for p, _ in sources if p]
         if not any(formats.format_of(p, fmt) in kinds for p, fmt in sources if p):
-            raise NerkitError(f"{flag} applies to {' and '.join(kinds)} files; {', '.join(paths)} "
+            raise NerkitError(f"{flag} applies to {', '.join(kinds)} files; {', '.join(paths)} "
                               f"{'is' if len(paths) == 1 else 'are'} not")
     with formats.reading(getattr(a, "spans_key", None), getattr(a, "text_field", None)):
         yield

@@ -67,8 +67,8 @@ OTHER_SUFFIXES = (".spacy", ".bin", *hf.SUFFIXES, *UNSUPPORTED)  # suffixes that
 
 # How sources are read where a caller cannot pass it (``train.fit`` reads paths itself): set by ``reading``.
 _READING: ContextVar[dict] = ContextVar("nerkit_reading", default={})
-# The formats each reading option applies to (elsewhere it has nothing to choose).
-_OPTION_FORMATS = {"spans_key": ("docbin", "spacy-json"), "text_field": ("labelstudio",)}
+# The formats each reading option of ``reading`` applies to (elsewhere it has nothing to choose).
+OPTION_FORMATS = {"spans_key": ("docbin", "spacy-json", "spacy"), "text_field": ("labelstudio",)}
 
 
 @contextmanager
@@ -85,11 +85,6 @@ def reading(spans_key: str | None = None, text_field: str | None = None) -> Iter
 
 def _option(name: str, given: str | None) -> str | None:
     return given if given is not None else _READING.get().get(name)
-
-
-def option_formats(name: str) -> tuple[str, ...]:
-    """The formats a reading option (``spans_key``, ``text_field``) applies to."""
-    return _OPTION_FORMATS[name]
 
 
 def _magic(p: Path) -> str | None:
@@ -183,6 +178,8 @@ def read(path: str | os.PathLike, fmt: str | None = None, log: ChangeLog | None 
         return docbin.read(path, log, spans_key)
     if fmt == "labelstudio":
         return labelstudio.read(path, log, text_field)
+    if fmt == "spacy":
+        return spacy.read(path, log, spans_key)
     return _MODULES[fmt].read(path, log)
 
 

@@ -10,11 +10,10 @@ place of the ones read.
 from __future__ import annotations
 
 import os
-from bisect import bisect_left
 from pathlib import Path
 from typing import Sequence
 
-from nerkit.formats.records import ChangeLog, Record, finish
+from nerkit.formats.records import ChangeLog, Record, finish, sentence_ranges
 from nerkit.errors import DataError, NerkitError
 from nerkit.files import atomic_write_bytes, read_bytes
 from nerkit.types import Span
@@ -43,7 +42,12 @@ def _triples(spans) -> list[list]:
 def choose_key(docs: Sequence, spans_key: str | None, path: str | os.PathLike) -> str:
     """What a file's records take as their spans: ``spans_key`` (a span group, "doc.ents" or "*" for all) or by
     default ``doc.ents`` when the Docs have entity annotation, else their only span group."""
-    keys = sorted({k for d in docs for k in d.spans})
+    return pick_key(any(d.has_annotation("ENT_IOB") for d in docs), sorted({k for d in docs for k in d.spans}),
+                    spans_key, path)
+
+
+def pick_key(has_ents: bool, keys: Sequence[str], spans_key: str | None, path: str | os.PathLike) -> str:
+    """``choose_key`` for a file whose Docs have entities (``has_ents``) and these span group keys."""
     if spans_key in ("ents", ENTS):
         return ENTS
     if spans_key == ALL:
@@ -53,7 +57,7 @@ def choose_key(docs: Sequence, spans_key: str | None, path: str | os.PathLike) -
             raise DataError(path, None, f"has no span group {spans_key!r} (span groups: {', '.join(keys) or 'none'}; "
                             f"--spans-key {ENTS} reads the entities)")
         return spans_key
-    if any(d.has_annotation("ENT_IOB") for d in docs) or not keys:
+    if has_ents or not keys:
         return ENTS
     if len(keys) == 1:
         return keys[0]
@@ -73,13 +77,7 @@ def _sentences(doc, words: list[tuple[int, int]]) -> list[tuple[int, int]] | Non
     """The Doc's sentences as character ranges from their first to their last word (None: no sentence annotation)."""
     if not doc.has_annotation("SENT_START"):
         return None
-    starts = [a for a, _ in words]
-    out = []
-    for sent in doc.sents:
-        lo, hi = bisect_left(starts, sent.start_char), bisect_left(starts, sent.end_char)
-        if lo < hi:  # a sentence of whitespace tokens only has no words
-            out.append((words[lo][0], words[hi - 1][1]))
-    return out
+    return sentence_ranges(words, [(s.start_char, s.end_char) for s in doc.sents])
 
 
 def _record(doc, rid: str, where: str, log: ChangeLog, key: str) -> Record:
@@ -111,15 +109,20 @@ def _record(doc, rid: str, where: str, log: ChangeLog, key: str) -> Record:
 def _records(docs: Sequence, name: str, where: str, path, log: ChangeLog, spans_key: str | None) -> list[Record]:
     key = choose_key(docs, spans_key, path)
     records = [_record(doc, f"{name}#{i}", f"{path} {where} {i}", log, key) for i, doc in enumerate(docs, 1)]
-    tokens = sum(len(r.meta["words"]) for r in records)
-    sents = sum(len(r.meta.get("sents") or []) for r in records)
-    log.note(f"words are spaCy's own tokens ({tokens:,})"
-             + (f", sentences the Docs' own ({sents:,})" if sents else ""))
+    note_read(log, key, [(r.meta[META]["ents"], r.meta[META]["spans"]) for r in records],
+              sum(len(r.meta["words"]) for r in records), sum(len(r.meta.get("sents") or []) for r in records))
+    return records
+
+
+def note_read(log: ChangeLog, key: str, structures: Sequence[tuple[list | None, dict]], tokens: int,
+              sents: int) -> None:
+    """Say how spaCy data was read: its own tokens (and sentences), which spans, and which were not read."""
+    log.note(f"words are spaCy's own tokens ({tokens:,})" + (f", sentences the Docs' own ({sents:,})" if sents else ""))
     unread: dict[str, int] = {}
-    if key not in (ENTS, ALL) and any(r.meta[META]["ents"] for r in records):
-        unread[ENTS] = sum(len(r.meta[META]["ents"] or []) for r in records)
-    for r in records:
-        for k, v in r.meta[META]["spans"].items():
+    if key not in (ENTS, ALL) and any(ents for ents, _ in structures):
+        unread[ENTS] = sum(len(ents or []) for ents, _ in structures)
+    for _, groups in structures:
+        for k, v in groups.items():
             if key not in (ALL, k):
                 unread[k] = unread.get(k, 0) + len(v)
     read_from = {ENTS: "doc.ents", ALL: "doc.ents and every span group"}.get(key, f"span group {key!r}")
@@ -127,7 +130,6 @@ def _records(docs: Sequence, name: str, where: str, path, log: ChangeLog, spans_
         "; not read: " + ", ".join(f"{'doc.ents' if k == ENTS else f'span group {k!r}'} ({n:,} span{'s' * (n != 1)})"
                                    for k, n in unread.items())
         + " (--spans-key KEY chooses)" if unread else ""))
-    return records
 
 
 def read(path: str | os.PathLike, log: ChangeLog, spans_key: str | None = None) -> list[Record]:

@@ -4,6 +4,7 @@ made to them while reading or writing (nothing is dropped or moved silently; see
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -247,3 +248,15 @@ def write_scheme(records: Sequence[Record], target: str | None, log: ChangeLog) 
     if other:
         log.note(f"tags written in {target}; read in {', '.join(other)} (same entities)")
     return target
+
+
+def sentence_ranges(words: Sequence[tuple[int, int]], bounds: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sentences (character ``bounds`` as a tool gives them) as ranges from their first word to their last; a
+    sentence without words (whitespace only) is left out."""
+    starts = [a for a, _ in words]
+    out = []
+    for a, b in bounds:
+        lo, hi = bisect_left(starts, a), bisect_left(starts, b)
+        if lo < hi:
+            out.append((words[lo][0], words[hi - 1][1]))
+    return out

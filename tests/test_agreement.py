@@ -243,3 +243,16 @@ def test_cli_adjudicate_and_apply(tmp_path, capsys):
     spans = [(r.text, r.spans) for r in read(final)]
     assert spans == [("John Smith lives in New York", [Span(0, 10, "PER"), Span(20, 28, "LOC")]),
                      ("Mary visited Paris", [Span(0, 4, "PER"), Span(13, 18, "LOC")])]
+
+
+def test_cli_adjudicate_lists_texts_not_annotated_by_everyone(tmp_path, capsys):
+    """ann_b has a text ann_a lacks: it is left out of the merge, and the output says so (never "no changes")."""
+    merged = tmp_path / "merged.jsonl"
+    assert main(["adjudicate", *map(str, FILES[:2]), "--output", str(merged)]) == 0
+    out = capsys.readouterr().out
+    assert "1 texts not annotated by every annotator, left out of" in out
+    assert "no changes" not in out and "text not annotated by every annotator left out of the merge" in out
+    extra = next(r for r in read(FILES[1]) if r.text not in {x.text for x in read(FILES[0])})
+    assert f"  {extra.source}: annotated by ann_b; not by ann_a" in out
+    assert f"{extra.source}: text not annotated by every annotator left out of the merge: annotated by ann_b" in out
+    assert len(read(merged)) == 2

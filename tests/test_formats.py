@@ -31,6 +31,19 @@ def by_text(records):
     return {r.text: r.spans for r in records}
 
 
+# ---------------------------------------------------------------- the environment users set
+
+
+@pytest.mark.parametrize("value, bar", [("1", False), ("0", True)])
+def test_train_honours_tqdm_disable(tmp_path, tiny_model, capsys, monkeypatch, value, bar):
+    """TQDM_DISABLE (tqdm's own switch, which logs set) turns nerkit train's progress bar off."""
+    monkeypatch.setenv("TQDM_DISABLE", value)
+    assert main(["train", "--train", str(FIX / "iob2.conll"), "--model", str(tiny_model), "--max-steps", "2",
+                 "--output", str(tmp_path / "m")]) == 0
+    err = capsys.readouterr().err
+    assert ("training:" in err and "step" in err) is bar
+
+
 # ---------------------------------------------------------------- each tool's export
 
 

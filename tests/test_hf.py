@@ -183,3 +183,30 @@ def test_train_on_a_dataset_with_a_docbin_dev_set(tmp_path, tiny_model):
     meta = json.loads((out / "nerkit.json").read_text(encoding="utf-8"))
     assert meta["data"]["train"]["path"] == "train" and len(meta["data"]["train"]["sha256_16"]) == 16  # name, not a local path
     assert meta["data"]["dev"]["sentences"] == 2
+
+
+def test_an_iob1_dataset_written_back_stays_iob1(tmp_path, capsys):
+    names = ["O", "I-PER", "B-PER", "I-LOC"]
+    features = datasets.Features({"tokens": datasets.List(datasets.Value("string")),
+                                  "ner_tags": datasets.List(datasets.ClassLabel(names=names))})
+    rows = {"tokens": [["Ann", "Lee", "Bob", "left"], ["Rain", "in", "Oslo"]], "ner_tags": [[1, 1, 2, 0], [0, 0, 3]]}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "iob1"))
+    assert main(["convert", str(tmp_path / "iob1"), str(tmp_path / "back"), "--to", "hf"]) == 0
+    out = capsys.readouterr().out
+    back = datasets.load_from_disk(str(tmp_path / "back"))
+    assert back.features["ner_tags"] == features["ner_tags"] and back.to_dict() == rows
+    assert "no changes" in out and "note: tags" not in out
+    # into another format's scheme: said, not silent
+    assert main(["convert", str(tmp_path / "iob1"), str(tmp_path / "x.conll"), "--to", "conll-iob2"]) == 0
+    assert "note: tags written in IOB2; read in IOB1 (same entities)" in capsys.readouterr().out
+    assert main(["convert", str(tmp_path / "x.conll"), str(tmp_path / "y"), "--to", "hf"]) == 0
+    y = datasets.load_from_disk(str(tmp_path / "y"))
+    assert [y.features["ner_tags"].feature.names[t] for t in y["ner_tags"][0]] == ["B-PER", "I-PER", "B-PER", "O"]
+
+
+def test_an_iob1_conll_file_written_back_stays_iob1(tmp_path, capsys):
+    src = tmp_path / "a.conll"
+    src.write_text("Ann I-PER\nLee I-PER\nBob B-PER\nleft O\n", encoding="utf-8")
+    assert main(["convert", str(src), str(tmp_path / "b.conll")]) == 0
+    assert "no changes" in capsys.readouterr().out
+    assert (tmp_path / "b.conll").read_text(encoding="utf-8").split("\n", 2)[2] == src.read_text(encoding="utf-8") + "\n"

@@ -1,12 +1,13 @@
 """Label Studio with several annotators: the JSON and JSON-MIN exports of one project give the same records,
 for a chosen annotator (id or email) and by the documented rule without one; findings name the task."""
 import json
+from pathlib import Path
 
 import pytest
 
 from nerkit import formats
 from nerkit.cli import main
-from nerkit.errors import NerkitError
+from nerkit.errors import DataError, NerkitError
 from nerkit.types import Span
 
 TEXTS = ["Angela Merkel visited Paris.", "Apple hired Tim Cook.", "Rain in Oslo.", "Nothing at all.", "Ann met Bob."]
@@ -209,3 +210,99 @@ def test_train_and_evaluate_on_one_annotators_labels(exports, tiny_model, tmp_pa
     assert main(["evaluate", str(out), str(full), "--annotator", "3", "--json", "--backend", "torch"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["sentences"] == 2 and report["support"] == 3  # user 3: Oslo in task 3, Ann and Bob in task 5
+
+
+def project_with_a_duplicate_and_a_partial_task():
+    """User 1 annotated task 1 twice (ids 10 and 12: the second says Paris is an ORG); task 3 has no annotation by
+    user 1 (a partly annotated task when users 1 and 2 are compared)."""
+    tasks = project()
+    text = TEXTS[0]
+    tasks[0]["annotations"].append(
+        {"id": 12, "completed_by": 1, "was_cancelled": False, "ground_truth": False, "task": 1,
+         "created_at": "2024-03-09T10:00:00Z", "updated_at": "2024-03-09T10:00:00Z", "lead_time": 2.0,
+         "result": [region(text, "Angela Merkel", "PER", 0), region(text, "Paris", "ORG", 1)]})
+    return tasks
+
+
+def test_agree_and_adjudicate_give_the_same_results_from_json_and_json_min(tmp_path, capsys):
+    tasks = project_with_a_duplicate_and_a_partial_task()
+    full, mini = tmp_path / "full.json", tmp_path / "mini.json"
+    full.write_text(json.dumps(tasks), encoding="utf-8")
+    mini.write_text(json.dumps(json_min(tasks)), encoding="utf-8")  # newest first: annotation 12 before 10
+    results, merged, reviews = [], [], []
+    for path in (full, mini):
+        assert main(["agree", str(path), "--annotator", "1", "--annotator", "2", "--json"]) == 0
+        results.append(json.loads(capsys.readouterr().out))
+        out = tmp_path / f"{path.stem}.merged.jsonl"
+        assert main(["adjudicate", str(path), "--annotator", "1", "--annotator", "2", "--output", str(out)]) == 0
+        printed = capsys.readouterr().out
+        # user 1's second annotation of task 1 counted as such; task 3 (user 2 only) listed, not dropped silently
+        assert "further annotation of a task skipped" in printed and "task 3" in printed
+        assert "1 texts not annotated by every annotator" in printed
+        merged.append(out.read_text(encoding="utf-8"))
+        review = Path(f"{tmp_path / path.stem}.merged.review.jsonl").read_text(encoding="utf-8")
+        reviews.append([json.loads(x) for x in review.replace(f'"{path.stem}:', '"user:').splitlines()])
+        for item in reviews[-1]:
+            del item["source"]
+    a, b = results
+    assert a["items"] == b["items"] == 2 and a["excluded"] == {"full:1": 0, "full:2": 1}
+    assert a["exact_f1"] == b["exact_f1"] == pytest.approx(4 / 7)  # user 1's first annotation (id 10): Paris LOC
+    assert a["kappa"] == b["kappa"] and a["partial_f1"] == b["partial_f1"]
+    assert merged[0] == merged[1] and reviews[0] == reviews[1]
+    assert any(o["spans"] == [{"start": 22, "end": 27, "label": "LOC", "text": "Paris"}]
+               for r in reviews[0] for o in r["options"] if o["annotators"] == ["user:1"])
+
+
+def sentence_project(tmp_path):
+    """A project whose labeling config shows <Text name="sentence" value="$sentence">, tasks with another string
+    field ("source"), ids from 47: its JSON and JSON-MIN exports."""
+    tasks = []
+    for k, (text, word, label) in enumerate([("Ann met Bob.", "Bob", "PER"), ("Rain in Oslo.", "Oslo", "LOC")]):
+        a = text.index(word)
+        tasks.append({"id": 47 + k, "data": {"sentence": text, "source": "news"}, "annotations": [
+            {"id": 100 + k, "completed_by": 1, "was_cancelled": False, "created_at": "2024-03-01T10:00:00Z",
+             "result": [{"id": "r1", "from_name": "label", "to_name": "sentence", "type": "labels",
+                         "value": {"start": a, "end": a + len(word), "text": word, "labels": [label]}}]}]})
+    rows = [{"sentence": t["data"]["sentence"], "source": "news", "id": t["id"],
+             "label": [dict(r["value"]) for r in t["annotations"][0]["result"]], "annotator": 1,
+             "annotation_id": t["annotations"][0]["id"], "created_at": "2024-03-01T10:00:00Z",
+             "updated_at": "2024-03-01T10:00:00Z", "lead_time": 1.5} for t in tasks]
+    full, mini = tmp_path / "sent.json", tmp_path / "sent_min.json"
+    full.write_text(json.dumps(tasks), encoding="utf-8")
+    mini.write_text(json.dumps(rows), encoding="utf-8")
+    return full, mini
+
+
+def test_text_field_names_the_labeling_configs_text(tmp_path, capsys):
+    full, mini = sentence_project(tmp_path)
+    for path in (full, mini):
+        with pytest.raises(DataError, match=r'task 47: task has no "text" field and several string fields '
+                                            r"\(sentence, source\).*--text-field NAME"):
+            formats.read(path)
+    expected = [("Ann met Bob.", [Span(8, 11, "PER")]), ("Rain in Oslo.", [Span(8, 12, "LOC")])]
+    for path in (full, mini):
+        assert [(r.text, r.spans) for r in formats.read(path, text_field="sentence")] == expected
+        with pytest.raises(DataError, match=r"task 47: task has no text field 'body' .* sentence, source"):
+            formats.read(path, text_field="body")
+        out = tmp_path / f"{path.stem}.jsonl"
+        assert main(["convert", str(path), str(out), "--text-field", "sentence"]) == 0
+        assert [json.loads(x)["text"] for x in out.read_text(encoding="utf-8").splitlines()] == [t for t, _ in expected]
+        assert main(["stats", str(path), "--text-field", "sentence"]) == 0
+    capsys.readouterr()
+    assert main(["convert", str(full), str(tmp_path / "x.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "task 47" in err and "--text-field" in err and "Traceback" not in err
+    # with only one string field, it is the text without being named (JSON-MIN included)
+    rows = json.loads(mini.read_text(encoding="utf-8"))
+    for r in rows:
+        del r["source"]
+    mini.write_text(json.dumps(rows), encoding="utf-8")
+    assert [(r.text, r.spans) for r in formats.read(mini)] == expected
+
+
+def test_errors_name_label_studios_task_id(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([{"id": 47, "data": {"text": "Ann."}, "annotations": {"result": []}}]), encoding="utf-8")
+    with pytest.raises(DataError, match=r"task 47: \"annotations\" must be a list") as e:
+        formats.read(path)
+    assert "task 1" not in str(e.value)

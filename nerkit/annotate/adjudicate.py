@@ -17,7 +17,7 @@ from typing import Sequence
 from nerkit.annotate.agreement import Aligned, context, regions
 from nerkit.errors import DataError, NerkitError
 from nerkit.files import atomic_write_text
-from nerkit.formats import Record, json_values
+from nerkit.formats import ChangeLog, Record, json_values
 from nerkit.types import Span
 
 
@@ -71,6 +71,15 @@ def adjudicate(al: Aligned, strategy: str = "majority") -> Outcome:
                 })
         merged.append(Record(first.id, first.text, sorted(keep), first.source, meta=dict(first.meta)))
     return Outcome(merged, conflicts, agreed, voted)
+
+
+def report_left_out(al: Aligned, report: ChangeLog) -> None:
+    """Count and locate each text that not every annotator annotated: it is left out of the merge."""
+    for recs in al.partial:
+        have = [n for n, r in zip(al.names, recs) if r is not None]
+        first = next(r for r in recs if r is not None)
+        missing = [n for n, r in zip(al.names, recs) if r is None]
+        report.add("not-shared", first.source or first.id, f"annotated by {', '.join(have)}; not by {', '.join(missing)}")
 
 
 def write_review(conflicts: Sequence[dict], path: str | os.PathLike) -> None:

@@ -30,6 +30,7 @@ class Aligned:
     names: list[str]
     records: list[list[Record]]  # [item][annotator]
     excluded: dict[str, int] = field(default_factory=dict)  # annotator -> records not shared by all
+    partial: list[list[Record | None]] = field(default_factory=list)  # texts not shared by all: [item][annotator]
 
     def spans(self, item: int, annotator: int) -> list[Span]:
         """An annotator's spans of an item."""
@@ -37,12 +38,14 @@ class Aligned:
 
 
 def load_annotators(paths: Sequence[str | os.PathLike], fmt: str | None = None, report: ChangeLog | None = None,
-                    annotators: Sequence[str] | None = None) -> tuple[list[str], list[list[Record]]]:
+                    annotators: Sequence[str] | None = None, spans_key: str | None = None,
+                    text_field: str | None = None) -> tuple[list[str], list[list[Record]]]:
     """Each file is one annotator; a single file with several annotators (Label Studio) is split by annotator
-    (only the ``annotators`` given, ids or emails, when there are some)."""
+    (only the ``annotators`` given, ids or emails, when there are some). A task an annotator annotated more than
+    once counts once, by ``convert``'s rule (``select_annotations``: the lowest annotation id), the others counted."""
     report = report if report is not None else ChangeLog()
     if len(paths) == 1:
-        records = read_labelled(paths[0], fmt, report)
+        records = read_labelled(paths[0], fmt, report, spans_key, text_field)
         if annotators:
             select_annotations(records, ChangeLog(), annotators, paths[0])  # stops when none of them annotated
             records = [r for r in records if annotator_rank(r, annotators) is not None]
@@ -54,19 +57,21 @@ def load_annotators(paths: Sequence[str | os.PathLike], fmt: str | None = None, 
         # Ordered by annotator (user ids numerically), not by first appearance: the JSON and JSON-MIN exports of
         # a project list annotations in different orders and must give the same result.
         order = sorted(by, key=lambda n: (not n.rsplit(":", 1)[-1].isdigit(), len(n.rsplit(":", 1)[-1]), n))
-        return order, [by[n] for n in order]
+        # One annotation per task and annotator, whatever order the export lists them in.
+        return order, [select_annotations(by[n], report) for n in order]
     names, sets = [], []
     for p in paths:
         name, k = Path(p).stem or str(p), 2
         while name in names:
             name, k = f"{Path(p).stem}-{k}", k + 1
         names.append(name)
-        sets.append(select_annotations(read_labelled(p, fmt, report), report, annotators, p))
+        sets.append(select_annotations(read_labelled(p, fmt, report, spans_key, text_field), report, annotators, p))
     return names, sets
 
 
 def align(names: Sequence[str], sets: Sequence[Sequence[Record]]) -> Aligned:
-    """Records matched across annotators by text (and occurrence); texts some annotator lacks are excluded."""
+    """Records matched across annotators by text (and occurrence); texts some annotator lacks are excluded (kept in
+    ``Aligned.partial``, so that they can be listed)."""
     if len(sets) < 2:
         raise NerkitError("agreement needs two or more annotators")
     keyed: list[dict[tuple[str, int], Record]] = []
@@ -81,7 +86,10 @@ def align(names: Sequence[str], sets: Sequence[Sequence[Record]]) -> Aligned:
     if not shared:
         raise NerkitError("the annotators' files share no texts")
     excluded = {n: len(d) - len(shared) for n, d in zip(names, keyed)}
-    return Aligned(list(names), [[d[k] for d in keyed] for k in shared], excluded)
+    common = set(shared)
+    partial = list(dict.fromkeys(k for d in keyed for k in d if k not in common))
+    return Aligned(list(names), [[d[k] for d in keyed] for k in shared], excluded,
+                   [[d.get(k) for d in keyed] for k in partial])
 
 
 # ---------------------------------------------------------------- entity-level F1

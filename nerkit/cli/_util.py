@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 from nerkit.engines import BACKENDS
+from nerkit.errors import NerkitError
 
 SCHEMES = ("IOB1", "IOB2", "BIOES")
 FORMAT_HELP = ("labelstudio, doccano, brat, spacy (Prodigy, Doc.to_json, v2 tuples), docbin (.spacy), spacy-json "
@@ -18,6 +21,36 @@ def add_scheme(p: argparse.ArgumentParser) -> None:
 def add_annotator(p: argparse.ArgumentParser, help: str) -> None:
     """``--annotator``: whose annotations of a multi-annotator export to use (repeatable)."""
     p.add_argument("--annotator", action="append", metavar="ID_OR_EMAIL", help=help)
+
+
+def add_source_options(p: argparse.ArgumentParser) -> None:
+    """``--spans-key`` (spaCy DocBin) and ``--text-field`` (Label Studio): how annotation-tool files are read."""
+    p.add_argument("--spans-key", metavar="KEY",
+                   help="what a spaCy DocBin's entities are: the span group KEY, doc.ents, or '*' for the entities and "
+                        "every span group together (default: doc.ents, else the only span group)")
+    p.add_argument("--text-field", metavar="NAME",
+                   help="the task field holding the text in a Label Studio export, as in the labeling config's "
+                        '<Text value="$NAME"> (default: text, else the only string field)')
+
+
+@contextmanager
+def source_options(a: argparse.Namespace, sources: Sequence[tuple[str | None, str | None]]) -> Iterator[None]:
+    """Read within the block with ``add_source_options``' options; ``sources``: the (path, format or None) the
+    verb reads. An option that applies to none of them is refused (it would do nothing)."""
+    from nerkit import formats
+
+    given = [(name, flag, getattr(a, name, None)) for name, flag in (("spans_key", "--spans-key"),
+                                                                     ("text_field", "--text-field"))]
+    for name, flag, value in given:
+        if value is None:
+            continue
+        kinds = formats.OPTION_FORMATS[name]
+        paths = [p for p, _ in sources if p]
+        if not any(formats.format_of(p, fmt) in kinds for p, fmt in sources if p):
+            raise NerkitError(f"{flag} applies to {', '.join(kinds)} files; {', '.join(paths)} "
+                              f"{'is' if len(paths) == 1 else 'are'} not")
+    with formats.reading(getattr(a, "spans_key", None), getattr(a, "text_field", None)):
+        yield
 
 
 def add_backend(p: argparse.ArgumentParser) -> None:

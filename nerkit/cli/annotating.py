@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from nerkit.cli._util import FORMAT_HELP, add_annotator, add_backend, add_scheme, add_training_options, training_config
+from nerkit.cli._util import (FORMAT_HELP, add_annotator, add_backend, add_scheme, add_source_options, add_training_options,
+                              source_options, training_config)
 from nerkit.errors import NerkitError
 
 
@@ -24,7 +25,8 @@ def validate(a: argparse.Namespace) -> None:
     """Check annotated data against guidelines; fail on errors (or warnings with --strict)."""
     from nerkit.annotate.guidelines import format_findings, validate as check
 
-    findings = check(a.schema, a.data, a.fmt)
+    with source_options(a, [(d, a.fmt) for d in a.data]):
+        findings = check(a.schema, a.data, a.fmt)
     print(format_findings(findings))
     errors = sum(f.severity == "error" for f in findings)
     if errors or (a.strict and findings):
@@ -48,8 +50,9 @@ def convert(a: argparse.Namespace) -> None:
     """Convert annotations between formats; print what changed."""
     from nerkit.formats import convert as convert_file
 
-    report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict,
-                          annotators=a.annotator)
+    with source_options(a, [(a.input, a.src)]):
+        report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict,
+                              annotators=a.annotator)
     _print_report(report, a.details)
     print(f"wrote {a.output}")
 
@@ -60,7 +63,8 @@ def agree(a: argparse.Namespace) -> None:
     from nerkit.formats import ChangeLog
 
     report = ChangeLog()
-    names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
+    with source_options(a, [(f, a.fmt) for f in a.files]):
+        names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
     al = ag.align(names, sets)
     result = ag.agreement(al, report)
     found = ag.disagreements(al)
@@ -82,7 +86,7 @@ def agree(a: argparse.Namespace) -> None:
 def adjudicate(a: argparse.Namespace) -> None:
     """Merge annotators (or apply a decided review file)."""
     from nerkit import formats
-    from nerkit.annotate.adjudicate import adjudicate as merge, apply_review, write_review
+    from nerkit.annotate.adjudicate import adjudicate as merge, apply_review, report_left_out, write_review
 
     if a.apply:
         if len(a.files) != 1:
@@ -98,14 +102,20 @@ def adjudicate(a: argparse.Namespace) -> None:
     from nerkit.annotate import agreement as ag
 
     report = formats.ChangeLog()
-    names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
+    with source_options(a, [(f, a.fmt) for f in a.files]):
+        names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
     al = ag.align(names, sets)
+    report_left_out(al, report)  # listed and counted, never silently
     out = merge(al, a.strategy)
     formats.write(out.records, a.output, a.to, report)
     review = a.review or str(Path(a.output).with_suffix("")) + ".review.jsonl"
     write_review(out.conflicts, review)
     print(f"{len(al.records)} texts from {len(names)} annotators: {out.agreed} regions agreed, {out.voted} decided by "
           f"{a.strategy} vote, {len(out.conflicts)} for review")
+    left = [c for c in report.changes if c.kind == "not-shared"]
+    if left:
+        print(f"{len(left)} texts not annotated by every annotator, left out of {a.output}:")
+        print("\n".join(f"  {c.where}: {c.detail}" for c in left[:20]) + (f"\n  ... {len(left) - 20} more" if len(left) > 20 else ""))
     _print_report(report, 20)
     print(f"wrote {a.output}")
     if out.conflicts:
@@ -131,7 +141,7 @@ def suggest(a: argparse.Namespace) -> None:
 
     exclude: list[str] = []
     for path in a.exclude or []:
-        exclude += [r.text for r in formats.read(path)]
+        exclude += [r.text for r in formats.read(path, spans_key="*")]  # only the texts: any span group will do
     if a.output:
         items = assist.suggest_file(a.model_dir, a.unlabelled, a.output, a.n, a.strategy, a.to, exclude, a.backend)
         print(f"wrote the {len(items)} most uncertain texts to {a.output}")
@@ -161,6 +171,7 @@ def register(sub) -> None:
     v.add_argument("data", nargs="+")
     v.add_argument("--from", dest="fmt", help=f"data format ({FORMAT_HELP}); default: guessed from the name")
     v.add_argument("--strict", action="store_true", help="fail on warnings too")
+    add_source_options(v)
     v.set_defaults(func=validate)
 
     x = sub.add_parser("labelstudio-config", help="the Label Studio labeling config of a label schema (XML)")
@@ -179,6 +190,7 @@ def register(sub) -> None:
     c.add_argument("--details", type=int, default=20, help="list this many changes (-1: all)")
     add_annotator(c, "keep this annotator's annotation of each task (Label Studio user id or email; repeat "
                      "for a fallback order); default: each task's first submitted annotation")
+    add_source_options(c)
     c.set_defaults(func=convert)
 
     g = sub.add_parser("agree", help="inter-annotator agreement of two or more annotators' files")
@@ -188,6 +200,7 @@ def register(sub) -> None:
     g.add_argument("--report", help="write the disagreements as text here (default: print them)")
     g.add_argument("--html", help="write the disagreements as an HTML page here")
     add_annotator(g, "compare only these annotators of a Label Studio export (id or email; repeat)")
+    add_source_options(g)
     g.set_defaults(func=agree)
 
     j = sub.add_parser("adjudicate", help="merge annotators by majority; conflicts go to a review file")
@@ -200,6 +213,7 @@ def register(sub) -> None:
     j.add_argument("--apply", metavar="REVIEW", help="apply a decided review file to the merged file given")
     j.add_argument("--allow-undecided", action="store_true", help="with --apply: leave undecided items without entities")
     add_annotator(j, "merge only these annotators of a Label Studio export (id or email; repeat)")
+    add_source_options(j)
     j.set_defaults(func=adjudicate)
 
     p = sub.add_parser("preannotate", help="tag texts with a model and write annotation tasks")

@@ -3,25 +3,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from nerkit.cli._util import add_annotator, add_backend, add_scheme, add_training_options, training_config
+from nerkit.cli._util import (add_annotator, add_backend, add_scheme, add_source_options, add_training_options,
+                              source_options, training_config)
 
 
 def stats(a: argparse.Namespace) -> None:
     """Print corpus statistics of each file."""
     from nerkit import data, formats
 
-    for path in a.data:
-        print(f"== {path}")
-        print(data.format_stats(data.stats(formats.load(path, scheme=a.scheme, annotators=a.annotator))))
+    with source_options(a, [(p, None) for p in a.data]):
+        for path in a.data:
+            print(f"== {path}")
+            print(data.format_stats(data.stats(formats.load(path, scheme=a.scheme, annotators=a.annotator))))
+
+
+def _tqdm_disabled() -> bool:
+    """Whether TQDM_DISABLE asks for no progress bars (tqdm's own variable; "0", "false", "no", "off" do not)."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def train(a: argparse.Namespace) -> None:
     """Fine-tune a model; print its metrics."""
+    with source_options(a, [(a.train, None), (a.dev, None), (a.test, None)]):
+        _train(a)
+
+
+def _train(a: argparse.Namespace) -> None:
     from nerkit.train import fit
 
     cfg, budget = training_config(a), None
+    if _tqdm_disabled():  # fit passes its own disable= to tqdm, which would override the variable
+        cfg.progress = False
     if a.search is None:  # neither --search nor --no-search: small data with a dev set searches
         from nerkit.search import decide
 
@@ -50,7 +65,9 @@ def evaluate(a: argparse.Namespace) -> None:
     from nerkit.predict import Tagger
 
     tagger = Tagger.load(a.model_dir, backend=a.backend)
-    report = evaluate(tagger, formats.load(a.data, scheme=a.scheme, annotators=a.annotator), name=a.data)
+    with source_options(a, [(a.data, None)]):
+        docs = formats.load(a.data, scheme=a.scheme, annotators=a.annotator)
+    report = evaluate(tagger, docs, name=a.data)
     print(json.dumps(report, indent=2) if a.json else format_report(report))
 
 
@@ -102,6 +119,7 @@ def register(sub) -> None:
     s.add_argument("data", nargs="+")
     add_scheme(s)
     add_annotator(s, _ANNOTATOR_HELP)
+    add_source_options(s)
     s.set_defaults(func=stats)
 
     t = sub.add_parser("train", help="fine-tune an encoder on labelled data")
@@ -119,6 +137,7 @@ def register(sub) -> None:
                         "--epochs or --max-steps; --no-search trains once (docs/domains.md)")
     add_scheme(t)
     add_annotator(t, _ANNOTATOR_HELP)
+    add_source_options(t)
     t.set_defaults(func=train)
 
     e = sub.add_parser("evaluate", help="entity-level P/R/F1 of a model on labelled data")
@@ -127,6 +146,7 @@ def register(sub) -> None:
     e.add_argument("--json", action="store_true")
     add_scheme(e)
     add_annotator(e, _ANNOTATOR_HELP)
+    add_source_options(e)
     add_backend(e)
     e.set_defaults(func=evaluate)
 

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from nerkit.formats import brat, conll, docbin, doccano, hf, labelstudio, nerkit_jsonl, spacy
 from nerkit.formats.documents import from_documents, to_documents
 from nerkit.formats.jsonvalues import json_values
 from nerkit.formats.labelstudio import labelstudio_result, labelstudio_tasks
-from nerkit.formats.records import CHANGES, Change, ChangeLog, Record, _is_int, flatten, make_span
+from nerkit.formats.records import CHANGES, Change, ChangeLog, Record, _is_int, flatten, make_span, write_scheme
 from nerkit.data import DataWarning, read_conll, read_jsonl, tokenize
 from nerkit.types import Document
 from nerkit.errors import DataError, NerkitError
@@ -33,7 +35,8 @@ from nerkit.scheme import LabelScheme, chunks
 
 __all__ = ["CHANGES", "FORMATS", "Change", "ChangeLog", "Record", "convert", "detect_format", "flatten",
            "from_documents", "json_values", "labelstudio_result", "labelstudio_tasks", "make_span", "one_per_text",
-           "annotator_rank", "read", "read_documents", "read_labelled", "select_annotations", "to_documents", "write"]
+           "annotator_rank", "format_of", "read", "read_documents", "read_labelled", "reading", "select_annotations", "to_documents",
+           "write"]
 
 
 _MODULES = {"labelstudio": labelstudio, "doccano": doccano, "brat": brat, "spacy": spacy, "nerkit": nerkit_jsonl,
@@ -60,6 +63,28 @@ UNSUPPORTED = {
     ".xml": "XML is not supported (a Label Studio labeling config is not data; corpora in XML need converting)",
 }
 OTHER_SUFFIXES = (".spacy", ".bin", *hf.SUFFIXES, *UNSUPPORTED)  # suffixes that are never CoNLL text
+
+
+# How sources are read where a caller cannot pass it (``train.fit`` reads paths itself): set by ``reading``.
+_READING: ContextVar[dict] = ContextVar("nerkit_reading", default={})
+# The formats each reading option of ``reading`` applies to (elsewhere it has nothing to choose).
+OPTION_FORMATS = {"spans_key": ("docbin", "spacy-json", "spacy"), "text_field": ("labelstudio",)}
+
+
+@contextmanager
+def reading(spans_key: str | None = None, text_field: str | None = None) -> Iterator[None]:
+    """Within the block, sources are read with these options unless a call gives its own: ``spans_key`` chooses
+    what a spaCy DocBin's records hold (a span group, "doc.ents", or "*" for all), ``text_field`` names a Label
+    Studio task's text field."""
+    token = _READING.set({"spans_key": spans_key, "text_field": text_field})
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
+def _option(name: str, given: str | None) -> str | None:
+    return given if given is not None else _READING.get().get(name)
 
 
 def _magic(p: Path) -> str | None:
@@ -137,26 +162,36 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
-def read(path: str | os.PathLike, fmt: str | None = None, log: ChangeLog | None = None) -> list[Record]:
-    """Read any supported format into records (format guessed from the path when None)."""
+def read(path: str | os.PathLike, fmt: str | None = None, log: ChangeLog | None = None, spans_key: str | None = None,
+         text_field: str | None = None) -> list[Record]:
+    """Read any supported format into records (format guessed from the path when None); ``spans_key`` and
+    ``text_field``: see ``reading`` (the formats they do not apply to ignore them)."""
     fmt = _check_format(fmt or detect_format(path))
     log = log if log is not None else ChangeLog()
+    spans_key, text_field = _option("spans_key", spans_key), _option("text_field", text_field)
     if fmt.startswith("conll"):
         scheme = None if fmt == "conll" else fmt.split("-")[1].upper()
         return conll.read(path, log, scheme)
     if fmt == "spacy-json":
-        return docbin.read_json(path, log)
+        return docbin.read_json(path, log, spans_key)
+    if fmt == "docbin":
+        return docbin.read(path, log, spans_key)
+    if fmt == "labelstudio":
+        return labelstudio.read(path, log, text_field)
+    if fmt == "spacy":
+        return spacy.read(path, log, spans_key)
     return _MODULES[fmt].read(path, log)
 
 
-def read_labelled(path: str | os.PathLike, fmt: str | None = None, log: ChangeLog | None = None) -> list[Record]:
+def read_labelled(path: str | os.PathLike, fmt: str | None = None, log: ChangeLog | None = None,
+                  spans_key: str | None = None, text_field: str | None = None) -> list[Record]:
     """``read``, for uses that need annotations (convert, training, agreement): a file in which no record has its
     format's annotation field (or no task was annotated) stops with a ``DataError`` naming the field expected,
     rather than reading as texts without entities."""
     fmt = _check_format(fmt or detect_format(path))
     log = log if log is not None else ChangeLog()
     before = len(log.changes)
-    records = read(path, fmt, log)
+    records = read(path, fmt, log, spans_key, text_field)
     new = log.changes[before:]
     if fmt in EXPECTED:
         unlabelled = sum(c.kind == "no-labels" for c in new)
@@ -176,7 +211,7 @@ def write(records: Sequence[Record], path: str | os.PathLike, fmt: str | None = 
         if any(not s.label.strip() for s in r.spans):
             raise NerkitError(f"{r.source}: empty label")
     if fmt.startswith("conll"):
-        target = "IOB2" if fmt == "conll" else fmt.split("-")[1].upper()
+        target = write_scheme(records, None if fmt == "conll" else fmt.split("-")[1].upper(), log)
         written = [s for d in conll.write(records, path, log, target, misaligned) for s in d.sentences]
         log.records_out += len(written)
         log.spans_out += sum(len(chunks(s.tags, LabelScheme(target))) for s in written)
@@ -263,22 +298,25 @@ def one_per_text(records: Sequence[Record], log: ChangeLog) -> list[Record]:
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, src_fmt: str | None = None, dst_fmt: str | None = None,
-            misaligned: str = "split", strict: bool = False, annotators: Sequence[str] | None = None) -> ChangeLog:
+            misaligned: str = "split", strict: bool = False, annotators: Sequence[str] | None = None,
+            spans_key: str | None = None, text_field: str | None = None) -> ChangeLog:
     """Convert an annotation file between formats (one annotation per task: see ``select_annotations``); the log
     counts every change made."""
     log = ChangeLog(strict=strict)
-    records = select_annotations(read_labelled(src, src_fmt, log), log, annotators, src)
+    records = select_annotations(read_labelled(src, src_fmt, log, spans_key, text_field), log, annotators, src)
     write(records, dst, dst_fmt, log, misaligned=misaligned)
     return log
 
 
 def read_documents(path: str | os.PathLike, fmt: str | None = None, log: ChangeLog | None = None,
-                   annotators: Sequence[str] | None = None) -> list[Document]:
+                   annotators: Sequence[str] | None = None, spans_key: str | None = None,
+                   text_field: str | None = None) -> list[Document]:
     """Any supported format as IOB2 documents (what training and evaluation read), one annotation per task."""
     log = log if log is not None else ChangeLog()
     if _check_format(fmt or detect_format(path)) == "hf":
         return hf.read_documents(path)[0]  # the dataset's words and tags as they are
-    return to_documents(select_annotations(read_labelled(path, fmt, log), log, annotators, path), log)
+    records = read_labelled(path, fmt, log, spans_key, text_field)
+    return to_documents(select_annotations(records, log, annotators, path), log)
 
 
 # ---------------------------------------------------------------- every source, for train, evaluate and the CLI
@@ -299,10 +337,17 @@ def source_format(path: str | os.PathLike) -> str:
     return "conll"
 
 
+def format_of(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """The format a path is read as: ``fmt`` when given (checked), else as ``load`` tells it."""
+    return _check_format(fmt) if fmt else source_format(path)
+
+
 def load(path: str | os.PathLike, scheme: LabelScheme | str | None = None,
-         annotators: Sequence[str] | None = None) -> list[Document]:
+         annotators: Sequence[str] | None = None, spans_key: str | None = None,
+         text_field: str | None = None) -> list[Document]:
     """Documents from any supported source (``scheme`` applies to CoNLL files; others are detected; ``annotators``
-    chooses whose annotations of a multi-annotator export are read)."""
+    chooses whose annotations of a multi-annotator export are read; ``spans_key``, ``text_field``: see ``reading``).
+    Every change made while reading, and how a spaCy file was read, is said in a ``DataWarning``."""
     fmt = source_format(path)
     if annotators and fmt in _ONE_ANNOTATION:
         raise DataError(path, None, "--annotator chooses among the annotations of an annotation-tool export; this is "
@@ -314,11 +359,14 @@ def load(path: str | os.PathLike, scheme: LabelScheme | str | None = None,
     if fmt == "hf":
         return hf.read_documents(path)[0]
     log = ChangeLog()
-    docs = read_documents(path, fmt, log, annotators)
+    docs = read_documents(path, fmt, log, annotators, spans_key, text_field)
     if log.changes:
         counts = "; ".join(f"{n} x {CHANGES[k]}" for k, n in log.counts().most_common())
         warnings.warn(f"{path}: read as {fmt} with {len(log.changes)} changes ({counts}; first: {log.details(1)[0]}); "
-                      "`nerkit convert` lists them all", DataWarning, stacklevel=2)
+                      "`nerkit convert` lists them all" + "".join(f"; {n}" for n in log.notes), DataWarning,
+                      stacklevel=2)
+    elif log.notes:
+        warnings.warn(f"{path}: read as {fmt}: " + "; ".join(log.notes), DataWarning, stacklevel=2)
     return docs
 
 

@@ -25,6 +25,7 @@ def read(path: str | os.PathLike, log: ChangeLog, scheme: LabelScheme | str | No
             log.add("tags-repaired", f"{path}:{found.first_lines.get(kind, '?')}", f"{kind} (first occurrence)")
     records = from_documents(docs)
     for r in records:
+        r.meta["scheme"] = found.scheme.value  # written back in it (``records.write_scheme``)
         log.records_in += 1
         log.spans_in += len(r.spans)
     return records

@@ -23,7 +23,8 @@ def _line_ranges(text: str) -> list[tuple[int, int]]:
 def to_documents(records: Sequence[Record], log: ChangeLog | None = None, misaligned: str = "split",
                  flat: bool = True) -> list[Document]:
     """IOB2 documents for records: words from ``meta["words"]`` (offsets) or ``data.tokenize``, split (or spans expanded) where an edge falls
-    inside a word, one sentence per line of text, consecutive records of one ``meta["doc"]`` in one document."""
+    inside a word, one sentence per ``meta["sents"]`` range or else per line of text, consecutive records of one
+    ``meta["doc"]`` in one document."""
     if misaligned not in ("split", "expand"):
         raise NerkitError(f"misaligned must be 'split' or 'expand', got {misaligned!r}")
     log = log if log is not None else ChangeLog()
@@ -48,16 +49,19 @@ def to_documents(records: Sequence[Record], log: ChangeLog | None = None, misali
                         log.add("word-split", where.get(s, rec.source), f"[{s.start}, {s.end}) {s.label} {rec.text[s.start:s.end]!r}")
             else:
                 spans = _expand(rec, spans, offsets, where, log)
-            ranges = _merge_ranges(_line_ranges(rec.text), spans, rec, log)
+            # The source's own sentences (spaCy Docs) when it has them, else one sentence per line of text.
+            sents = rec.meta.get("sents")
+            ranges = _merge_ranges([(a, b) for a, b in sents] if sents else _line_ranges(rec.text), spans, rec, log)
             starts = [a for a, _ in offsets]
-            for a, b in ranges:
+            for n, (a, b) in enumerate(ranges, 1):
                 lo, hi = bisect_right(starts, a - 1), bisect_right(starts, b - 1)
                 if lo >= hi:
                     continue
                 sent_spans = [Span(s.start - a, s.end - a, s.label) for s in spans if a <= s.start and s.end <= b]
                 offs = [(x - a, y - a) for x, y in offsets[lo:hi]]
                 tags = spans_to_tags(offs, sent_spans)
-                src = rec.source if len(ranges) == 1 else f"{rec.source} line {rec.text.count(chr(10), 0, a) + 1}"
+                src = (rec.source if len(ranges) == 1 else f"{rec.source} sentence {n}" if sents
+                       else f"{rec.source} line {rec.text.count(chr(10), 0, a) + 1}")
                 doc.sentences.append(Sentence(words[lo:hi], tags, doc.id, src, rec.text[a:b], offs))
         if doc.sentences:
             docs.append(doc)

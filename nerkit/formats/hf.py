@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from nerkit.formats.documents import from_documents, to_documents
-from nerkit.formats.records import ChangeLog, Record
+from nerkit.formats.records import ChangeLog, Record, write_scheme
 from nerkit.errors import DataError, NerkitError
 from nerkit.scheme import LabelScheme, chunks, convert as convert_tags, detect_scheme, split_tag, validate
 from nerkit.types import Document, Sentence
@@ -290,6 +290,7 @@ def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
         s = d.sentences[0]
         r.meta[META] = {"names": info.names, "features": info.features,
                         "extra": {c: v[i] for c, v in ds_extra.items()}, "n_words": len(s.words)}
+        r.meta["scheme"] = info.scheme.value  # written back in it
         log.records_in += 1
         log.spans_in += len(r.spans)
     return records
@@ -300,7 +301,10 @@ def write(records: Sequence[Record], path: str | os.PathLike, log: ChangeLog, mi
     docs = to_documents(records, log, misaligned=misaligned)
     metas = [r.meta.get(META) for r in records]
     names = extra_features = extra = None
-    if metas and all(m is not None for m in metas) and all(m["features"] == metas[0]["features"] for m in metas):
+    same = bool(metas) and all(m is not None for m in metas) and all(m["features"] == metas[0]["features"] for m in metas)
+    # A dataset written back keeps its tag scheme; anything else is written in IOB2, what the classic recipe reads.
+    scheme = LabelScheme(write_scheme(records, None if same else "IOB2", log))
+    if same:
         names, extra_features = metas[0]["names"], metas[0]["features"]
         sents = [s for d in docs for s in d.sentences]
         # Other columns are per row (and often per word): kept only when every row came back with its own words.
@@ -308,7 +312,10 @@ def write(records: Sequence[Record], path: str | os.PathLike, log: ChangeLog, mi
             extra = {c: [m["extra"][c] for m in metas] for c in metas[0]["extra"]}
         else:
             extra = {}
-    write_documents(docs, path, names, extra, extra_features)
+    out = docs if scheme is LabelScheme.IOB2 else [
+        Document(d.id, [Sentence(s.words, convert_tags(s.tags, LabelScheme.IOB2, scheme), s.doc_id, s.source, s.text,
+                                 s.offsets) for s in d.sentences]) for d in docs]
+    write_documents(out, path, names, extra, extra_features)
     written = [s for d in docs for s in d.sentences if s.words]
     log.records_out += len(written)
     log.spans_out += sum(len(chunks(s.tags)) for s in written)

@@ -12,15 +12,28 @@ from nerkit.files import atomic_write_text
 from nerkit.types import Span
 
 
-def _task_text(data: object, where: str) -> tuple[str, str]:
+# Fields of a JSON-MIN row that Label Studio adds beside the task's data fields.
+_MIN_FIELDS = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time")
+
+
+def _task_text(data: object, where: str, field: str | None, skip: Sequence[str] = ()) -> str:
+    """The text of a task's data: the field named by ``field`` (``--text-field``), else "text", else the only
+    string field (besides ``skip`` and nerkit's own); otherwise an error naming the candidates."""
     if not isinstance(data, dict):
         raise DataError(where, None, f'task "data" must be an object, got {type(data).__name__}')
+    strings = [k for k, v in data.items() if isinstance(v, str) and not k.startswith("nerkit_") and k not in skip]
+    if field is not None:
+        if isinstance(data.get(field), str):
+            return data[field]
+        raise DataError(where, None, f'task has no text field {field!r} (--text-field); its string fields: '
+                        f'{", ".join(strings) or "none"}')
     if isinstance(data.get("text"), str):
-        return "text", data["text"]
-    strings = [k for k, v in data.items() if isinstance(v, str) and not k.startswith("nerkit_")]
+        return data["text"]
     if len(strings) == 1:
-        return strings[0], data[strings[0]]
-    raise DataError(where, None, 'task "data" has no "text" field (and not exactly one string field to use instead)')
+        return data[strings[0]]
+    raise DataError(where, None, 'task has no "text" field and ' + (
+        f'several string fields ({", ".join(strings)})' if strings else "no string field")
+        + ': name the one the labeling config shows with --text-field NAME (<Text value="$NAME">)')
 
 
 def _ls_regions(items: object, text: str, where: str, log: ChangeLog, utf16) -> list[tuple[Span, str]]:
@@ -69,22 +82,24 @@ def _meta(task_id: object, ann_id: object, created: object, keys: list[str], dat
     return meta
 
 
-def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
+def read(path: str | os.PathLike, log: ChangeLog, text_field: str | None = None) -> list[Record]:
     """Label Studio JSON or JSON-MIN export: one record per non-cancelled annotation; each record's source names
-    the file, line and task (``export.json:1 task 17 annotation 2``: Label Studio writes its JSON on one line)."""
+    the file, line and Label Studio's task id (``export.json:1 task 17 annotation 2``: Label Studio writes its
+    JSON on one line). ``text_field`` names the data field that holds the text (see ``_task_text``)."""
     out = []
     for index, (line, task) in enumerate(json_values(path), 1):
         if not isinstance(task, dict):
-            raise DataError(path, line, f"task {index}: expected an object, got {type(task).__name__}")
+            raise DataError(path, line, f"item {index} of the export is not a task (an object): "
+                            f"got {type(task).__name__}")
         task_id = task.get("id", index)
         where = f"{path}:{line} task {task_id}"
         if "data" not in task:
             # JSON-MIN: one row per annotation (newest first), the task's data fields and each labels control's
             # regions at the top level, "annotator" the user id (or email); a never-annotated task is one row
             # without annotator or annotation id.
-            if not isinstance(task.get("text"), str):
-                raise DataError(path, line, f'task {index}: no "data" (full export) or "text" (JSON-MIN export)')
-            text = task["text"]
+            if not any(isinstance(v, str) for k, v in task.items() if k not in _MIN_FIELDS):
+                raise DataError(where, None, 'no "data" (JSON export) and no text field (JSON-MIN export)')
+            text = _task_text(task, where, text_field, _MIN_FIELDS)
             lists = [v for v in task.values() if isinstance(v, list) and v and isinstance(v[0], dict) and "start" in v[0]]
             name, keys = _annotator(task.get("annotator"))
             if name is None and task.get("annotation_id") is None and not lists:
@@ -96,16 +111,16 @@ def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
             located = [x for items in lists for x in _ls_regions(items, text, where, log, utf16_to_chars(text))]
             out.append(finish(rec, located, log))
             continue
-        key, text = _task_text(task["data"], where)
+        text = _task_text(task["data"], where, text_field)
         data = task["data"]
         rid = str(data.get("nerkit_id", task_id))
         anns = task.get("annotations", task.get("completions")) or []
         if not isinstance(anns, list):
-            raise DataError(path, line, f'task {index}: "annotations" must be a list')
+            raise DataError(where, None, '"annotations" must be a list')
         live = []
         for k, ann in enumerate(anns, 1):
             if not isinstance(ann, dict):
-                raise DataError(path, line, f"task {index}: annotation {k} is not an object")
+                raise DataError(where, None, f"annotation {k} is not an object")
             if ann.get("was_cancelled") or ann.get("skipped"):
                 log.add("skipped-record", f"{where} annotation {k}", "cancelled (skipped) annotation")
             else:

@@ -4,6 +4,7 @@ made to them while reading or writing (nothing is dropped or moved silently; see
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -37,6 +38,8 @@ CHANGES: dict[str, str] = {
     "no-labels": "record without an annotation field read as having no entities",
     "tags-repaired": "invalid tag transition repaired (entity read leniently)",
     "label-renamed": "whitespace in a label replaced by '_'",
+    "spacy-attrs": "spaCy token attributes not kept (tokens re-split at a span edge)",
+    "not-shared": "text not annotated by every annotator left out of the merge",
 }
 
 
@@ -86,6 +89,12 @@ class ChangeLog:
     spans_in: int = 0
     records_out: int = 0
     spans_out: int = 0
+    notes: list[str] = field(default_factory=list)  # how the data was read (not changes), e.g. whose tokens
+
+    def note(self, text: str) -> None:
+        """Say how the data was read (printed with the summary; not a change)."""
+        if text not in self.notes:
+            self.notes.append(text)
 
     def add(self, kind: str, where: str, detail: str = "") -> None:
         """Record a change (or raise in strict mode)."""
@@ -102,6 +111,7 @@ class ChangeLog:
     def summary(self) -> str:
         """One line per kind of change, or 'no changes'."""
         head = f"read {self.records_in} records with {self.spans_in} spans; wrote {self.records_out} records with {self.spans_out} spans"
+        head += "".join(f"\nnote: {n}" for n in self.notes)
         counts = self.counts()
         if not counts:
             return head + "\nno changes"
@@ -225,3 +235,28 @@ def doc_groups(records: Sequence[Record]) -> list[tuple[str, list[Record]]]:
         else:
             groups.append((doc if doc is not None else r.id, [r]))
     return groups
+
+
+def write_scheme(records: Sequence[Record], target: str | None, log: ChangeLog) -> str:
+    """The tag scheme a token format writes: ``target``, or (None) the scheme every record was read in
+    (``meta["scheme"]``), else IOB2; tags read in another scheme than the one written are said in a note."""
+    found = {r.meta.get("scheme") for r in records}
+    if target is None:
+        target = found.pop() if len(found) == 1 and None not in found else "IOB2"
+        found.add(target)
+    other = sorted(f for f in found if f is not None and f != target)
+    if other:
+        log.note(f"tags written in {target}; read in {', '.join(other)} (same entities)")
+    return target
+
+
+def sentence_ranges(words: Sequence[tuple[int, int]], bounds: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sentences (character ``bounds`` as a tool gives them) as ranges from their first word to their last; a
+    sentence without words (whitespace only) is left out."""
+    starts = [a for a, _ in words]
+    out = []
+    for a, b in bounds:
+        lo, hi = bisect_left(starts, a), bisect_left(starts, b)
+        if lo < hi:
+            out.append((words[lo][0], words[hi - 1][1]))
+    return out

@@ -18,7 +18,6 @@ import glob
 import hashlib
 import json
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -560,10 +559,7 @@ class _ReadShards:
 
         tables = []
         for i in batch["shard"].to_pylist():
-            try:
-                t = read_shard(self.shards[i], self.text_column)
-            except NerkitError as exc:
-                raise NerkitError(str(exc)) from None  # DataError's constructor does not survive pickling
+            t = read_shard(self.shards[i], self.text_column)
             if not t.num_rows:
                 continue  # an empty shard: the driver writes its (empty) part when the stream ends
             cols = json.dumps(t.column_names)
@@ -586,9 +582,7 @@ def _nerkit_cause(exc: BaseException) -> NerkitError | None:
         if isinstance(e, NerkitError):
             return e
         todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
-    # Ray Data re-raises a UDF's exception as a UserCodeException whose original is gone but for its text.
-    m = re.search(r"nerkit\.errors\.\w*Error: (.+)", str(exc))
-    return NerkitError(m.group(1).strip()) if m else None
+    return None
 
 
 def _run_ray(model_dir, backend, workers, threads, pending, text_column, batch_rows, done, stats, progress) -> None:
@@ -612,6 +606,7 @@ def _run_ray(model_dir, backend, workers, threads, pending, text_column, batch_r
                               f"cluster has {cpus}")
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
+        ctx.raise_original_map_exception = True  # a bad row's DataError, not a UserCodeException with its text
         ds = ray.data.from_items([{"shard": i} for i in range(len(pending))], override_num_blocks=len(pending))
         # Reading is light; with num_cpus=0 it never waits behind the actors, which hold every CPU.
         ds = ds.map_batches(_ReadShards(pending, text_column), batch_size=1, batch_format="pyarrow", num_cpus=0)

@@ -67,6 +67,11 @@ def training_config(a: argparse.Namespace):
                        case_signal={"auto": None, "on": True, "off": False}[getattr(a, "case_signal", "auto")])
 
 
+def add_alias(p: argparse.ArgumentParser, old: str, dest: str, **kwargs) -> None:
+    """A former spelling of an option, still accepted (no user's command breaks) but not listed in --help."""
+    p.add_argument(old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+
 def positive(kind: type, scale: int = 1):
     """An argparse type: a number of ``kind`` above zero (times ``scale``), else a clear usage error."""
     def parse(text: str):

@@ -363,7 +363,7 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline-requests", type=int, help="requests for the baseline (default: --requests)")
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--max-wait-ms", type=float, help="nerkit serve --max-wait-ms")
-    ap.add_argument("--max-batch", type=int, help="nerkit serve --max-batch")
+    ap.add_argument("--max-batch", type=int, help="nerkit serve --max-batch-texts")
     ap.add_argument("--backend", default="auto", help="nerkit serve --backend (onnx: fp32, batch-invariant results)")
     ap.add_argument("--long-share", type=float, default=0.1, help="share of long texts (default 0.1)")
     ap.add_argument("--long-chars", type=int, default=1000, help="length cap of long texts (default 1000)")
@@ -430,7 +430,7 @@ def main(argv=None) -> int:
     if a.max_wait_ms is not None:
         cmd += ["--max-wait-ms", str(a.max_wait_ms)]
     if a.max_batch is not None:
-        cmd += ["--max-batch", str(a.max_batch)]
+        cmd += ["--max-batch-texts", str(a.max_batch)]
     print("nerkit serve ...", file=sys.stderr)
     proc = start_server(cmd, port)
     try:

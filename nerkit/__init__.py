@@ -1,7 +1,7 @@
 """nerkit: fine-tune, evaluate and serve BERT-family named-entity recognizers.
 
-The package root only re-exports, lazily (no nerkit module imports it): data -> align -> train -> evaluate ->
-predict -> engines/export -> serve, with annotate/ beside; see "How the code is laid out" in the README.
+The package root only re-exports, lazily (no nerkit module imports it): data -> formats -> align -> train/loop ->
+evaluation -> predict -> engines/export -> serve/tagcorpus, with annotate/ beside; see docs/architecture.md.
 """
 from nerkit._version import __version__
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from nerkit.errors import NerkitError
-from nerkit.files import atomic_write_text
+from nerkit.files import atomic_write_text, replacing
 from nerkit.scheme import chunks
 from nerkit.types import Document
 
@@ -129,8 +129,6 @@ def plot(rows: Sequence[dict], path: str | os.PathLike) -> None:
     ax.set_title("Learning curve")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)

@@ -13,3 +13,8 @@ class DataError(NerkitError):
         self.path, self.line, self.problem = str(path), line, problem
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {problem}")
+
+    def __reduce__(self):
+        # Pickle rebuilds an exception from its args (here the message alone): give the three fields instead, so
+        # one raised in another process (a Ray worker) comes back whole.
+        return type(self), (self.path, self.line, self.problem)

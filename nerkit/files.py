@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -61,28 +63,40 @@ def new_file_mode(path: str | os.PathLike) -> int:
         return 0o666 & ~umask()
 
 
+@contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling of ``path`` for the body to write (a file, or a folder it creates), moved onto ``path``
+    in one rename when the body finishes and removed if it raises: readers see the old content or the new, whole.
+
+    A new file gets the permissions of the file it replaces, else what open() would give."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Hidden and ending .tmp: folder readers (pyarrow, tag-corpus resume) skip it if a kill leaves it behind.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        if tmp.is_file():
+            os.chmod(tmp, new_file_mode(path))
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes to ``path`` through a temporary file and ``os.replace``: readers never see half a file.
 
     A path that cannot be written (missing or read-only folder, a file where a folder should be) is a NerkitError
     naming it."""
-    path = Path(path)
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), new_file_mode(path))
-            f.write(data)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            # Private while written (the finished file gets its permissions from ``replacing``).
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                f.write(data)
     except OSError as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
         raise NerkitError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def check_writable(path: str | os.PathLike) -> Path:

@@ -21,9 +21,9 @@ from typing import Sequence
 from nerkit import budget as budget_rule
 from nerkit.budget import SEARCH_SENTENCES, Budget
 from nerkit.errors import NerkitError
-from nerkit.modeldir import check_output, save_model_dir
 from nerkit.formats import as_documents
-from nerkit.train import TrainConfig, TrainResult, budget_for, fit
+from nerkit.modeldir import check_output, save_model_dir
+from nerkit.train import Datasets, TrainConfig, TrainResult, budget_for, fit, load_datasets
 
 LR_X = (1.0, 2.0)
 EPOCHS_X = (1.0, 2.0)
@@ -73,9 +73,10 @@ class Decision:
     budget: dict | None = None
 
 
-def decide(train, dev, config: TrainConfig | None = None, scheme: str | None = None,
+def decide(train, dev=None, config: TrainConfig | None = None, scheme: str | None = None,
            annotators: Sequence[str] | None = None) -> Decision:
-    """Whether `nerkit train` without --search/--no-search searches on this data (reads it once for its size)."""
+    """Whether `nerkit train` without --search/--no-search searches on this data (``train``: a path, documents, or
+    the ``Datasets`` `nerkit train` read, whose dev set counts and whose tokenized training data is kept)."""
     cfg = (config or TrainConfig()).resolved()
     if cfg.lr is not None or cfg.epochs is not None or cfg.max_steps is not None:
         return Decision(False, "")  # the user chose the budget: train once with it, nothing to say
@@ -83,13 +84,14 @@ def decide(train, dev, config: TrainConfig | None = None, scheme: str | None = N
         return Decision(False, "several processes: training once (--search is for one process)")
     if cfg.resume:
         return Decision(False, "--resume: training once (a search leaves no checkpoint to resume)")
-    docs = as_documents(train, scheme, annotators)
+    data = train if isinstance(train, Datasets) else None
+    docs = data.train if data is not None else as_documents(train, scheme, annotators)
     if sum(1 for d in docs for x in d.sentences if x.words) > budget_rule.SEARCH_SENTENCES:
         return Decision(False, "")  # large data: no need to tokenize it for a budget that would not search
-    base = budget_for(docs, config=cfg, scheme=scheme, annotators=annotators)
+    base = budget_for(data if data is not None else docs, config=cfg)
     if not Budget(**base).searches():
         return Decision(False, "", base)  # the rule is close to the best there (docs/domains.md)
-    if dev is None:
+    if dev is None and not (data is not None and data.dev):
         return Decision(False, f"{base['sentences']:,} sentences and no --dev: training once with the derived budget; "
                                "with a dev set nerkit would try 4 learning rate x epochs settings and keep the best", base)
     return Decision(True, f"{base['sentences']:,} sentences (up to {SEARCH_SENTENCES:,}) with a dev set: trying the "
@@ -97,12 +99,13 @@ def decide(train, dev, config: TrainConfig | None = None, scheme: str | None = N
                           "best on dev; --no-search trains once", base)
 
 
-def search(train, dev, test=None, output=None, config: TrainConfig | None = None, scheme: str | None = None,
+def search(train, dev=None, test=None, output=None, config: TrainConfig | None = None, scheme: str | None = None,
            lr_x: Sequence[float] = LR_X, epochs_x: Sequence[float] = EPOCHS_X,
            annotators: Sequence[str] | None = None, budget: dict | None = None) -> SearchResult:
     """Train at each learning-rate x epochs multiple of the budget (``budget``: already derived for ``train``);
-    keep the best on ``dev``; save it to ``output``."""
-    if dev is None:
+    keep the best on ``dev``; save it to ``output``. The data is read once (``train`` may be the ``Datasets``
+    already read, holding dev and test) and every point trains on it."""
+    if dev is None and not (isinstance(train, Datasets) and train.dev):
         raise NerkitError("--search chooses the settings on the dev set: give --dev")
     cfg = (config or TrainConfig()).resolved()
     if cfg.resume:
@@ -111,7 +114,8 @@ def search(train, dev, test=None, output=None, config: TrainConfig | None = None
         raise NerkitError("--search runs in one process: start it without torchrun (or train once with --no-search)")
     if output is not None:
         check_output(output)  # before the first of several trainings
-    base = budget or budget_for(train, config=cfg, scheme=scheme, annotators=annotators)
+    data = load_datasets(train, dev, test, scheme, annotators)
+    base = budget or budget_for(data, config=cfg)
     grid = [(a, b) for b in epochs_x for a in lr_x]
     points: list[SearchPoint] = []
     best: tuple[SearchPoint, TrainResult] | None = None
@@ -121,7 +125,7 @@ def search(train, dev, test=None, output=None, config: TrainConfig | None = None
             print(f"search {i}/{len(grid)}: learning rate x{a:g} ({lr:.2g}), epochs x{b:g} ({epochs:g})",
                   file=sys.stderr, flush=True)
         t0 = time.time()
-        res = fit(train, dev, test, None, dataclasses.replace(cfg, lr=lr, epochs=epochs), scheme,
+        res = fit(data, None, None, None, dataclasses.replace(cfg, lr=lr, epochs=epochs), scheme,
                   annotators=annotators)
         test_f1 = res.metrics["test"]["f1"] if "test" in res.metrics else None
         point = SearchPoint(a, b, lr, epochs, float(res.metrics.get("dev", {}).get("f1", 0.0)), round(time.time() - t0, 1),

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 
 from nerkit.engines import BACKEND_FILES, resolve_backend
 from nerkit.errors import DataError, NerkitError
+from nerkit.files import atomic_write_bytes, replacing
 from nerkit.modeldir import META_FILE, open_model_dir
 from nerkit.tagcorpus_ray import INTERNAL_COLUMNS, import_ray, run_ray
 
@@ -337,18 +338,8 @@ class _Manifest:
         if not force and time.monotonic() - self._written < MANIFEST_EVERY_S:
             return
         data = {"format": MANIFEST_FORMAT, "job": self.job, "parts": self.parts}
-        _atomic_write_bytes(self.path, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode())
+        atomic_write_bytes(self.path, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode())
         self._written = time.monotonic()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _stamp(source: str) -> dict:
@@ -395,14 +386,8 @@ def _write_part(output: Path, shard: Shard, table, fingerprint: str) -> None:
 
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                            b"nerkit.model": fingerprint.encode(), b"nerkit.shard": shard.key.encode()})
-    final = output / shard.part_name
-    tmp = output / f".{shard.part_name}.{os.getpid()}.tmp"
-    try:
+    with replacing(output / shard.part_name) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _drop_stale_parts(output: Path, manifest: _Manifest, shards: Sequence[Shard]) -> None:

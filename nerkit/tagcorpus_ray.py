@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -43,10 +42,7 @@ class _ReadShards:
 
         tables = []
         for i in batch["shard"].to_pylist():
-            try:
-                t = self.read(self.shards[i], self.text_column)
-            except NerkitError as exc:
-                raise NerkitError(str(exc)) from None  # DataError's constructor does not survive pickling
+            t = self.read(self.shards[i], self.text_column)
             if not t.num_rows:
                 continue  # an empty shard: the driver writes its (empty) part when the stream ends
             cols = json.dumps(t.column_names)
@@ -69,9 +65,7 @@ def _nerkit_cause(exc: BaseException) -> NerkitError | None:
         if isinstance(e, NerkitError):
             return e
         todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
-    # Ray Data re-raises a UDF's exception as a UserCodeException whose original is gone but for its text.
-    m = re.search(r"nerkit\.errors\.\w*Error: (.+)", str(exc))
-    return NerkitError(m.group(1).strip()) if m else None
+    return None
 
 
 def run_ray(model_dir: str | os.PathLike, backend: str, pending: Sequence, *, read: Callable, actor: type,
@@ -96,6 +90,7 @@ def run_ray(model_dir: str | os.PathLike, backend: str, pending: Sequence, *, re
                               f"cluster has {cpus}")
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
+        ctx.raise_original_map_exception = True  # a bad row's DataError, not a UserCodeException with its text
         ds = ray.data.from_items([{"shard": i} for i in range(len(pending))], override_num_blocks=len(pending))
         # Reading is light; with num_cpus=0 it never waits behind the actors, which hold every CPU.
         ds = ds.map_batches(_ReadShards(list(pending), read, text_column), batch_size=1, batch_format="pyarrow",

@@ -22,7 +22,7 @@ import platform
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -192,17 +192,29 @@ def _class_weights(kind: str, tag_ids: list[list[int]], n: int):
 
 @dataclass
 class Datasets:
-    """The documents of each split and the label set they use (IOB2)."""
+    """The documents of each split and the label set they use (IOB2), read once: `nerkit train` hands the same
+    ``Datasets`` to the search decision, the budget, every search point and ``fit``."""
 
     train: list[Document]
     dev: list[Document]
     test: list[Document]
     labels: list[str]
+    sources: tuple = (None, None, None)  # what train, dev and test were read from (paths are named in nerkit.json)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # split -> fingerprint of the file it was read from
+    _encoded: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def label2id(self) -> dict[str, int]:
         """Label -> class index."""
         return {t: i for i, t in enumerate(self.labels)}
+
+    def encoded_train(self, tokenizer, layers: int = 1) -> list[align.EncodedDoc]:
+        """The training documents as subword ids of ``tokenizer`` with ``layers`` tag layers, tokenized on first use
+        and then shared (read-only)."""
+        key = (getattr(tokenizer, "name_or_path", None) or id(tokenizer), layers)
+        if key not in self._encoded:
+            self._encoded[key] = align.encode_documents(self.train, tokenizer, self.label2id, layers)
+        return self._encoded[key]
 
 
 @dataclass(frozen=True)
@@ -215,7 +227,12 @@ class DataSize:
 
 def load_datasets(train, dev=None, test=None, scheme: str | None = None,
                   annotators: Sequence[str] | None = None) -> Datasets:
-    """Read the splits (paths or documents) and collect the IOB2 labels of all of them."""
+    """Read the splits (paths or documents) and collect the IOB2 labels of all of them (``train`` already a
+    ``Datasets``: returned as it is)."""
+    if isinstance(train, Datasets):
+        if dev is not None or test is not None:
+            raise ValueError("dev and test are part of the Datasets given as train")
+        return train
     train_docs, dev_docs, test_docs = (as_documents(d, scheme, annotators) for d in (train, dev, test))
     check_labelled(dev_docs, "dev")  # before training: never find out after an hour that they cannot be scored
     check_labelled(test_docs, "test")
@@ -227,7 +244,11 @@ def load_datasets(train, dev=None, test=None, scheme: str | None = None,
     if bad:
         raise NerkitError(f"entity type {bad[0]!r}: a type ending in {LAYER_MARK}<number> would read as a nested model's "
                           "layer; rename it (e.g. with nerkit convert)")
-    return Datasets(train_docs, dev_docs, test_docs, iob2_labels(types))
+    sources = (train, dev, test)
+    prints = {name: fingerprint(src) for name, src, docs in zip(("train", "dev", "test"), sources,
+                                                                (train_docs, dev_docs, test_docs))
+              if docs and isinstance(src, (str, os.PathLike))}  # hashed once, however many trainings describe it
+    return Datasets(train_docs, dev_docs, test_docs, iob2_labels(types), sources, prints)
 
 
 EXTEND_PEAK = 0.5  # the learning rate of an extension restarts at half its peak, then decays to 0 again
@@ -438,8 +459,9 @@ def start_state(cfg: TrainConfig, root: Path | None, key: str, model, opt, sched
 
 def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, config: TrainConfig | None = None,
         scheme: str | None = None, annotators: Sequence[str] | None = None) -> TrainResult:
-    """Fine-tune ``config.model`` on ``train`` (path or documents); keep the best dev-F1 checkpoint; save to ``output``.
-    ``annotators`` (ids or emails) chooses whose annotations of multi-annotator exports are read."""
+    """Fine-tune ``config.model`` on ``train`` (path, documents, or a ``Datasets`` holding dev and test too); keep
+    the best dev-F1 checkpoint; save to ``output``. ``annotators`` (ids or emails) chooses whose annotations of
+    multi-annotator exports are read."""
     from tqdm.auto import tqdm
     from transformers import set_seed
 
@@ -451,6 +473,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
         check_output(output)  # before training: never find out after an hour that the output cannot be written
         checkpoint.check_root(checkpoint.checkpoint_root(output))
     data = load_datasets(train, dev, test, scheme, annotators)
+    train, dev, test = data.sources  # what nerkit.json names
     set_seed(cfg.seed)
     _set_threads()
     talk = cfg.progress and os.environ.get("RANK", "0") == "0"  # under torchrun, the main process only
@@ -463,7 +486,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     if transfer is not None and talk:
         print(transfer.describe(), file=sys.stderr, flush=True)
     max_len = min(getattr(model.config, "max_position_embeddings", 512), 512)
-    encoded = align.encode_documents(data.train, tokenizer, data.label2id, layers.count)
+    encoded = data.encoded_train(tokenizer, layers.count)
     windows = build_features(encoded, tokenizer, cfg, data.labels, case_signal, max_len)
     cfg, budget = resolve_config(cfg, data_size(data.train, windows))
     if talk:
@@ -581,7 +604,7 @@ def model_meta(cfg: TrainConfig, sources: tuple, data: Datasets, windows: align.
         windows=windows.meta, case_signal=case_signal, labels=data.labels,
         nerkit_version=__version__, base_model=_model_name(cfg.model), tag_scheme="IOB2",
         train_args={**{k: v for k, v in asdict(cfg).items() if k not in _OPERATIONAL}, "model": _model_name(cfg.model)},
-        data={name: _describe(src, docs, annotators) for name, src, docs in
+        data={name: _describe(src, docs, annotators, data.fingerprints.get(name)) for name, src, docs in
               zip(("train", "dev", "test"), sources, (data.train, data.dev, data.test)) if docs},
         metrics=metrics, history=state.history, best_step=state.best_step, steps=state.step,
         platform=platform.platform(),
@@ -593,18 +616,20 @@ def model_meta(cfg: TrainConfig, sources: tuple, data: Datasets, windows: align.
 
 def budget_for(train, model: str | None = None, context: int | None = None, scheme: str | None = None,
                config: TrainConfig | None = None, annotators: Sequence[str] | None = None) -> dict:
-    """The budget ``config`` (default: the defaults) would train ``train`` (path or documents) with, without training."""
+    """The budget ``config`` (default: the defaults) would train ``train`` (path, documents or ``Datasets``) with,
+    without training (a ``Datasets`` keeps the tokenized documents for ``fit``)."""
     from transformers import AutoConfig
 
     cfg = (config or TrainConfig(model=model, context=context)).resolved()
-    docs = as_documents(train, scheme, annotators)
-    labels = iob2_labels(labels_of(t for d in docs for s in d.sentences for t in (s.tags or [])))
+    data = train if isinstance(train, Datasets) else None
+    if data is None:
+        docs = as_documents(train, scheme, annotators)
+        data = Datasets(docs, [], [], iob2_labels(labels_of(t for d in docs for s in d.sentences for t in (s.tags or []))))
     tokenizer = load_tokenizer(cfg.model)
     max_len = min(getattr(AutoConfig.from_pretrained(cfg.model), "max_position_embeddings", 512), 512)
-    encoded = align.encode_documents(docs, tokenizer, {t: i for i, t in enumerate(labels)})
     # The same windows fit trains on (casing does not change their lengths), so the same budget.
-    windows = build_features(encoded, tokenizer, cfg, labels, False, max_len)
-    return asdict(resolve_config(cfg, data_size(docs, windows))[1])
+    windows = build_features(data.encoded_train(tokenizer), tokenizer, cfg, data.labels, False, max_len)
+    return asdict(resolve_config(cfg, data_size(data.train, windows))[1])
 
 
 def _lowercases(tokenizer) -> bool:
@@ -628,11 +653,12 @@ def _model_name(model: str) -> str:
     return Path(model).name if Path(model).exists() else model
 
 
-def _describe(src, docs: Sequence[Document], annotators: Sequence[str] | None = None) -> dict:
+def _describe(src, docs: Sequence[Document], annotators: Sequence[str] | None = None,
+              sha: str | None = None) -> dict:
     d = {"documents": len(docs), "sentences": sum(len(x.sentences) for x in docs)}
     if isinstance(src, (str, os.PathLike)):
         d["path"] = Path(src).name  # the file's name and fingerprint identify it; its local path would leak
-        d["sha256_16"] = fingerprint(src)
+        d["sha256_16"] = sha or fingerprint(src)
         if annotators:
             d["annotators"] = list(annotators)  # the same file read for another annotator is other data
     return d

@@ -63,8 +63,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     """The fine-tuning settings (``TrainConfig``) of `nerkit train` and `nerkit curve`."""
     p.add_argument("--model", help="base encoder (HF id or local directory; default: offline all-MiniLM-L6-v2), or an "
                    "existing NER model to start from: its encoder is kept and the classifier rows of labels with the "
-                   "same name are reused (transfer; with a few hundred sentences of related types this beat the base "
-                   "encoder by up to 18 F1, see docs/domains.md)")
+                   "same name are reused (transfer; from a CoNLL-2003 model, 100 financial-news sentences of the same "
+                   "types gained 13.9 test F1 over the base encoder, see docs/domains.md)")
     p.add_argument("--label-map", help="with --model NER_MODEL: rename its entity types to yours, e.g. PER=PERSON,ORG=COMPANY")
     p.add_argument("--epochs", type=positive(float), help="default: derived from the data's size (the log says what and why)")
     p.add_argument("--max-steps", type=positive(int))
@@ -103,6 +103,11 @@ def training_config(a: argparse.Namespace):
                        eval_every_steps=a.eval_every_steps, resume=getattr(a, "resume", False),
                        nested=getattr(a, "nested", "auto"),
                        case_signal={"auto": None, "on": True, "off": False}[getattr(a, "case_signal", "auto")])
+
+
+def add_alias(p: argparse.ArgumentParser, old: str, dest: str, **kwargs) -> None:
+    """A former spelling of an option, still accepted (no user's command breaks) but not listed in --help."""
+    p.add_argument(old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
 
 
 def positive(kind: type, scale: int = 1):

@@ -32,28 +32,31 @@ def train(a: argparse.Namespace) -> None:
 
 
 def _train(a: argparse.Namespace) -> None:
-    from nerkit.train import fit
+    from nerkit.modeldir import check_output
+    from nerkit.train import fit, load_datasets
 
     cfg, budget = training_config(a), None
     if _tqdm_disabled():  # fit passes its own disable= to tqdm, which would override the variable
         cfg.progress = False
+    check_output(a.output)  # before reading the data: a bad --output fails in a second
+    # Read and checked once: the search decision, its budget, every search point and the training share it.
+    data = load_datasets(a.train, a.dev, a.test, a.scheme, a.annotator)
     if a.search is None:  # neither --search nor --no-search: small data with a dev set searches
         from nerkit.search import decide
 
-        choice = decide(a.train, a.dev, cfg, a.scheme, a.annotator)
+        choice = decide(data, None, cfg)
         if choice.reason and cfg.progress:
             print(choice.reason, file=sys.stderr, flush=True)
         a.search, budget = choice.search, choice.budget
     if a.search:
         from nerkit.search import search
 
-        found = search(a.train, a.dev, a.test, a.output, cfg, a.scheme, annotators=a.annotator, budget=budget)
+        found = search(data, None, None, a.output, cfg, annotators=a.annotator, budget=budget)
         if found.result.main:
             print(found.table(), file=sys.stderr)
             print(json.dumps(found.result.metrics, indent=2))
         return
-    result = fit(a.train, dev=a.dev, test=a.test, output=a.output, config=cfg, scheme=a.scheme,
-                 annotators=a.annotator)
+    result = fit(data, output=a.output, config=cfg, annotators=a.annotator)
     if result.main:  # under torchrun, the other processes print nothing
         print(json.dumps(result.metrics, indent=2))
 

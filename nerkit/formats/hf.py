@@ -8,7 +8,6 @@ the ``datasets`` library (imported only when one of these functions runs: it tak
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from typing import Iterator, Sequence
 from nerkit.formats.documents import from_documents, to_documents
 from nerkit.formats.records import ChangeLog, Record, write_scheme
 from nerkit.errors import DataError, NerkitError
+from nerkit.files import replacing
 from nerkit.scheme import LabelScheme, chunks, convert as convert_tags, detect_scheme, split_tag, validate
 from nerkit.types import Document, Sentence
 
@@ -244,28 +244,15 @@ def write_documents(docs: Sequence[Document], path: str | os.PathLike, names: Se
     out = Path(path)
     with _quiet():
         if out.suffix.lower() == ".parquet":
-            out.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-            os.close(fd)
-            try:
-                ds.to_parquet(tmp)
-                os.replace(tmp, out)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            with replacing(out) as tmp:
+                ds.to_parquet(str(tmp))
             return
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise NerkitError(f"{out}: already exists; give a new or empty directory for the dataset")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-        try:
+        with replacing(out) as tmp:
             ds.save_to_disk(str(tmp))
             if out.exists():
                 out.rmdir()  # empty, checked above
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
 
 
 def _cast_id(v: str):

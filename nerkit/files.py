@@ -61,6 +61,16 @@ def new_file_mode(path: str | os.PathLike) -> int:
         return 0o666 & ~umask()
 
 
+def follow_umask(directory: str | os.PathLike) -> None:
+    """Give ``directory`` and the files in it the permissions the umask gives (safetensors and mkdtemp make
+    them 0o600/0o700, which other users cannot read although the rest of the model is readable)."""
+    mask, directory = umask(), Path(directory)
+    os.chmod(directory, 0o777 & ~mask)
+    for p in directory.rglob("*"):
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes to ``path`` through a temporary file and ``os.replace``: readers never see half a file.
 

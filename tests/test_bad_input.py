@@ -11,6 +11,7 @@ import pytest
 from nerkit.cli import main
 from nerkit.data import read_conll, tokenize
 from nerkit.errors import DataError, NerkitError
+from nerkit.train import TrainConfig, fit
 from test_train import small_corpus
 
 
@@ -120,7 +121,9 @@ def test_evaluate_on_unlabelled_data_is_a_clear_error(tiny_model, tmp_path, caps
 
 
 @pytest.mark.parametrize("args", [["--max-steps", "-5"], ["--max-steps", "0"], ["--epochs", "-1"], ["--epochs", "0"],
-                                  ["--lr", "-0.1"], ["--lr", "0"], ["--batch-tokens", "0"], ["--batch-size", "-2"]])
+                                  ["--lr", "-0.1"], ["--lr", "0"], ["--batch-tokens", "0"], ["--batch-size", "-2"],
+                                  ["--lr", "inf"], ["--epochs", "inf"], ["--evals-per-epoch", "0"],
+                                  ["--evals-per-epoch", "-1"], ["--eval-every-steps", "0"]])
 def test_nonpositive_training_numbers_are_refused_before_training(tiny_model, tmp_path, capsys, args):
     data = small_corpus(tmp_path, n_train=6)
     try:
@@ -136,9 +139,43 @@ def test_nonpositive_training_numbers_are_refused_before_training(tiny_model, tm
 def test_train_config_rejects_nonpositive_numbers_from_python(tmp_path):
     from nerkit.train import TrainConfig, fit
 
-    for bad in ({"max_steps": -5}, {"epochs": 0}, {"lr": -1.0}, {"batch_tokens": 0}):
+    for bad in ({"max_steps": -5}, {"epochs": 0}, {"lr": -1.0}, {"batch_tokens": 0}, {"lr": float("inf")},
+                {"epochs": float("inf")}, {"evals_per_epoch": 0}, {"evals_per_epoch": -1.0}):
         with pytest.raises(NerkitError, match="positive"):
             fit([], config=TrainConfig(**bad))
+
+
+def test_a_diverged_run_stops_with_an_error_and_saves_nothing(tiny_model, tmp_path, capsys):
+    # --lr 1e20 (as --lr 100 does on MiniLM) makes every weight NaN within a few steps; that run used to exit 0.
+    data = small_corpus(tmp_path, n_train=6)
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, "train", "--train", data["train"], "--model", tiny_model, "--max-steps", 30,
+                        "--lr", "1e20", "--batch-tokens", 256, "--output", out)
+    assert code == 2 and "diverged" in _error_line(err) and "--lr" in err
+    assert not out.exists()
+    from nerkit.train import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged):  # also with a dev set, when the first evaluation comes before step 10
+        fit(data["train"], dev=data["dev"], output=out, config=TrainConfig(
+            model=str(tiny_model), max_steps=4, lr=1e20, batch_tokens=256, eval_every_steps=2, progress=False))
+    assert not out.exists()
+
+
+def test_dev_data_without_entities_is_refused_before_training(tiny_model, tmp_path, capsys, monkeypatch):
+    import nerkit.train as train_mod
+
+    data = small_corpus(tmp_path, n_train=6)
+    dev = tmp_path / "dev_o.conll"
+    dev.write_text("John O\nlives O\n\nParis O\n.\tO\n")
+
+    def no_training(*a, **k):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(train_mod.align, "length_grouped_batches", no_training)
+    code, _, err = _run(capsys, "train", "--train", data["train"], "--dev", dev, "--model", tiny_model,
+                        "--max-steps", 2, "--output", tmp_path / "out")
+    line = _error_line(err)
+    assert code == 2 and "dev_o.conll" in line and "no entities" in line and not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- predict input and output
@@ -277,6 +314,7 @@ def test_outputs_follow_the_umask_and_carry_no_absolute_paths(tiny_model, tmp_pa
         assert code == 0, err
         assert out.stat().st_mode & 0o777 == 0o755
         assert (out / "nerkit.json").stat().st_mode & 0o777 == 0o644
+        assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.stat().st_mode & 0o777 != 0o644} == {}
         pred = tmp_path / "pred.jsonl"
         assert _run(capsys, "predict", out, "Paris", "--output", pred, "--backend", "torch")[0] == 0
         assert pred.stat().st_mode & 0o777 == 0o644

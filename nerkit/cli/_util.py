@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from nerkit.engines import BACKENDS
 
@@ -51,9 +52,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="feed word casing through token_type_ids (auto: for uncased encoders). Such models name their "
                         "own transformers pipeline (trust_remote_code=True); 'off' gives a plain model")
     p.add_argument("--early-stopping", type=int, help="stop after N evaluations without dev F1 gain")
-    p.add_argument("--evals-per-epoch", type=float,
+    p.add_argument("--evals-per-epoch", type=positive(float),
                    help="dev evaluations (and checkpoints) per epoch; below 1, every 1/N epochs (default: derived)")
-    p.add_argument("--eval-every-steps", type=int, help="evaluate every N optimizer steps instead")
+    p.add_argument("--eval-every-steps", type=positive(int), help="evaluate every N optimizer steps instead")
 
 
 def training_config(a: argparse.Namespace):
@@ -74,8 +75,8 @@ def positive(kind: type, scale: int = 1):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if not 0 < value < math.inf:  # inf passed "> 0" and trained a model of NaNs
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return value * scale
 
     parse.__name__ = kind.__name__

@@ -39,6 +39,54 @@ def lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
         yield n, line.rstrip("\r")
 
 
+def check_text(text: str, path: object, line: int | None = None, what: str = "text") -> str:
+    """``text`` if it is Unicode text; a lone surrogate (a broken "\\ud800" JSON escape, or bytes of a command-line
+    argument that were not UTF-8) is a ``DataError`` naming where: every encoder downstream (the tokenizer, Arrow,
+    the UTF-8 writers) would fail on it with a traceback."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start]
+        kind = "a byte that is not UTF-8" if "\udc80" <= bad <= "\udcff" else "a lone surrogate (half a UTF-16 pair)"
+        raise DataError(path, line, f"{what} holds {bad!r} at character {e.start + 1}: {kind}, not Unicode text") from None
+    return text
+
+
+def check_json_text(value: object, path: object, line: int | None = None, raw: str | None = None) -> None:
+    """Refuse a decoded JSON value holding a lone surrogate anywhere (keys included), naming ``path`` and ``line``.
+    Given the ``raw`` text it was decoded from, values without a \\u escape (the only way to write one) are
+    passed without a look."""
+    if raw is not None and "\\u" not in raw:
+        return
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            check_text(v, path, line, "a JSON string")
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file or folder (links and ``./`` spellings included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_not_input(output: str | os.PathLike, inputs, option: str = "--output") -> None:
+    """Refuse an output path that is one of the inputs: it would be replaced by what was read from it, less what
+    the output format cannot hold."""
+    for src in inputs:
+        if src is not None and same_file(output, src):
+            raise NerkitError(f"{option} {output}: is the input {src}; nerkit does not overwrite its input, "
+                              "write to another file")
+
+
 def umask() -> int:
     """The process's file-creation mask (read without changing it where Linux reports it)."""
     try:

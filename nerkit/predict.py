@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Generator, Sequence
@@ -12,11 +13,13 @@ from nerkit import align, files
 from nerkit.decode import WindowTagger, run_steps
 from nerkit.engines import TorchEngine, load_engine, set_torch_threads, use_bf16
 from nerkit.errors import DataError, NerkitError
-from nerkit.modeldir import ModelMeta, check_model_dir, check_torch_weights, first_line, read_meta
+from nerkit.modeldir import META_FILE, ModelMeta, check_model_dir, check_torch_weights, first_line, read_meta
 from nerkit.scheme import chunks
 from nerkit.types import Document, Entity, Sentence
 
-__all__ = ["Entity", "Tagger", "read_texts"]  # Entity lives in nerkit.types; kept importable from here
+log = logging.getLogger("nerkit.predict")
+
+__all__ = ["Entity", "Tagger", "read_records", "read_texts"]  # Entity lives in nerkit.types; kept importable from here
 
 
 class Tagger(WindowTagger):
@@ -32,8 +35,9 @@ class Tagger(WindowTagger):
         """Load a nerkit (or any HF token-classification) model directory; backend: auto, torch, onnx, onnx-int8;
         bf16: auto, on, off (PyTorch autocast; see ``engines.use_bf16``). A damaged directory is a NerkitError."""
         path = Path(path)
-        check_model_dir(path)
+        config = check_model_dir(path)
         meta = read_meta(path)
+        _warn_without_meta(path, config, meta)
         engine = load_engine(path, backend)
         if engine is None and backend not in ("auto", "torch"):
             raise NerkitError(f"{path}: backend {backend!r} is not available for this model (run `nerkit export`)")
@@ -114,6 +118,18 @@ class Tagger(WindowTagger):
         return self.predict(list(texts))
 
 
+def _warn_without_meta(path: Path, config: dict, meta: ModelMeta) -> None:
+    """Say so when a directory's nerkit.json (or its "case_signal") is missing but its config has the token types
+    of nerkit's casing signal: it then runs without that signal and tags worse without any sign of why."""
+    if meta.case_signal is not None or int(config.get("type_vocab_size") or 0) < align.CASE_TYPES:
+        return
+    missing = f'{META_FILE} without "case_signal"' if (path / META_FILE).is_file() else f"no {META_FILE}"
+    log.warning("%s: %s, but config.json has %s token types, as a nerkit model trained with the casing signal "
+                "has: tagging WITHOUT the casing signal%s, which loses accuracy if it was trained with it. Copy "
+                "the model's %s back (or write one with {\"case_signal\": true})", path, missing,
+                config.get("type_vocab_size"), "" if meta.windows else " and with default windows", META_FILE)
+
+
 def _word_tokenizer(path: Path, meta: ModelMeta):
     """The torch-free tokenizer ``nerkit export`` saved (see align.WordTokenizer), or None."""
     spec = (meta.onnx or {}).get("word_tokenizer")
@@ -140,8 +156,14 @@ def read_texts(path: str | os.PathLike) -> list[str]:
     Lines end at "\n" (or "\r\n") only: U+2028/U+2029, form feeds and U+0085 are characters of a text (str.splitlines
     would cut there, and the output would no longer line up with the input).
     """
+    return [r["text"] for r in read_records(path)]
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """``read_texts`` as records: each .jsonl line's whole object (its other fields are carried through to the
+    output by ``nerkit predict``), ``{"text": line}`` for each line of a .txt file."""
     p = Path(path)
-    texts = []
+    records = []
     for n, line in files.lines(p):
         if not line.strip():
             continue
@@ -152,7 +174,8 @@ def read_texts(path: str | os.PathLike) -> list[str]:
                 raise DataError(p, n, f"invalid JSON: {exc.msg}") from None
             if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
                 raise DataError(p, n, 'expected an object with a string "text" field')
-            texts.append(rec["text"])
+            files.check_json_text(rec, p, n, line)  # the tokenizer failed on a lone "\ud800" with a traceback
+            records.append(rec)
         else:
-            texts.append(line)
-    return texts
+            records.append({"text": line})
+    return records

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from nerkit.errors import DataError, NerkitError
-from nerkit.modeldir import INT8_FILE, META_FILE, ONNX_FILE
+from nerkit.files import check_json_text, check_text
+from nerkit.modeldir import INT8_FILE, META_FILE, ONNX_FILE, probe_writable
 
 SUFFIXES = (".txt", ".jsonl", ".parquet")
 MANIFEST_FILE = "_nerkit_manifest.json"
@@ -108,6 +109,7 @@ def plan_shards(files: Sequence[str | os.PathLike], rows_per_shard: int = DEFAUL
     shards = []
     for f in files:
         path = Path(f).resolve()
+        check_text(str(path), path, None, "the file name")  # names part files and fills the source column
         kind = path.suffix[1:]
         if kind != "parquet":
             shards.append(Shard(str(path), kind))
@@ -191,6 +193,7 @@ def read_shard(shard: Shard, text_column: str = "text"):
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(src, i + 1, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+        check_json_text(rec, src, i + 1, line)  # Arrow would fail on a lone surrogate with a traceback
         if not isinstance(rec, dict):
             raise DataError(src, i + 1, f"expected a JSON object, got {type(rec).__name__}")
         text = rec.get(text_column)
@@ -379,6 +382,8 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, folder gone read-only: one message, not a traceback
+        raise NerkitError(f"{path}: cannot write ({exc.strerror or exc})") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -397,7 +402,11 @@ def _open_output(output: Path, job: dict) -> _Manifest:
     if output.is_dir() and any(output.iterdir()) and not mpath.is_file():
         raise NerkitError(f"--output {output}: is a non-empty folder without a tag-corpus manifest; nerkit writes "
                           "only into a new or empty folder, or one it wrote (to resume)")
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NerkitError(f"--output {output}: cannot create the folder ({exc.strerror or exc})") from None
+    probe_writable(output, f"--output {output}")  # before the model loads and the first shard is tagged
     if not mpath.is_file():
         return _Manifest(mpath, job)
     try:
@@ -433,6 +442,8 @@ def _write_part(output: Path, shard: Shard, table, fingerprint: str) -> None:
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, final)
+    except OSError as exc:
+        raise NerkitError(f"{final}: cannot write ({exc.strerror or exc}); run again to resume") from None
     finally:
         if tmp.exists():
             tmp.unlink()

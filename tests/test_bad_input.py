@@ -327,3 +327,89 @@ def test_outputs_follow_the_umask_and_carry_no_absolute_paths(tiny_model, tmp_pa
     assert meta["data"]["train"]["path"] == "train.conll" and meta["data"]["train"]["sha256_16"]
     assert meta["base_model"] == "tiny" and meta["train_args"]["model"] == "tiny"
     shutil.rmtree(out)
+
+
+# ---------------------------------------------------------------- text that is not Unicode, output onto input
+
+SURROGATE_JSONL = '{"text": "John lives in Paris \\ud800", "entities": [{"start": 0, "end": 4, "label": "PER"}]}\n'
+
+
+@pytest.mark.parametrize("verb", ["predict", "evaluate", "preannotate", "convert", "convert-doccano",
+                                  "convert-labelstudio", "stats", "tag-corpus"])
+def test_a_lone_surrogate_is_one_clear_error_naming_file_and_line(tiny_model, tmp_path, capsys, verb):
+    # A JSON "\ud800" escape decodes to a lone surrogate: the tokenizer, Arrow and the UTF-8 writers crashed on it.
+    f = tmp_path / "in.jsonl"
+    f.write_text('{"text": "fine", "entities": []}\n' + SURROGATE_JSONL)
+    args = {"predict": ["predict", tiny_model, "--input", f], "evaluate": ["evaluate", tiny_model, f],
+            "preannotate": ["preannotate", tiny_model, f, "--output", tmp_path / "tasks.json"],
+            "convert": ["convert", f, tmp_path / "out.conll"], "stats": ["stats", f],
+            "tag-corpus": ["tag-corpus", tiny_model, f, "--output", tmp_path / "tc", "--quiet"]}
+    if verb == "convert-doccano":
+        f.write_text('{"text": "fine", "label": []}\n{"text": "a \\udfff b", "label": [[0, 1, "PER"]]}\n')
+        args[verb] = ["convert", f, tmp_path / "out.conll", "--from", "doccano"]
+    if verb == "convert-labelstudio":
+        f = tmp_path / "export.json"
+        f.write_text('[{"id": 47, "data": {"text": "fine"}, "annotations": []},\n'
+                     ' {"id": 48, "data": {"text": "John \\ud800"}, "annotations": [{"id": 1, "result": []}]}]\n')
+        args[verb] = ["convert", f, tmp_path / "out.conll"]
+    code, _, err = _run(capsys, *args[verb])
+    line = _error_line(err)
+    assert code == 2 and f"{f.name}:2" in line and "\\ud" in line and "surrogate" in line, line
+
+
+def test_command_line_bytes_that_are_not_utf8_are_one_clear_error(tiny_model, tmp_path):
+    # Python hands undecodable argv bytes on as lone surrogates; predict crashed in the tokenizer, convert in the writer.
+    data = small_corpus(tmp_path, n_train=3)
+    weird = os.fsencode(tmp_path) + b"/caf\xe9.conll"
+    with open(weird, "wb") as fh:
+        fh.write(data["train"].read_bytes())
+    for args in ([b"predict", os.fsencode(tiny_model), b"John \xff lives"],
+                 [b"convert", weird, os.fsencode(tmp_path) + b"/out.jsonl"]):
+        r = subprocess.run([sys.executable, "-m", "nerkit.cli", *args], capture_output=True,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1", "LC_ALL": "C.UTF-8"})
+        err = r.stderr.decode("utf-8", "replace")
+        assert r.returncode == 2 and "Traceback" not in err and "not UTF-8" in err and "\\udc" in err, err
+
+
+def test_output_onto_the_input_is_refused(tiny_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = small_corpus(tmp_path, n_train=3)
+    before = data["train"].read_bytes()
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "John lives in Paris", "id": 7}\n')
+    for args in (["convert", data["train"], data["train"]], ["convert", data["train"], "./train.conll"],
+                 ["predict", tiny_model, "--input", texts, "--output", texts],
+                 ["preannotate", tiny_model, texts, "--output", texts, "--to", "nerkit"]):
+        code, _, err = _run(capsys, *args)
+        assert code == 2 and "is the input" in _error_line(err), args
+    assert data["train"].read_bytes() == before and texts.read_text() == '{"text": "John lives in Paris", "id": 7}\n'
+
+
+def test_predict_carries_the_input_records_fields_through(tiny_model, tmp_path, capsys):
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"id": 7, "text": "John lives in Paris", "meta": {"source": "web"}, "entities": []}\n'
+                     '{"text": "Mary went to London", "lang": "en"}\n')
+    out = tmp_path / "pred.jsonl"
+    assert _run(capsys, "predict", tiny_model, "--input", texts, "--output", out, "--backend", "torch")[0] == 0
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [list(r) for r in recs] == [["id", "text", "meta", "entities"], ["text", "lang", "entities"]]
+    assert recs[0]["id"] == 7 and recs[0]["meta"] == {"source": "web"} and recs[1]["lang"] == "en"
+    assert all(isinstance(r["entities"], list) for r in recs)
+
+
+def test_label_map_onto_a_type_the_model_has_is_refused(tiny_model, tmp_path):
+    # PER=LOC onto a model with LOC: one of the two types' classifier rows was dropped without a word.
+    data = small_corpus(tmp_path, n_train=4)
+    with pytest.raises(NerkitError, match="PER.*would all become LOC"):
+        fit(data["train"], config=TrainConfig(model=str(tiny_model), max_steps=1, progress=False, label_map="PER=LOC"))
+
+
+def test_a_model_directory_without_nerkit_json_says_it_runs_without_the_casing_signal(tiny_model, caplog):
+    from nerkit.predict import Tagger
+
+    Tagger.load(tiny_model, backend="torch")
+    assert "casing signal" not in caplog.text
+    (tiny_model / "nerkit.json").unlink()
+    with caplog.at_level("WARNING"):
+        tagger = Tagger.load(tiny_model, backend="torch")
+    assert not tagger.case_signal and "no nerkit.json" in caplog.text and "WITHOUT the casing signal" in caplog.text

@@ -46,8 +46,10 @@ def labelstudio_config(a: argparse.Namespace) -> None:
 
 def convert(a: argparse.Namespace) -> None:
     """Convert annotations between formats; print what changed."""
+    from nerkit.files import check_not_input
     from nerkit.formats import convert as convert_file
 
+    check_not_input(a.output, [a.input], "output")  # `convert a.txt a.txt` dropped columns and said "no changes"
     report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict,
                           annotators=a.annotator)
     _print_report(report, a.details)
@@ -87,6 +89,9 @@ def adjudicate(a: argparse.Namespace) -> None:
     if a.apply:
         if len(a.files) != 1:
             raise NerkitError("with --apply, give the merged file written by `nerkit adjudicate` (one file)")
+        from nerkit.files import check_not_input
+
+        check_not_input(a.output, [a.files[0], a.apply])
         report = formats.ChangeLog()
         records = formats.read(a.files[0], a.fmt, report)
         records, decided, undecided = apply_review(records, a.apply, allow_undecided=a.allow_undecided)
@@ -96,7 +101,11 @@ def adjudicate(a: argparse.Namespace) -> None:
         print(f"wrote {a.output}")
         return
     from nerkit.annotate import agreement as ag
+    from nerkit.files import check_not_input
 
+    check_not_input(a.output, a.files)
+    if a.review:
+        check_not_input(a.review, a.files, "--review")
     report = formats.ChangeLog()
     names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
     al = ag.align(names, sets)
@@ -116,10 +125,12 @@ def adjudicate(a: argparse.Namespace) -> None:
 def preannotate(a: argparse.Namespace) -> None:
     """Tag texts with a model and write annotation tasks."""
     from nerkit.annotate.assist import preannotate as tag_texts
+    from nerkit.files import check_not_input
     from nerkit.predict import read_texts
 
     output = a.output or str(Path(a.texts).with_suffix("")) + {"labelstudio": ".tasks.json", "brat": ".brat"}.get(
         a.to, ".jsonl" if not a.to.startswith("conll") else ".conll")
+    check_not_input(output, [a.texts])
     report = tag_texts(a.model_dir, read_texts(a.texts), output, a.to, a.backend)
     print(f"pre-annotated {report.records_out} texts with {report.spans_out} entities; wrote {output}")
 

@@ -156,6 +156,12 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise NerkitError(f"{p}: cannot write (no directory {parent})")
     if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise NerkitError(f"{p}: cannot write (permission denied)")
+    try:  # for real: permission bits say yes to root on /sys or a read-only mount
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise NerkitError(f"{p}: cannot write ({exc.strerror or exc})") from None
     return p
 
 

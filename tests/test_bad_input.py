@@ -95,6 +95,16 @@ def test_unwritable_predict_output_is_one_clear_error(tiny_model, tmp_path, caps
     assert blocker.read_text() == "x"
 
 
+def test_predict_output_is_probed_before_the_model_loads(tiny_model, tmp_path, capsys, monkeypatch):
+    import nerkit.predict
+
+    if os.geteuid() != 0 or not os.path.isdir("/sys/kernel"):
+        pytest.skip("needs root, whose permission bits say yes where writing fails (sysfs)")
+    monkeypatch.setattr(nerkit.predict.Tagger, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    code, _, err = _run(capsys, "predict", tiny_model, "Paris", "--output", "/sys/kernel/nerkit-out.jsonl")
+    assert code == 2 and "nerkit-out.jsonl: cannot write" in _error_line(err)
+
+
 # ---------------------------------------------------------------- labelled data checked before training
 
 

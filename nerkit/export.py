@@ -395,8 +395,8 @@ def _export(src: Path, out: Path, quantize: bool, *, fuse: bool, copy_weights: b
         (out / WORD_TOKENIZER_FILE).unlink()
     if out.resolve() != src.resolve():
         for name in COPY_FILES + (WEIGHT_FILES if copy_weights else ()):
-            if (src / name).is_file():
-                shutil.copy2(src / name, out / name)
+            if (src / name).is_file():  # copyfile: a new file follows the umask (copy2 kept the weights' 0600)
+                shutil.copyfile(src / name, out / name)
         for name in () if copy_weights else WEIGHT_FILES:
             if (out / name).is_file():  # another model's weights (a nerkit directory exported into again)
                 (out / name).unlink()

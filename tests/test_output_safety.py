@@ -97,6 +97,10 @@ def test_export_output_follows_the_train_output_rule(tiny_model, tmp_path):
     assert _export_cli(tiny_model, "--output", f)[0] == 2 and f.read_text() == "keep"
     fresh = tmp_path / "fresh"
     assert _export_cli(tiny_model, "--output", fresh)[0] == 0 and (fresh / "model.onnx").is_file()
+    from nerkit.files import umask
+
+    mode = 0o666 & ~umask()  # the source weights are 0600 (transformers): the copy follows the umask
+    assert {p.name: p.stat().st_mode & 0o777 for p in fresh.iterdir() if p.stat().st_mode & 0o777 != mode} == {}
     code, err = _export_cli(tiny_model, "--output", fresh)  # what export wrote, it may write again
     assert code == 0, err
 
@@ -109,7 +113,7 @@ def test_unwritable_export_output_is_one_clear_error(tiny_model, tmp_path, monke
     def full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ex.shutil, "copy2", full)
+    monkeypatch.setattr(ex.shutil, "copyfile", full)
     assert main(["export", str(tiny_model), "--output", str(tmp_path / "out"), "--no-quantize"]) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and "out" in err and "Traceback" not in err

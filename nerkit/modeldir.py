@@ -8,6 +8,7 @@ Every reader of nerkit.json goes through ``read_meta``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -18,6 +19,8 @@ from typing import Any
 from nerkit.errors import NerkitError
 from nerkit.files import atomic_write_text, follow_umask
 from nerkit.hf_pipeline import PIPELINE_FILE, WORDS_FILE, add_hf_pipeline
+
+log = logging.getLogger("nerkit.modeldir")
 
 META_FILE = "nerkit.json"
 CARD_FILE = "README.md"
@@ -224,9 +227,10 @@ def _keep_user_files(old: Path, out: Path) -> None:
             continue
         try:
             os.replace(p, out / p.name)
-        except OSError as exc:
-            raise NerkitError(f"{out}: the model was saved, but your file {p.name} could not be moved back into it "
-                              f"({exc.strerror or exc}); it is in {old}, with the previous model's files") from None
+        except OSError as exc:  # the model is saved: say where the file is rather than fail the save
+            log.warning("%s: your %s could not be moved into the new model directory (%s); it is in %s, with the "
+                        "previous model's files", out, p.name, exc.strerror or exc, old)
+            return
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -478,6 +478,8 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
         bar.update(1)
         if (p.step % 10 == 0 or p.checkpoint) and not update.finite():  # before anything is kept or saved
             bar.close()
+            if ckpt_root is not None and main:
+                checkpoint.remove(ckpt_root)  # resuming it would diverge the same way
             raise _diverged(p.step, cfg)
         if p.step % 10 == 0:
             bar.set_postfix(loss=f"{float(p.loss.detach()):.4f}", epoch=state.epoch + 1)

@@ -155,7 +155,7 @@ def test_train_config_rejects_nonpositive_numbers_from_python(tmp_path):
             fit([], config=TrainConfig(**bad))
 
 
-def test_a_diverged_run_stops_with_an_error_and_saves_nothing(tiny_model, tmp_path, capsys):
+def test_a_diverged_run_stops_with_an_error_and_saves_nothing(tiny_model, tmp_path, capsys, monkeypatch):
     # --lr 1e20 (as --lr 100 does on MiniLM) makes every weight NaN within a few steps; that run used to exit 0.
     data = small_corpus(tmp_path, n_train=6)
     out = tmp_path / "out"
@@ -165,10 +165,17 @@ def test_a_diverged_run_stops_with_an_error_and_saves_nothing(tiny_model, tmp_pa
     assert not out.exists()
     from nerkit.train import TrainingDiverged
 
-    with pytest.raises(TrainingDiverged):  # also with a dev set, when the first evaluation comes before step 10
+    from nerkit.checkpoint import checkpoint_root
+
+    seen = []
+    import nerkit.train as train_mod
+
+    real_save = train_mod.checkpoint.save
+    monkeypatch.setattr(train_mod.checkpoint, "save", lambda *a, **k: seen.append(a[2]) or real_save(*a, **k))
+    with pytest.raises(TrainingDiverged):  # also with a dev set, when evaluations come before step 10
         fit(data["train"], dev=data["dev"], output=out, config=TrainConfig(
-            model=str(tiny_model), max_steps=4, lr=1e20, batch_tokens=256, eval_every_steps=2, progress=False))
-    assert not out.exists()
+            model=str(tiny_model), max_steps=8, lr=1e20, batch_tokens=256, eval_every_steps=1, progress=False))
+    assert seen and not out.exists() and not checkpoint_root(out).exists()  # its checkpoints would diverge again
 
 
 def test_dev_data_without_entities_is_refused_before_training(tiny_model, tmp_path, capsys, monkeypatch):

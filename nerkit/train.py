@@ -526,8 +526,8 @@ class TrainingDiverged(NerkitError):
 
 
 def _diverged(step: int, cfg: TrainConfig) -> TrainingDiverged:
-    return TrainingDiverged(f"training diverged: the gradients became infinite or NaN by step {step} (learning rate "
-                       f"{cfg.lr:g}); nothing was saved. Train again with a lower --lr")
+    return TrainingDiverged(f"training diverged: the gradients became infinite or NaN by step {step} (learning "
+                            f"rate {cfg.lr:g}); nothing was saved. Train again with a lower --lr")
 
 
 def _check_finite_weights(model, step: int, cfg: TrainConfig) -> None:

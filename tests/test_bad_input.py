@@ -396,7 +396,8 @@ def test_output_onto_the_input_is_refused(tiny_model, tmp_path, capsys, monkeypa
     texts.write_text('{"text": "John lives in Paris", "id": 7}\n')
     for args in (["convert", data["train"], data["train"]], ["convert", data["train"], "./train.conll"],
                  ["predict", tiny_model, "--input", texts, "--output", texts],
-                 ["preannotate", tiny_model, texts, "--output", texts, "--to", "nerkit"]):
+                 ["preannotate", tiny_model, texts, "--output", texts, "--to", "nerkit"],
+                 ["suggest", tiny_model, texts, "--output", "texts.jsonl"]):
         code, _, err = _run(capsys, *args)
         assert code == 2 and "is the input" in _error_line(err), args
     assert data["train"].read_bytes() == before and texts.read_text() == '{"text": "John lives in Paris", "id": 7}\n'

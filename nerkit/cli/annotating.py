@@ -144,6 +144,9 @@ def suggest(a: argparse.Namespace) -> None:
     for path in a.exclude or []:
         exclude += [r.text for r in formats.read(path)]
     if a.output:
+        from nerkit.files import check_not_input
+
+        check_not_input(a.output, [a.unlabelled, *(a.exclude or [])])
         items = assist.suggest_file(a.model_dir, a.unlabelled, a.output, a.n, a.strategy, a.to, exclude, a.backend)
         print(f"wrote the {len(items)} most uncertain texts to {a.output}")
         return

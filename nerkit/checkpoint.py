@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nerkit.errors import NerkitError
-from nerkit.files import atomic_write_text
+from nerkit.files import atomic_write_text, follow_umask
 
 MARKER = "nerkit-checkpoint"  # in every checkpoint root: nerkit removes only folders that hold it
 
@@ -90,6 +90,7 @@ def save(root: Path, key: str, step: int, model, opt, sched, loop: dict, best_st
         info = {"key": key, "loop": loop, "optimizer": opt_info, "scheduler": sched.state_dict(),
                 "best": None if best_state is None else "model" if best_is_current else "best"}
         (tmp / "state.json").write_text(json.dumps(info, default=str), encoding="utf-8")
+        follow_umask(tmp)  # mkdtemp and safetensors make 0o700/0o600; the rest of nerkit's output follows the umask
         if (root / name).exists():  # left by an earlier try of the same run that got this far
             shutil.rmtree(root / name)
         os.replace(tmp, root / name)

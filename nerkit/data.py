@@ -300,6 +300,7 @@ def read_jsonl_with_report(path: str | Path) -> tuple[list[Document], JsonlReadR
         except json.JSONDecodeError as e:
             hint = " (one JSON object per line, not a JSON array)" if n == 1 and line.lstrip().startswith("[") else ""
             raise DataError(path, n, f"invalid JSON: {e.msg} at column {e.colno}{hint}") from None
+        files.check_json_text(rec, path, n, line)
         if not isinstance(rec, dict):
             hint = " (one JSON object per line, not a JSON array)" if isinstance(rec, list) else ""
             raise DataError(path, n, f"expected a JSON object, got {type(rec).__name__}{hint}")

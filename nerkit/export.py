@@ -26,6 +26,7 @@ point, the range its input took on calibration text (``fix_activation_scales``):
 way whatever shares its batch, and the graph ran faster than the dynamic one, not slower as the QDQ graph did
 (figures in bench/results/int8_static.md).
 """
+# size: the whole export path (trace, fuse, quantize, calibrate, check, move into place) with the measurements that chose it.
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,8 @@ import numpy as np
 from nerkit.engines import DEFAULT_BATCH_TOKENS, OnnxEngine
 from nerkit.errors import NerkitError
 from nerkit.hf_pipeline import PIPELINE_FILES
-from nerkit.modeldir import (INT8_FILE, META_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, ModelMeta, open_model_dir, read_meta,
-                             write_meta)
+from nerkit.modeldir import (INT8_FILE, META_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, ModelDir, ModelMeta,
+                             check_output, open_model_dir, probe_writable, read_meta, write_meta)
 
 log = logging.getLogger("nerkit.export")
 
@@ -310,13 +311,28 @@ def export(model_dir: str | os.PathLike, output: str | os.PathLike | None = None
     """Export ``model_dir`` to ONNX in ``output`` (default: in place); returns what was written and checked.
 
     ``calibration``: texts, or a CoNLL/JSONL file like the training data, on which the int8 graph's activation
-    scales are fixed (default: the small corpus shipped with nerkit)."""
-    # One straight sequence (trace, check, fuse, check, quantize, calibrate, check, move into place) reads best as one function.
+    scales are fixed (default: the small corpus shipped with nerkit). ``output``, when another directory, follows
+    ``train``'s rule: a new or empty directory, or a model directory nerkit wrote (never a user's folder)."""
     source = open_model_dir(model_dir)  # config, labels and tokenizer files checked; nerkit.json read once
     src = source.path
     if not any((src / w).is_file() for w in WEIGHT_FILES):
         raise NerkitError(f"{src}: no model.safetensors to export")
     out = Path(output) if output is not None else src
+    if out.resolve() != src.resolve():
+        check_output(out)  # `--output .` once replaced the user's README.md and config.json
+    else:
+        probe_writable(out, str(out))  # before minutes of tracing and calibration, not after
+    try:
+        return _export(source, out, quantize, fuse=fuse, copy_weights=copy_weights, per_channel=per_channel,
+                       reduce_range=reduce_range, atol=atol, calibration=calibration)
+    except OSError as exc:  # the disk filled up, the folder went away or read-only
+        raise NerkitError(f"{out}: cannot write the exported model ({exc.strerror or exc})") from None
+
+
+def _export(source: ModelDir, out: Path, quantize: bool, *, fuse: bool, copy_weights: bool, per_channel: bool,
+            reduce_range: bool, atol: float, calibration) -> dict:
+    # One straight sequence (trace, check, fuse, check, quantize, calibrate, check, move into place) reads best as one function.
+    src = source.path
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     model = _load_model(src)  # loaded once: traced for ONNX, then the reference the graphs are checked against
@@ -379,8 +395,11 @@ def export(model_dir: str | os.PathLike, output: str | os.PathLike | None = None
         (out / WORD_TOKENIZER_FILE).unlink()
     if out.resolve() != src.resolve():
         for name in COPY_FILES + (WEIGHT_FILES if copy_weights else ()):
-            if (src / name).is_file():
-                shutil.copy2(src / name, out / name)
+            if (src / name).is_file():  # copyfile: a new file follows the umask (copy2 kept the weights' 0600)
+                shutil.copyfile(src / name, out / name)
+        for name in () if copy_weights else WEIGHT_FILES:
+            if (out / name).is_file():  # another model's weights (a nerkit directory exported into again)
+                (out / name).unlink()
     info = {"files": files, "opset": OPSET, "fused": fused,
             "quantization": ({"type": "int8", "weight_type": "int8", "per_channel": per_channel,
                               "reduce_range": reduce_range, "activations": "static",

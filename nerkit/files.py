@@ -5,6 +5,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -39,6 +40,54 @@ def lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
         if n == 1:
             line = line.removeprefix("\ufeff")  # editors on Windows add a byte-order mark
         yield n, line.rstrip("\r")
+
+
+def check_text(text: str, path: object, line: int | None = None, what: str = "text") -> str:
+    """``text`` if it is Unicode text; a lone surrogate (a broken "\\ud800" JSON escape, or bytes of a command-line
+    argument that were not UTF-8) is a ``DataError`` naming where: every encoder downstream (the tokenizer, Arrow,
+    the UTF-8 writers) would fail on it with a traceback."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start]
+        kind = "a byte that is not UTF-8" if "\udc80" <= bad <= "\udcff" else "a lone surrogate (half a UTF-16 pair)"
+        raise DataError(path, line, f"{what} holds {bad!r} at character {e.start + 1}: {kind}, not Unicode text") from None
+    return text
+
+
+def check_json_text(value: object, path: object, line: int | None = None, raw: str | None = None) -> None:
+    """Refuse a decoded JSON value holding a lone surrogate anywhere (keys included), naming ``path`` and ``line``.
+    Given the ``raw`` text it was decoded from, values without a \\u escape (the only way to write one) are
+    passed without a look."""
+    if raw is not None and "\\u" not in raw:
+        return
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            check_text(v, path, line, "a JSON string")
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file or folder (links and ``./`` spellings included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_not_input(output: str | os.PathLike, inputs, option: str = "--output") -> None:
+    """Refuse an output path that is one of the inputs: it would be replaced by what was read from it, less what
+    the output format cannot hold."""
+    for src in inputs:
+        if src is not None and same_file(output, src):
+            raise NerkitError(f"{option} {output}: is the input {src}; nerkit does not overwrite its input, "
+                              "write to another file")
 
 
 def umask() -> int:
@@ -85,6 +134,16 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def follow_umask(directory: str | os.PathLike) -> None:
+    """Give ``directory`` and the files in it the permissions the umask gives (safetensors and mkdtemp make
+    them 0o600/0o700, which other users cannot read although the rest of the model is readable)."""
+    mask, directory = umask(), Path(directory)
+    os.chmod(directory, 0o777 & ~mask)
+    for p in directory.rglob("*"):
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes to ``path`` through a temporary file and ``os.replace``: readers never see half a file.
 
@@ -112,6 +171,12 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise NerkitError(f"{p}: cannot write (no directory {parent})")
     if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise NerkitError(f"{p}: cannot write (permission denied)")
+    try:  # for real: permission bits say yes to root on /sys or a read-only mount
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise NerkitError(f"{p}: cannot write ({exc.strerror or exc})") from None
     return p
 
 

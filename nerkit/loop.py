@@ -45,13 +45,15 @@ def rank_share(batch: Sequence[int], rank: int, processes: int) -> list[int]:
 def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindows, pad_id: int, class_weights,
                     bf16: bool) -> Callable[[list[int]], tuple[list[int], Any]]:
     """The function that trains one optimizer step on a global batch: this process's share forward and backward
-    (gradients averaged over processes by DDP), clipping, optimizer and scheduler step. It returns (share, loss)."""
+    (gradients averaged over processes by DDP), clipping, optimizer and scheduler step. It returns (share, loss);
+    ``update.finite()`` says whether every step so far had a finite gradient norm (False: training diverged)."""
     import torch
 
     device, n_proc, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights.to(device) if class_weights is not None else None,
                                         ignore_index=align.IGNORE)
     labelled = windows.labelled(None if class_weights is None else class_weights.numpy()) if n_proc > 1 else None
+    finite = torch.ones((), dtype=torch.bool, device=device)  # no non-finite gradient norm so far
 
     def update(batch: list[int]) -> tuple[list[int], Any]:
         share = rank_share(batch, rank, n_proc)
@@ -70,12 +72,16 @@ def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindo
             mine, total = float(labelled[share].sum()), float(labelled[batch].sum())
             target = loss * (mine * n_proc / total) if mine > 0 else logits.sum() * 0.0
         accelerator.backward(target)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        # Divergence shows as a non-finite gradient norm (the same on every process, after DDP's averaging).
+        # Kept on the device, no sync per step: the caller reads ``update.finite()`` at its log and save points.
+        finite.logical_and_(torch.isfinite(norm).to(finite.device))
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         return share, loss
 
+    update.finite = lambda: bool(finite)  # type: ignore[attr-defined]
     return update
 
 

@@ -9,6 +9,7 @@ Every reader of nerkit.json goes through ``read_meta``; whatever runs a model op
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -18,8 +19,10 @@ from typing import Any
 
 from nerkit.errors import NerkitError
 from nerkit.iob import unlayered_labels
-from nerkit.files import atomic_write_text, umask
-from nerkit.hf_pipeline import add_hf_pipeline
+from nerkit.files import atomic_write_text, follow_umask
+from nerkit.hf_pipeline import PIPELINE_FILES, add_hf_pipeline
+
+log = logging.getLogger("nerkit.modeldir")
 
 META_FILE = "nerkit.json"
 CARD_FILE = "README.md"
@@ -168,7 +171,8 @@ def is_nerkit_model_dir(path: str | os.PathLike) -> bool:
         meta = read_meta(path)
     except NerkitError:
         return False
-    return meta.nerkit_version is not None and (path / "config.json").is_file()
+    # nerkit_version: nerkit trained it; onnx: `nerkit export` wrote it (a copy of any model directory).
+    return (meta.nerkit_version is not None or meta.onnx is not None) and (path / "config.json").is_file()
 
 
 def check_output(output: str | os.PathLike) -> Path:
@@ -188,7 +192,19 @@ def check_output(output: str | os.PathLike) -> Path:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise NerkitError(f"--output {output}: cannot write in {parent} (permission denied)")
+    probe_writable(parent, f"--output {output}")
     return out
+
+
+def probe_writable(directory: str | os.PathLike, name: str) -> None:
+    """Write and remove a file in ``directory``: permission bits say yes to root on /sys or a read-only mount,
+    and a training once found out only at its final save. ``name`` says what the error is about."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".nerkit-probe-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise NerkitError(f"{name}: cannot write in {directory} ({exc.strerror or exc})") from None
 
 
 def save_model_dir(model, tokenizer, meta: ModelMeta, output: str | os.PathLike) -> Path:
@@ -200,27 +216,51 @@ def save_model_dir(model, tokenizer, meta: ModelMeta, output: str | os.PathLike)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it 0o700: the finished directory follows the umask
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_meta(tmp, meta)
         # With the casing signal, the stock transformers pipeline would run but lose it: name nerkit's own.
         add_hf_pipeline(tmp, bool(meta.case_signal), (meta.windows or {}).get("max_tokens"))
         atomic_write_text(tmp / CARD_FILE, model_card(meta))
+        follow_umask(tmp)
         old = None
         if out.is_dir():
             if any(out.iterdir()):
                 old = out.with_name(f".{out.name}.old-{os.getpid()}")
-                os.replace(out, old)  # a nerkit model directory (checked above): replaced whole
+                os.replace(out, old)  # a nerkit model directory (checked above): its files are replaced
             else:
                 out.rmdir()
         os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if old is not None:
+        _keep_user_files(old, out)
     return out
+
+
+# Names nerkit writes into a model directory (train, export); anything else in one is the user's and is kept.
+_NERKIT_FILES = {"config.json", "model.safetensors", "model.safetensors.index.json", "generation_config.json",
+                 "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "merges.txt",
+                 META_FILE, CARD_FILE, ONNX_FILE, INT8_FILE, *PIPELINE_FILES, *TOKENIZER_FILES}
+
+
+def _keep_user_files(old: Path, out: Path) -> None:
+    """Move what the user added to a replaced model directory (``old``, moved aside) into the new one ``out``,
+    then delete ``old``, which then holds only nerkit's files. A retraining once deleted the user's notes."""
+    written = {p.name for p in out.iterdir()}
+    for p in sorted(old.iterdir()):
+        nerkit_own = p.name in _NERKIT_FILES or (p.name.startswith("model-") and p.name.endswith(".safetensors"))
+        if nerkit_own or p.name in written:
+            continue
+        try:
+            os.replace(p, out / p.name)
+        except OSError as exc:  # the model is saved: say where the file is rather than fail the save
+            log.warning("%s: your %s could not be moved into the new model directory (%s); it is in %s, with the "
+                        "previous model's files", out, p.name, exc.strerror or exc, old)
+            return
+    shutil.rmtree(old, ignore_errors=True)
+
 
 
 # ---------------------------------------------------------------- model card

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Generator, Sequence
@@ -12,10 +13,12 @@ from nerkit import align, files
 from nerkit.decode import WindowTagger, run_steps
 from nerkit.engines import load_engine
 from nerkit.errors import DataError, NerkitError
-from nerkit.modeldir import ModelDir, ModelMeta, first_line, open_model_dir
+from nerkit.modeldir import META_FILE, ModelDir, ModelMeta, first_line, open_model_dir
 from nerkit.types import Document, Entity, Sentence
 
-__all__ = ["Entity", "Tagger", "read_texts"]  # Entity lives in nerkit.types; kept importable from here
+log = logging.getLogger("nerkit.predict")
+
+__all__ = ["Entity", "Tagger", "read_records", "read_texts"]  # Entity lives in nerkit.types; kept importable from here
 
 
 class Tagger(WindowTagger):
@@ -33,6 +36,7 @@ class Tagger(WindowTagger):
         see ``engines.use_bf16``); threads: CPU threads for the engine (default: every core it may use). A damaged
         directory is a NerkitError."""
         model = path if isinstance(path, ModelDir) else open_model_dir(path)
+        _warn_without_meta(model.path, model.config, model.meta)
         engine = load_engine(model, backend, threads=threads, device=device, bf16=bf16)
         return cls(engine, _tokenizer(model, torch_free=engine.name != "torch"), model.labels, model.meta)
 
@@ -80,6 +84,18 @@ class Tagger(WindowTagger):
         return self.predict(list(texts))
 
 
+def _warn_without_meta(path: Path, config: dict, meta: ModelMeta) -> None:
+    """Say so when a directory's nerkit.json (or its "case_signal") is missing but its config has the token types
+    of nerkit's casing signal: it then runs without that signal and tags worse without any sign of why."""
+    if meta.case_signal is not None or int(config.get("type_vocab_size") or 0) < align.CASE_TYPES:
+        return
+    missing = f'{META_FILE} without "case_signal"' if (path / META_FILE).is_file() else f"no {META_FILE}"
+    log.warning("%s: %s, but config.json has %s token types, as a nerkit model trained with the casing signal "
+                "has: tagging WITHOUT the casing signal%s, which loses accuracy if it was trained with it. Copy "
+                "the model's %s back (or write one with {\"case_signal\": true})", path, missing,
+                config.get("type_vocab_size"), "" if meta.windows else " and with default windows", META_FILE)
+
+
 def _tokenizer(model: ModelDir, torch_free: bool):
     """The model's tokenizer: with ONNX Runtime, the torch-free one ``nerkit export`` saved (see
     align.WordTokenizer) where there is one, so that neither transformers nor torch is imported; else transformers'."""
@@ -103,8 +119,14 @@ def read_texts(path: str | os.PathLike) -> list[str]:
     Lines end at "\n" (or "\r\n") only: U+2028/U+2029, form feeds and U+0085 are characters of a text (str.splitlines
     would cut there, and the output would no longer line up with the input).
     """
+    return [r["text"] for r in read_records(path)]
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """``read_texts`` as records: each .jsonl line's whole object (its other fields are carried through to the
+    output by ``nerkit predict``), ``{"text": line}`` for each line of a .txt file."""
     p = Path(path)
-    texts = []
+    records = []
     for n, line in files.lines(p):
         if not line.strip():
             continue
@@ -115,7 +137,8 @@ def read_texts(path: str | os.PathLike) -> list[str]:
                 raise DataError(p, n, f"invalid JSON: {exc.msg}") from None
             if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
                 raise DataError(p, n, 'expected an object with a string "text" field')
-            texts.append(rec["text"])
+            files.check_json_text(rec, p, n, line)  # the tokenizer failed on a lone "\ud800" with a traceback
+            records.append(rec)
         else:
-            texts.append(line)
-    return texts
+            records.append({"text": line})
+    return records

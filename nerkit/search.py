@@ -22,8 +22,9 @@ from nerkit import budget as budget_rule
 from nerkit.budget import SEARCH_SENTENCES, Budget
 from nerkit.errors import NerkitError
 from nerkit.formats import as_documents
-from nerkit.modeldir import check_output, save_model_dir
-from nerkit.train import Datasets, TrainConfig, TrainResult, budget_for, fit, load_datasets
+from nerkit.modeldir import check_output
+from nerkit.train import (Datasets, TrainConfig, TrainingDiverged, TrainResult, budget_for, fit, load_datasets,
+                          save_or_rescue)
 
 LR_X = (1.0, 2.0)
 EPOCHS_X = (1.0, 2.0)
@@ -125,8 +126,12 @@ def search(train, dev=None, test=None, output=None, config: TrainConfig | None =
             print(f"search {i}/{len(grid)}: learning rate x{a:g} ({lr:.2g}), epochs x{b:g} ({epochs:g})",
                   file=sys.stderr, flush=True)
         t0 = time.time()
-        res = fit(data, None, None, None, dataclasses.replace(cfg, lr=lr, epochs=epochs), scheme,
-                  annotators=annotators)
+        try:
+            res = fit(data, None, None, None, dataclasses.replace(cfg, lr=lr, epochs=epochs), scheme,
+                      annotators=annotators)
+        except TrainingDiverged as exc:  # a point too hot for this data: the others still count
+            print(f"search {i}/{len(grid)}: {exc}", file=sys.stderr, flush=True)
+            continue
         test_f1 = res.metrics["test"]["f1"] if "test" in res.metrics else None
         point = SearchPoint(a, b, lr, epochs, float(res.metrics.get("dev", {}).get("f1", 0.0)), round(time.time() - t0, 1),
                             test_f1)
@@ -134,10 +139,12 @@ def search(train, dev=None, test=None, output=None, config: TrainConfig | None =
         if best is None or point.dev_f1 > best[0].dev_f1:  # ties keep the earlier, cheaper point
             best = (point, res)
         del res  # one model in memory besides the best
-    assert best is not None
+    if best is None:
+        raise NerkitError("every training of the search diverged (the loss went infinite or NaN); nothing was "
+                          "saved. Train with a lower --lr and --no-search")
     point, res = best
     res.meta.extra["search"] = {"points": [dataclasses.asdict(p) for p in points], "kept": dataclasses.asdict(point),
                                 "chosen_on": "dev"}
     if output is not None and res.main:
-        res.output = save_model_dir(res.model.to("cpu"), res.tokenizer, res.meta, output)
+        res.output = save_or_rescue(res.model.to("cpu"), res.tokenizer, res.meta, output)
     return SearchResult(points, point, res)

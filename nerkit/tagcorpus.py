@@ -26,8 +26,8 @@ from typing import Any, Iterable, Sequence
 
 from nerkit.engines import BACKEND_FILES, resolve_backend
 from nerkit.errors import DataError, NerkitError
-from nerkit.files import atomic_write_bytes, replacing
-from nerkit.modeldir import META_FILE, open_model_dir
+from nerkit.files import atomic_write_bytes, check_json_text, check_text, replacing
+from nerkit.modeldir import META_FILE, open_model_dir, probe_writable
 from nerkit.tagcorpus_ray import INTERNAL_COLUMNS, import_ray, run_ray
 
 SUFFIXES = (".txt", ".jsonl", ".parquet")
@@ -108,6 +108,7 @@ def plan_shards(files: Sequence[str | os.PathLike], rows_per_shard: int = DEFAUL
     shards = []
     for f in files:
         path = Path(f).resolve()
+        check_text(str(path), path, None, "the file name")  # names part files and fills the source column
         kind = path.suffix[1:]
         if kind != "parquet":
             shards.append(Shard(str(path), kind))
@@ -191,6 +192,7 @@ def read_shard(shard: Shard, text_column: str = "text"):
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(src, i + 1, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+        check_json_text(rec, src, i + 1, line)  # Arrow would fail on a lone surrogate with a traceback
         if not isinstance(rec, dict):
             raise DataError(src, i + 1, f"expected a JSON object, got {type(rec).__name__}")
         text = rec.get(text_column)
@@ -355,7 +357,11 @@ def _open_output(output: Path, job: dict) -> _Manifest:
     if output.is_dir() and any(output.iterdir()) and not mpath.is_file():
         raise NerkitError(f"--output {output}: is a non-empty folder without a tag-corpus manifest; nerkit writes "
                           "only into a new or empty folder, or one it wrote (to resume)")
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NerkitError(f"--output {output}: cannot create the folder ({exc.strerror or exc})") from None
+    probe_writable(output, f"--output {output}")  # before the model loads and the first shard is tagged
     if not mpath.is_file():
         return _Manifest(mpath, job)
     try:
@@ -386,8 +392,11 @@ def _write_part(output: Path, shard: Shard, table, fingerprint: str) -> None:
 
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                            b"nerkit.model": fingerprint.encode(), b"nerkit.shard": shard.key.encode()})
-    with replacing(output / shard.part_name) as tmp:
-        pq.write_table(table, tmp)
+    try:
+        with replacing(output / shard.part_name) as tmp:
+            pq.write_table(table, tmp)
+    except OSError as exc:  # disk full, folder gone read-only: one message, not a traceback
+        raise NerkitError(f"{output / shard.part_name}: cannot write ({exc.strerror or exc}); run again to resume") from None
 
 
 def _drop_stale_parts(output: Path, manifest: _Manifest, shards: Sequence[Shard]) -> None:

@@ -86,6 +86,20 @@ def _head_tensors(model_dir: str):
     raise NerkitError(f"{model_dir}: no classifier weights found in its safetensors files")
 
 
+def _check_no_merge(label_map: dict[str, str], src_labels: list[str], model_dir: str) -> None:
+    """Refuse a map that gives two source types one name (PER=LOC onto a model that has LOC): only one of their
+    classifier rows could be reused, and the other was dropped without a word."""
+    by_new: dict[str, list[str]] = {}
+    for typ in sorted({split_tag(t)[1] for t in src_labels} - {""}):
+        by_new.setdefault(label_map.get(typ, typ), []).append(typ)
+    merged = {new: olds for new, olds in by_new.items() if len(olds) > 1}
+    if merged:
+        new, olds = next(iter(merged.items()))
+        own = f" ({new} keeps its name unless the map renames it too)" if new in olds else ""
+        raise NerkitError(f"--label-map: {' and '.join(olds)} of {model_dir} would all become {new}{own}, and the "
+                          f"classifier rows of only one can start {new}; map just one type to {new}")
+
+
 def transfer_head(model, model_dir: str, src_labels: list[str], labels: list[str],
                   label_map: dict[str, str] | None = None) -> HeadTransfer:
     """Copy the rows of ``src_labels`` into ``model``'s classifier for ``labels`` with the same (or mapped) name."""
@@ -101,6 +115,7 @@ def transfer_head(model, model_dir: str, src_labels: list[str], labels: list[str
     if unknown:
         raise NerkitError(f"--label-map names {', '.join(unknown)}, which {model_dir} does not have "
                           f"(its types: {', '.join(sorted({split_tag(t)[1] for t in src_labels} - {''}))})")
+    _check_no_merge(label_map, src_labels, str(model_dir))
     new_types = {split_tag(t)[1] for t in base_labels} - {""}
     bad = sorted(set(label_map.values()) - new_types)
     if bad:

@@ -11,6 +11,7 @@ import pytest
 from nerkit.cli import main
 from nerkit.data import read_conll, tokenize
 from nerkit.errors import DataError, NerkitError
+from nerkit.train import TrainConfig, fit
 from test_train import small_corpus
 
 
@@ -94,6 +95,16 @@ def test_unwritable_predict_output_is_one_clear_error(tiny_model, tmp_path, caps
     assert blocker.read_text() == "x"
 
 
+def test_predict_output_is_probed_before_the_model_loads(tiny_model, tmp_path, capsys, monkeypatch):
+    import nerkit.predict
+
+    if os.geteuid() != 0 or not os.path.isdir("/sys/kernel"):
+        pytest.skip("needs root, whose permission bits say yes where writing fails (sysfs)")
+    monkeypatch.setattr(nerkit.predict.Tagger, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    code, _, err = _run(capsys, "predict", tiny_model, "Paris", "--output", "/sys/kernel/nerkit-out.jsonl")
+    assert code == 2 and "nerkit-out.jsonl: cannot write" in _error_line(err)
+
+
 # ---------------------------------------------------------------- labelled data checked before training
 
 
@@ -120,7 +131,9 @@ def test_evaluate_on_unlabelled_data_is_a_clear_error(tiny_model, tmp_path, caps
 
 
 @pytest.mark.parametrize("args", [["--max-steps", "-5"], ["--max-steps", "0"], ["--epochs", "-1"], ["--epochs", "0"],
-                                  ["--lr", "-0.1"], ["--lr", "0"], ["--batch-tokens", "0"], ["--batch-size", "-2"]])
+                                  ["--lr", "-0.1"], ["--lr", "0"], ["--batch-tokens", "0"], ["--batch-size", "-2"],
+                                  ["--lr", "inf"], ["--epochs", "inf"], ["--evals-per-epoch", "0"],
+                                  ["--evals-per-epoch", "-1"], ["--eval-every-steps", "0"]])
 def test_nonpositive_training_numbers_are_refused_before_training(tiny_model, tmp_path, capsys, args):
     data = small_corpus(tmp_path, n_train=6)
     try:
@@ -136,9 +149,50 @@ def test_nonpositive_training_numbers_are_refused_before_training(tiny_model, tm
 def test_train_config_rejects_nonpositive_numbers_from_python(tmp_path):
     from nerkit.train import TrainConfig, fit
 
-    for bad in ({"max_steps": -5}, {"epochs": 0}, {"lr": -1.0}, {"batch_tokens": 0}):
+    for bad in ({"max_steps": -5}, {"epochs": 0}, {"lr": -1.0}, {"batch_tokens": 0}, {"lr": float("inf")},
+                {"epochs": float("inf")}, {"evals_per_epoch": 0}, {"evals_per_epoch": -1.0}):
         with pytest.raises(NerkitError, match="positive"):
             fit([], config=TrainConfig(**bad))
+
+
+def test_a_diverged_run_stops_with_an_error_and_saves_nothing(tiny_model, tmp_path, capsys, monkeypatch):
+    # --lr 1e20 (as --lr 100 does on MiniLM) makes every weight NaN within a few steps; that run used to exit 0.
+    data = small_corpus(tmp_path, n_train=6)
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, "train", "--train", data["train"], "--model", tiny_model, "--max-steps", 30,
+                        "--lr", "1e20", "--batch-tokens", 256, "--output", out)
+    assert code == 2 and "diverged" in _error_line(err) and "--lr" in err
+    assert not out.exists()
+    from nerkit.train import TrainingDiverged
+
+    from nerkit.checkpoint import checkpoint_root
+
+    seen = []
+    import nerkit.train as train_mod
+
+    real_save = train_mod.checkpoint.save
+    monkeypatch.setattr(train_mod.checkpoint, "save", lambda *a, **k: seen.append(a[2]) or real_save(*a, **k))
+    with pytest.raises(TrainingDiverged):  # also with a dev set, when evaluations come before step 10
+        fit(data["train"], dev=data["dev"], output=out, config=TrainConfig(
+            model=str(tiny_model), max_steps=8, lr=1e20, batch_tokens=256, eval_every_steps=1, progress=False))
+    assert seen and not out.exists() and not checkpoint_root(out).exists()  # its checkpoints would diverge again
+
+
+def test_dev_data_without_entities_is_refused_before_training(tiny_model, tmp_path, capsys, monkeypatch):
+    import nerkit.train as train_mod
+
+    data = small_corpus(tmp_path, n_train=6)
+    dev = tmp_path / "dev_o.conll"
+    dev.write_text("John O\nlives O\n\nParis O\n.\tO\n")
+
+    def no_training(*a, **k):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(train_mod.align, "length_grouped_batches", no_training)
+    code, _, err = _run(capsys, "train", "--train", data["train"], "--dev", dev, "--model", tiny_model,
+                        "--max-steps", 2, "--output", tmp_path / "out")
+    line = _error_line(err)
+    assert code == 2 and "dev_o.conll" in line and "no entities" in line and not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- predict input and output
@@ -277,6 +331,7 @@ def test_outputs_follow_the_umask_and_carry_no_absolute_paths(tiny_model, tmp_pa
         assert code == 0, err
         assert out.stat().st_mode & 0o777 == 0o755
         assert (out / "nerkit.json").stat().st_mode & 0o777 == 0o644
+        assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.stat().st_mode & 0o777 != 0o644} == {}
         pred = tmp_path / "pred.jsonl"
         assert _run(capsys, "predict", out, "Paris", "--output", pred, "--backend", "torch")[0] == 0
         assert pred.stat().st_mode & 0o777 == 0o644
@@ -289,3 +344,90 @@ def test_outputs_follow_the_umask_and_carry_no_absolute_paths(tiny_model, tmp_pa
     assert meta["data"]["train"]["path"] == "train.conll" and meta["data"]["train"]["sha256_16"]
     assert meta["base_model"] == "tiny" and meta["train_args"]["model"] == "tiny"
     shutil.rmtree(out)
+
+
+# ---------------------------------------------------------------- text that is not Unicode, output onto input
+
+SURROGATE_JSONL = '{"text": "John lives in Paris \\ud800", "entities": [{"start": 0, "end": 4, "label": "PER"}]}\n'
+
+
+@pytest.mark.parametrize("verb", ["predict", "evaluate", "preannotate", "convert", "convert-doccano",
+                                  "convert-labelstudio", "stats", "tag-corpus"])
+def test_a_lone_surrogate_is_one_clear_error_naming_file_and_line(tiny_model, tmp_path, capsys, verb):
+    # A JSON "\ud800" escape decodes to a lone surrogate: the tokenizer, Arrow and the UTF-8 writers crashed on it.
+    f = tmp_path / "in.jsonl"
+    f.write_text('{"text": "fine", "entities": []}\n' + SURROGATE_JSONL)
+    args = {"predict": ["predict", tiny_model, "--input", f], "evaluate": ["evaluate", tiny_model, f],
+            "preannotate": ["preannotate", tiny_model, f, "--output", tmp_path / "tasks.json"],
+            "convert": ["convert", f, tmp_path / "out.conll"], "stats": ["stats", f],
+            "tag-corpus": ["tag-corpus", tiny_model, f, "--output", tmp_path / "tc", "--quiet"]}
+    if verb == "convert-doccano":
+        f.write_text('{"text": "fine", "label": []}\n{"text": "a \\udfff b", "label": [[0, 1, "PER"]]}\n')
+        args[verb] = ["convert", f, tmp_path / "out.conll", "--from", "doccano"]
+    if verb == "convert-labelstudio":
+        f = tmp_path / "export.json"
+        f.write_text('[{"id": 47, "data": {"text": "fine"}, "annotations": []},\n'
+                     ' {"id": 48, "data": {"text": "John \\ud800"}, "annotations": [{"id": 1, "result": []}]}]\n')
+        args[verb] = ["convert", f, tmp_path / "out.conll"]
+    code, _, err = _run(capsys, *args[verb])
+    line = _error_line(err)
+    assert code == 2 and f"{f.name}:2" in line and "\\ud" in line and "surrogate" in line, line
+
+
+def test_command_line_bytes_that_are_not_utf8_are_one_clear_error(tiny_model, tmp_path):
+    # Python hands undecodable argv bytes on as lone surrogates; predict crashed in the tokenizer, convert in the writer.
+    data = small_corpus(tmp_path, n_train=3)
+    weird = os.fsencode(tmp_path) + b"/caf\xe9.conll"
+    with open(weird, "wb") as fh:
+        fh.write(data["train"].read_bytes())
+    for args in ([b"predict", os.fsencode(tiny_model), b"John \xff lives"],
+                 [b"convert", weird, os.fsencode(tmp_path) + b"/out.jsonl"]):
+        r = subprocess.run([sys.executable, "-m", "nerkit.cli", *args], capture_output=True,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1", "LC_ALL": "C.UTF-8"})
+        err = r.stderr.decode("utf-8", "replace")
+        assert r.returncode == 2 and "Traceback" not in err and "not UTF-8" in err and "\\udc" in err, err
+
+
+def test_output_onto_the_input_is_refused(tiny_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = small_corpus(tmp_path, n_train=3)
+    before = data["train"].read_bytes()
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "John lives in Paris", "id": 7}\n')
+    for args in (["convert", data["train"], data["train"]], ["convert", data["train"], "./train.conll"],
+                 ["predict", tiny_model, "--input", texts, "--output", texts],
+                 ["preannotate", tiny_model, texts, "--output", texts, "--to", "nerkit"],
+                 ["suggest", tiny_model, texts, "--output", "texts.jsonl"]):
+        code, _, err = _run(capsys, *args)
+        assert code == 2 and "is the input" in _error_line(err), args
+    assert data["train"].read_bytes() == before and texts.read_text() == '{"text": "John lives in Paris", "id": 7}\n'
+
+
+def test_predict_carries_the_input_records_fields_through(tiny_model, tmp_path, capsys):
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"id": 7, "text": "John lives in Paris", "meta": {"source": "web"}, "entities": []}\n'
+                     '{"text": "Mary went to London", "lang": "en"}\n')
+    out = tmp_path / "pred.jsonl"
+    assert _run(capsys, "predict", tiny_model, "--input", texts, "--output", out, "--backend", "torch")[0] == 0
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [list(r) for r in recs] == [["id", "text", "meta", "entities"], ["text", "lang", "entities"]]
+    assert recs[0]["id"] == 7 and recs[0]["meta"] == {"source": "web"} and recs[1]["lang"] == "en"
+    assert all(isinstance(r["entities"], list) for r in recs)
+
+
+def test_label_map_onto_a_type_the_model_has_is_refused(tiny_model, tmp_path):
+    # PER=LOC onto a model with LOC: one of the two types' classifier rows was dropped without a word.
+    data = small_corpus(tmp_path, n_train=4)
+    with pytest.raises(NerkitError, match="PER.*would all become LOC"):
+        fit(data["train"], config=TrainConfig(model=str(tiny_model), max_steps=1, progress=False, label_map="PER=LOC"))
+
+
+def test_a_model_directory_without_nerkit_json_says_it_runs_without_the_casing_signal(tiny_model, caplog):
+    from nerkit.predict import Tagger
+
+    Tagger.load(tiny_model, backend="torch")
+    assert "casing signal" not in caplog.text
+    (tiny_model / "nerkit.json").unlink()
+    with caplog.at_level("WARNING"):
+        tagger = Tagger.load(tiny_model, backend="torch")
+    assert not tagger.case_signal and "no nerkit.json" in caplog.text and "WITHOUT the casing signal" in caplog.text

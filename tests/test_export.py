@@ -109,8 +109,12 @@ def test_onnx_entities_equal_torch_entities(exported, model_dir):
 
 
 def test_cli_export_without_int8_and_stale_graphs(model_dir, tmp_path, capsys):
+    import shutil
+
     out = tmp_path / "fp32"
-    out.mkdir()
+    shutil.copytree(model_dir, out)  # an earlier export of this model, with its int8 graph
+    meta = json.loads((out / "nerkit.json").read_text())
+    (out / "nerkit.json").write_text(json.dumps({**meta, "onnx": {"files": [ONNX_FILE, INT8_FILE]}}))
     (out / INT8_FILE).write_bytes(b"stale")
     assert main(["export", str(model_dir), "--output", str(out), "--no-quantize", "--no-weights"]) == 0
     printed = json.loads(capsys.readouterr().out)

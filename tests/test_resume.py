@@ -123,3 +123,21 @@ def test_the_loop_resumed_from_any_checkpoint_replays_the_same_batches_and_decis
             pass
         assert again == seen[n:]
         assert snap.history == state.history and (snap.step, snap.best_step) == (state.step, state.best_step)
+
+
+def test_checkpoints_follow_the_umask(tiny_model, tmp_path, monkeypatch):
+    # safetensors and mkdtemp wrote them 0600/0700 while the rest of nerkit's output follows the umask.
+    import nerkit.train as train_mod
+
+    data = _corpus(tmp_path, n_train=20, n_dev=5)
+    monkeypatch.setattr(train_mod.checkpoint, "remove", lambda root: None)  # keep it to look at
+    old = os.umask(0o022)
+    try:
+        fit(data["train"], dev=data["dev"], output=tmp_path / "m", config=TrainConfig(
+            model=str(tiny_model), max_steps=4, batch_tokens=256, eval_every_steps=2, progress=False))
+    finally:
+        os.umask(old)
+    root = checkpoint_root(tmp_path / "m")
+    modes = {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in [root, *root.rglob("*")]}
+    assert any(k.endswith("model.safetensors") for k in modes)
+    assert {k: m for k, m in modes.items() if m != (0o755 if (root / k).is_dir() else 0o644)} == {}

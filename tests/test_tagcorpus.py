@@ -141,6 +141,7 @@ def test_changed_input_is_redone_and_foreign_outputs_refused(onnx_model, corpus,
     ("bad.jsonl", '{"text": null}\n', 'bad.jsonl:1: "text" is missing or null'),
     ("bad.jsonl", '{"text": 12}\n', 'bad.jsonl:1: "text" must be a string, got int'),
     ("bad.jsonl", '["text"]\n', "bad.jsonl:1: expected a JSON object, got list"),
+    ("bad.jsonl", '{"text": "ok"}\n{"text": "half \\ud800 a pair"}\n', "bad.jsonl:2: a JSON string holds '\\ud800'"),
     ("bad.txt", b"fine\nbad \xff byte\n", "bad.txt:2: invalid UTF-8"),
     ("bad.parquet", None, 'bad.parquet (row 3): "text" is null'),
 ])
@@ -262,3 +263,18 @@ def test_plan_and_read_shard(corpus):
     shards = plan_shards(find_inputs([corpus]), rows_per_shard=15)
     assert [(Path(s.source).name, s.rg_start, s.rg_stop) for s in shards] == [
         ("a.txt", None, None), ("c.parquet", 0, 3), ("c.parquet", 3, 6), ("b.jsonl", None, None)]
+
+
+def test_an_unwritable_output_is_one_clear_error(onnx_model, corpus, tmp_path, monkeypatch):
+    from nerkit.cli import main
+    import nerkit.tagcorpus as tc
+
+    code = main(["tag-corpus", str(onnx_model), str(corpus), "--output", "/dev/null/out", "--quiet"])
+    assert code == 2  # was a NotADirectoryError traceback
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full)  # the disk fills up while the parts are written
+    with pytest.raises(NerkitError, match="No space left on device"):
+        tc.tag_corpus(onnx_model, [corpus], tmp_path / "out", backend="onnx")

@@ -15,6 +15,14 @@ from nerkit.cli import annotating, corpus, pipeline, serving
 from nerkit.errors import NerkitError
 
 
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `nerkit` argument parser with every subcommand."""
     p = argparse.ArgumentParser(prog="nerkit", description="Fine-tune, evaluate and serve BERT NER models.")
@@ -26,11 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nerkit` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    bad = next(((i, a) for i, a in enumerate(argv, 1) if not _is_unicode(a)), None)
+    if bad is not None:  # bytes that are not UTF-8 (Python hands them on as lone surrogates): every writer fails
+        shown = bad[1].encode("utf-8", "backslashreplace").decode("utf-8")
+        print(f"nerkit: error: argument {bad[0]} '{shown}' is not UTF-8 (\\udcXX: a byte that is not UTF-8); "
+              "nerkit takes texts and file names in UTF-8", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except NerkitError as exc:
         print(f"nerkit: error: {exc}", file=sys.stderr)
+        return 2
+    except UnicodeEncodeError as exc:  # the last resort: readers name the file and line where they can
+        print(f"nerkit: error: {exc.object[exc.start:exc.end]!r} is not Unicode text and cannot be written as "
+              "UTF-8 (a lone surrogate, e.g. from a file name that is not UTF-8)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

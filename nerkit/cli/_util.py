@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
@@ -88,9 +89,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                         "(auto: when the training data has nested or overlapping entities; off: a flat model on the "
                         "outermost ones, inner ones counted and left out)")
     p.add_argument("--early-stopping", type=int, help="stop after N evaluations without dev F1 gain")
-    p.add_argument("--evals-per-epoch", type=float,
+    p.add_argument("--evals-per-epoch", type=positive(float),
                    help="dev evaluations (and checkpoints) per epoch; below 1, every 1/N epochs (default: derived)")
-    p.add_argument("--eval-every-steps", type=int, help="evaluate every N optimizer steps instead")
+    p.add_argument("--eval-every-steps", type=positive(int), help="evaluate every N optimizer steps instead")
 
 
 def training_config(a: argparse.Namespace):
@@ -117,8 +118,8 @@ def positive(kind: type, scale: int = 1):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if not 0 < value < math.inf:  # inf passed "> 0" and trained a model of NaNs
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return value * scale
 
     parse.__name__ = kind.__name__

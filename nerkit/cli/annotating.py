@@ -48,8 +48,10 @@ def labelstudio_config(a: argparse.Namespace) -> None:
 
 def convert(a: argparse.Namespace) -> None:
     """Convert annotations between formats; print what changed."""
+    from nerkit.files import check_not_input
     from nerkit.formats import convert as convert_file
 
+    check_not_input(a.output, [a.input], "output")  # `convert a.txt a.txt` dropped columns and said "no changes"
     with source_options(a, [(a.input, a.src)]):
         report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict,
                               annotators=a.annotator)
@@ -91,6 +93,9 @@ def adjudicate(a: argparse.Namespace) -> None:
     if a.apply:
         if len(a.files) != 1:
             raise NerkitError("with --apply, give the merged file written by `nerkit adjudicate` (one file)")
+        from nerkit.files import check_not_input
+
+        check_not_input(a.output, [a.files[0], a.apply])
         report = formats.ChangeLog()
         records = formats.read(a.files[0], a.fmt, report)
         records, decided, undecided = apply_review(records, a.apply, allow_undecided=a.allow_undecided)
@@ -100,7 +105,11 @@ def adjudicate(a: argparse.Namespace) -> None:
         print(f"wrote {a.output}")
         return
     from nerkit.annotate import agreement as ag
+    from nerkit.files import check_not_input
 
+    check_not_input(a.output, a.files)
+    if a.review:
+        check_not_input(a.review, a.files, "--review")
     report = formats.ChangeLog()
     with source_options(a, [(f, a.fmt) for f in a.files]):
         names, sets = ag.load_annotators(a.files, a.fmt, report, a.annotator)
@@ -126,10 +135,12 @@ def adjudicate(a: argparse.Namespace) -> None:
 def preannotate(a: argparse.Namespace) -> None:
     """Tag texts with a model and write annotation tasks."""
     from nerkit.annotate.assist import preannotate as tag_texts
+    from nerkit.files import check_not_input
     from nerkit.predict import read_texts
 
     output = a.output or str(Path(a.texts).with_suffix("")) + {"labelstudio": ".tasks.json", "brat": ".brat"}.get(
         a.to, ".jsonl" if not a.to.startswith("conll") else ".conll")
+    check_not_input(output, [a.texts])
     report = tag_texts(a.model_dir, read_texts(a.texts), output, a.to, a.backend)
     print(f"pre-annotated {report.records_out} texts with {report.spans_out} entities; wrote {output}")
 
@@ -143,6 +154,9 @@ def suggest(a: argparse.Namespace) -> None:
     for path in a.exclude or []:
         exclude += [r.text for r in formats.read(path, spans_key="*")]  # only the texts: any span group will do
     if a.output:
+        from nerkit.files import check_not_input
+
+        check_not_input(a.output, [a.unlabelled, *(a.exclude or [])])
         items = assist.suggest_file(a.model_dir, a.unlabelled, a.output, a.n, a.strategy, a.to, exclude, a.backend)
         print(f"wrote the {len(items)} most uncertain texts to {a.output}")
         return

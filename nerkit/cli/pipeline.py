@@ -75,34 +75,54 @@ def evaluate(a: argparse.Namespace) -> None:
 
 
 def predict(a: argparse.Namespace) -> None:
-    """Tag texts (arguments, --input, or stdin); write one JSON line per text (--output: atomically)."""
+    """Tag texts (arguments, --input, or stdin); write one JSON line per text (--output: atomically). The other
+    fields of --input's JSONL records are carried through; "entities" holds the predictions."""
     from nerkit.errors import DataError, NerkitError
-    from nerkit.files import atomic_write_text, check_writable
-    from nerkit.predict import Tagger, read_texts
+    from nerkit.files import atomic_write_text, check_not_input, check_text, check_writable
+    from nerkit.predict import Tagger, read_records
 
-    texts = list(a.text)
+    records = [{"text": check_text(t, f"text argument {i}")} for i, t in enumerate(a.text, 1)]  # main checks argv
     if a.input:
-        found = read_texts(a.input)
+        found = read_records(a.input)
         if not found:
             raise DataError(a.input, None, "no texts (the file is empty or has only blank lines)")
-        texts += found
-    elif not texts:
+        records += found
+    elif not records:
         if sys.stdin.isatty():
             raise NerkitError("no texts: give them as arguments, with --input FILE, or on standard input")
-        texts = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
-        if not texts:
+        records = _stdin_records()
+        if not records:
             raise NerkitError("no texts on standard input")
     if a.output:
+        check_not_input(a.output, [a.input])  # it would be replaced by the predictions
         check_writable(a.output)  # before loading the model and tagging: fail in a second, not after an hour
     tagger = Tagger.load(a.model_dir, backend=a.backend)
-    lines = (json.dumps({"text": text, "entities": [e.to_dict() for e in ents]}, ensure_ascii=False) + "\n"
-             for text, ents in zip(texts, tagger(texts)))
+    texts = [r["text"] for r in records]
+    lines = (json.dumps({**rec, "text": rec["text"], "entities": [e.to_dict() for e in ents]}, ensure_ascii=False)
+             + "\n" for rec, ents in zip(records, tagger(texts)))
     if a.output:
         # Written whole, then moved into place: an interrupted run leaves the previous file as it was.
         atomic_write_text(a.output, "".join(lines))
     else:
         for line in lines:
             sys.stdout.write(line)
+
+
+def _stdin_records() -> list[dict]:
+    """A record per non-blank line of standard input; bytes that are not UTF-8 are one error naming the line."""
+    from nerkit.errors import DataError
+    from nerkit.files import check_text
+
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8", "surrogateescape")
+    records = []
+    for n, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as e:
+            raise DataError("standard input", n, f"invalid UTF-8 bytes {raw[e.start:e.end]!r} (input must be UTF-8)") from None
+        if line.strip():
+            records.append({"text": check_text(line, "standard input", n)})
+    return records
 
 
 def demo(a: argparse.Namespace) -> None:
@@ -156,7 +176,8 @@ def register(sub) -> None:
     r = sub.add_parser("predict", help="tag raw texts; JSONL out")
     r.add_argument("model_dir")
     r.add_argument("text", nargs="*")
-    r.add_argument("--input", help=".txt (one text per line) or .jsonl with a text field")
+    r.add_argument("--input", help=".txt (one text per line) or .jsonl with a text field (its other fields are "
+                   "copied to the output; \"entities\" is replaced by the predictions)")
     r.add_argument("--output", help="write JSONL here (default: stdout)")
     add_backend(r)
     r.set_defaults(func=predict)

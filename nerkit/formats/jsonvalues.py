@@ -7,7 +7,7 @@ import re
 from typing import Iterator
 
 from nerkit.errors import DataError
-from nerkit.files import read_bytes
+from nerkit.files import check_json_text, read_bytes
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -36,9 +36,11 @@ def json_values(path: str | os.PathLike) -> Iterator[tuple[int, object]]:
 
     def decode(i: int) -> tuple[object, int]:
         try:
-            return dec.raw_decode(raw, i)
+            value, end = dec.raw_decode(raw, i)
         except json.JSONDecodeError as e:
             raise DataError(path, e.lineno, f"invalid JSON: {e.msg} at column {e.colno}") from None
+        check_json_text(value, path, line, raw[i:end])  # a lone "\ud800" crashed every writer with a traceback
+        return value, end
 
     pos = skip(0)
     if pos == n:

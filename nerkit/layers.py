@@ -15,29 +15,30 @@ from nerkit.types import Span
 Offsets = list[tuple[int, int]]  # character range [start, end) of each word
 
 
-def assign_layers(spans: Iterable[Span]) -> list[list[Span]]:
-    """Spans on as few non-overlapping layers as needed: longest first at each start, each on the lowest layer
-    where it overlaps nothing. Nested entities go under their container (layer 0 holds the outermost ones); a
-    span with a second type, or a crossing span, goes one layer down; flat data stays on one layer."""
+def assign_layers(spans: Iterable[Span], inner_first: bool = False) -> list[list[Span]]:
+    """Spans on as few non-overlapping layers as needed, each on the lowest layer where it overlaps nothing: longest
+    first at each start, so nested entities go under their container (layer 0 holds the outermost ones); a span with
+    a second type, or a crossing span, goes one layer down; flat data stays on one layer. ``inner_first`` takes the
+    shortest spans first instead (layer 0 holds the innermost entities, containers go down)."""
+    order = (sorted(set(spans), key=lambda s: (s.end - s.start, s.start, s.label)) if inner_first
+             else sorted(set(spans), key=lambda s: (s.start, -s.end, s.label)))
     layers: list[list[Span]] = []
-    ends: list[int] = []  # the end of the last span on each layer (spans come sorted by start)
-    for sp in sorted(set(spans), key=lambda s: (s.start, -s.end, s.label)):
-        k = next((i for i, e in enumerate(ends) if e <= sp.start), len(layers))
+    for sp in order:
+        k = next((i for i, layer in enumerate(layers) if all(o.end <= sp.start or sp.end <= o.start for o in layer)),
+                 len(layers))
         if k == len(layers):
             layers.append([])
-            ends.append(0)
         layers[k].append(sp)
-        ends[k] = sp.end
-    return layers
+    return [sorted(layer) for layer in layers]
 
 
-def spans_to_layers(offsets: Offsets, spans: Iterable[Span]) -> list[list[str]]:
+def spans_to_layers(offsets: Offsets, spans: Iterable[Span], inner_first: bool = False) -> list[list[str]]:
     """IOB2 tag layers for words at ``offsets``, one for flat spans (see ``assign_layers``, applied to the words a
     span covers: two spans that share a word never share a layer)."""
     starts, ends = [s for s, _ in offsets], [e for _, e in offsets]
     words = {Span(bisect_right(ends, sp.start), bisect_left(starts, sp.end), sp.label) for sp in spans}
     out = []
-    for layer in assign_layers(words) or [[]]:
+    for layer in assign_layers(words, inner_first) or [[]]:
         tags = ["O"] * len(offsets)
         for sp in layer:
             tags[sp.start] = f"B-{sp.label}"
@@ -61,3 +62,12 @@ def nesting(spans: Sequence[Span]) -> tuple[list[int], int]:
             else:
                 crossing += 1
     return [depth[sp] for sp in spans], crossing
+
+
+def relayered(tags: Sequence[Sequence[str]], inner_first: bool) -> list[list[str]]:
+    """One sentence's tag layers laid anew (``assign_layers`` order) from the entities they hold."""
+    from nerkit.scheme import chunks
+
+    spans = {Span(s, e, label) for layer in tags for label, s, e in chunks(layer)}
+    n = len(tags[0]) if tags else 0
+    return spans_to_layers([(i, i + 1) for i in range(n)], spans, inner_first)

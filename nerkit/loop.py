@@ -43,9 +43,10 @@ def rank_share(batch: Sequence[int], rank: int, processes: int) -> list[int]:
 
 
 def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindows, pad_id: int, class_weights,
-                    bf16: bool) -> Callable[[list[int]], tuple[list[int], Any]]:
+                    bf16: bool, inner_weight: float = 1.0) -> Callable[[list[int]], tuple[list[int], Any]]:
     """The function that trains one optimizer step on a global batch: this process's share forward and backward
     (gradients averaged over processes by DDP), clipping, optimizer and scheduler step. It returns (share, loss);
+    a nested model's entity tags on layers below the first weigh ``inner_weight`` in its loss (they are sparse);
     ``update.finite()`` says whether every step so far had a finite gradient norm (False: training diverged)."""
     import torch
 
@@ -64,7 +65,10 @@ def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindo
             logits = model(**inputs).logits
         # A nested model scores every tag layer with the same classes: (batch, tokens, layers x classes) logits.
         classes = logits.shape[-1] // (labels_t.shape[-1] if labels_t.dim() == 3 else 1)
-        loss = loss_fn(logits.float().reshape(-1, classes), labels_t.reshape(-1))
+        if labels_t.dim() == 3 and inner_weight != 1.0:
+            loss = _nested_loss(logits.float().reshape(-1, classes), labels_t, class_weights, inner_weight)
+        else:
+            loss = loss_fn(logits.float().reshape(-1, classes), labels_t.reshape(-1))
         target = loss
         if n_proc > 1:
             # The step's loss is the mean over every labelled token of the global batch; DDP averages gradients
@@ -107,6 +111,21 @@ class LinearSchedule:
         end = self.segments[-1][1]
         self.segments.append((end, end + steps, peak))
         return end + steps
+
+
+def _nested_loss(logits, labels, class_weights, inner_weight: float):
+    """Mean cross-entropy over every labelled tag of every layer, the entity tags (not O, id 0) of layers 1.. weighing
+    ``inner_weight``: inner layers hold few entities among many O tags, which a plain mean lets the model ignore."""
+    import torch
+
+    flat = labels.reshape(-1)
+    ce = torch.nn.functional.cross_entropy(logits, flat.clamp(min=0), reduction="none")
+    weight = (flat != align.IGNORE).float()
+    if class_weights is not None:
+        weight = weight * class_weights.to(logits.device)[flat.clamp(min=0)]
+    layer = torch.arange(labels.shape[-1], device=labels.device).expand_as(labels).reshape(-1)
+    weight = torch.where((layer > 0) & (flat > 0), weight * inner_weight, weight)
+    return (ce * weight).sum() / weight.sum().clamp(min=1e-9)
 
 
 # ---------------------------------------------------------------- the loop

@@ -14,6 +14,7 @@ its share of each (see ``epoch_batches`` and ``rank_share``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -36,6 +37,7 @@ from nerkit.data import check_labelled
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, available_cores, set_torch_threads, use_bf16
 from nerkit.errors import DataError, NerkitError
+from nerkit.layers import relayered
 from nerkit.loop import LinearSchedule, LoopState, epoch_batches, eval_due, make_train_step, train_while_improving
 from nerkit.modeldir import ModelMeta, check_output, save_model_dir
 from nerkit.scheme import LAYER_MARK, iob2_labels, labels_of, layered_labels
@@ -77,6 +79,8 @@ class TrainConfig:
     label_all_subwords: bool = False
     label_map: str | None = None  # transfer: "OLD=NEW,..." renames the source model's entity types
     nested: str = "auto"  # auto | on | off: a model with one tag layer per nesting level (auto: when train nests)
+    nested_order: str = "outer"  # outer | inner: which entities the first tag layer holds (the rest go down)
+    nested_weight: float = 1.0  # loss weight of entity tags on a nested model's deeper (sparse) layers
     evals_per_epoch: float | None = None  # below 1: evaluate every 1/evals_per_epoch epochs
     eval_every_steps: int | None = None  # evaluate every N optimizer steps instead of by epochs
     progress: bool = True
@@ -104,6 +108,11 @@ class TrainConfig:
                                   f"got {value!r}")
         if self.nested not in ("auto", "on", "off"):
             raise NerkitError(f"--nested must be auto, on or off, not {self.nested!r}")
+        if self.nested_order not in ("outer", "inner"):
+            raise NerkitError(f"--nested-order must be outer or inner, not {self.nested_order!r}")
+        if not (isinstance(self.nested_weight, (int, float)) and math.isfinite(self.nested_weight)
+                and self.nested_weight > 0):
+            raise NerkitError(f"--nested-weight must be a positive number, got {self.nested_weight!r}")
         for name, value in (("context", self.context), ("early_stopping", self.early_stopping)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise NerkitError(f"--{name.replace('_', '-')} must be 0 or a positive integer, got {value!r}")
@@ -294,6 +303,20 @@ def choose_layers(nested: str, docs: Sequence[Document]) -> Layers:
     if lost and count > 1:
         reason += f"; {lost:,} entities deeper than {count} layers are left out of training"
     return Layers(count, reason)
+
+
+def _relayered(docs: Sequence[Document]) -> list[Document]:
+    """Copies of ``docs`` whose nested sentences hold their innermost entities on the first tag layer."""
+    out = []
+    for d in docs:
+        sents = []
+        for s in d.sentences:
+            if s.layers:
+                tags, *rest = relayered(s.all_tags(), inner_first=True)
+                s = dataclasses.replace(s, tags=tags, layers=rest)
+            sents.append(s)
+        out.append(Document(d.id, sents))
+    return out
 
 
 def _check_dev_has_entities(source, docs: Sequence[Document]) -> None:
@@ -498,7 +521,10 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     if transfer is not None and talk:
         print(transfer.describe(), file=sys.stderr, flush=True)
     max_len = min(getattr(model.config, "max_position_embeddings", 512), 512)
-    encoded = data.encoded_train(tokenizer, layers.count)
+    if layers.count > 1 and cfg.nested_order == "inner":  # laid anew, innermost entities on the first layer
+        encoded = align.encode_documents(_relayered(data.train), tokenizer, data.label2id, layers.count)
+    else:
+        encoded = data.encoded_train(tokenizer, layers.count)
     windows = build_features(encoded, tokenizer, cfg, data.labels, case_signal, max_len)
     cfg, budget = resolve_config(cfg, data_size(data.train, windows))
     if talk:
@@ -526,7 +552,8 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     model, opt = accelerator.prepare(model, opt)
     unwrapped = accelerator.unwrap_model(model)
     weights = _class_weights(cfg.class_weights, [d.tag_ids for d in encoded], len(data.labels))
-    update = make_train_step(model, opt, sched, accelerator, windows, tokenizer.pad_token_id, weights, bf16)
+    update = make_train_step(model, opt, sched, accelerator, windows, tokenizer.pad_token_id, weights, bf16,
+                             cfg.nested_weight if layers.count > 1 else 1.0)
 
     # Dev and test are scored as Tagger.load will run the model (the inference bf16 policy), whatever trained it.
     eval_tagger = (WindowTagger(TorchEngine(unwrapped, bf16=use_bf16(cfg.bf16, device, inference=True)), tokenizer,

@@ -216,3 +216,33 @@ def test_layered_column_files_read_nest_and_write_back(tmp_path):
         read_conll(bad, tag_columns=2)
     with pytest.raises(DataError, match=r"genia\.iob2:1: line has 4 columns .* expected a token and 4 tag columns"):
         read_conll(iob2, tag_columns=4)
+
+
+def test_nested_loss_weighs_inner_entity_tags_and_layers_can_start_inside():
+    import torch
+
+    from nerkit.layers import relayered
+    from nerkit.loop import _nested_loss
+
+    logits = torch.randn(2 * 3 * 2, 5)
+    labels = torch.tensor([[[1, 0], [2, 3], [0, -100]], [[0, 0], [1, 1], [-100, -100]]])
+    plain = torch.nn.functional.cross_entropy(logits, labels.reshape(-1), ignore_index=-100)
+    assert torch.allclose(_nested_loss(logits, labels, None, 1.0), plain)
+    ce = torch.nn.functional.cross_entropy(logits, labels.reshape(-1).clamp(min=0), reduction="none")
+    w = torch.tensor([1, 1, 1, 3, 1, 0, 1, 1, 1, 3, 0, 0], dtype=torch.float)  # entity tags of layer 1 weigh 3
+    assert torch.allclose(_nested_loss(logits, labels, None, 3.0), (ce * w).sum() / w.sum())
+    outer = [["B-DNA", "I-DNA", "O"], ["B-protein", "O", "O"]]
+    assert relayered(outer, inner_first=True) == [["B-protein", "O", "O"], ["B-DNA", "I-DNA", "O"]]
+    assert relayered(outer, inner_first=False) == outer
+
+
+def test_inner_first_weighted_nested_model_trains(nested_model):
+    from nerkit.predict import Tagger
+    from nerkit.train import TrainConfig, fit
+
+    out = nested_model["dir"].parent / "inner"
+    fit(nested_model["train"], dev=nested_model["dev"], output=out,
+        config=TrainConfig(model=str(nested_model["base"]), max_steps=60, lr=3e-3, batch_tokens=512, progress=False,
+                           nested_order="inner", nested_weight=3.0))
+    ents = {(e.start, e.end, e.label) for e in Tagger.load(out, backend="torch", bf16="off")(TEXTS[0])}
+    assert {(0, 15, "LOC"), (0, 10, "PER")} <= ents

@@ -88,6 +88,10 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="a nested model, one tag layer per nesting level, so entities inside entities are found "
                         "(auto: when the training data has nested or overlapping entities; off: a flat model on the "
                         "outermost ones, inner ones counted and left out)")
+    p.add_argument("--nested-order", choices=["outer", "inner"], default="outer",
+                   help="which entities a nested model's first tag layer holds (the others go down a layer)")
+    p.add_argument("--nested-weight", type=positive(float), default=1.0,
+                   help="loss weight of entity tags on a nested model's deeper tag layers, which hold few entities")
     p.add_argument("--early-stopping", type=int, help="stop after N evaluations without dev F1 gain")
     p.add_argument("--evals-per-epoch", type=positive(float),
                    help="dev evaluations (and checkpoints) per epoch; below 1, every 1/N epochs (default: derived)")
@@ -102,7 +106,8 @@ def training_config(a: argparse.Namespace):
                        seed=a.seed, class_weights=a.class_weights, context=a.context, bf16=a.bf16,
                        early_stopping=a.early_stopping, label_map=a.label_map, evals_per_epoch=a.evals_per_epoch,
                        eval_every_steps=a.eval_every_steps, resume=getattr(a, "resume", False),
-                       nested=getattr(a, "nested", "auto"),
+                       nested=getattr(a, "nested", "auto"), nested_order=getattr(a, "nested_order", "outer"),
+                       nested_weight=getattr(a, "nested_weight", 1.0),
                        case_signal={"auto": None, "on": True, "off": False}[getattr(a, "case_signal", "auto")])
 
 

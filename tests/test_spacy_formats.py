@@ -58,11 +58,12 @@ def test_docbin_for_training_and_from_other_formats(tmp_path):
     DocBin(docs=make_docs()).to_disk(tmp_path / "in.spacy")
     from nerkit.data import DataWarning
 
-    with pytest.warns(DataWarning, match=r"read as docbin with 1 changes \(1 x overlapping span dropped"):
-        docs = formats.load(tmp_path / "in.spacy", spans_key="*")  # nested spans flattened (longest kept), counted
+    with pytest.warns(DataWarning, match=r"entities from doc.ents and every span group"):
+        docs = formats.load(tmp_path / "in.spacy", spans_key="*")  # nested spans kept, on a second tag layer
     s = docs[0].sentences[0]
     assert s.words == [t.text for t in make_docs()[0]]  # spaCy's own tokens (it splits the flag in two)
     assert s.tags[:4] == ["B-PER", "I-PER", "O", "B-LOC"]
+    assert s.layers[0][:2] == ["B-FIRST", "O"]  # the span group's FIRST inside PER
     # nerkit JSONL with nested spans -> DocBin: non-overlapping spans as ents, all of them in span group "sc"
     src = tmp_path / "n.jsonl"
     src.write_text(json.dumps({"text": "New York City", "entities": [
@@ -224,9 +225,10 @@ def test_spans_key_chooses_what_a_docbin_is_read_as(tmp_path, capsys):
     with pytest.warns(DataWarning, match=r"entities from doc.ents; not read: span group 'sc' \(2 spans\)"):
         default = formats.load(path)
     assert tags(default) == ["B-PER", "I-PER", "O", "B-PER", "I-PER", "O", "O", "O"]
-    with pytest.warns(DataWarning, match="1 x overlapping span dropped"):
+    with pytest.warns(DataWarning, match="entities from span group 'sc'"):
         wide = formats.load(path, spans_key="sc")
     assert tags(wide) == ["B-WIDE"] + ["I-WIDE"] * 4 + ["O"] * 3
+    assert wide[0].sentences[0].layers == [["O"] * 3 + ["B-WIDE"] + ["I-WIDE"] * 3 + ["O"]]  # the crossing one too
     with pytest.raises(DataError, match=r"no span group 'nope' \(span groups: sc"):
         formats.load(path, spans_key="nope")
     # The CLI option, on stats and convert (and train/evaluate: test_train_on_a_span_group)

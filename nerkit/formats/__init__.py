@@ -27,7 +27,8 @@ from nerkit.formats import brat, conll, docbin, doccano, hf, labelstudio, nerkit
 from nerkit.formats.documents import from_documents, to_documents
 from nerkit.formats.jsonvalues import json_values
 from nerkit.formats.labelstudio import labelstudio_result, labelstudio_tasks
-from nerkit.formats.records import CHANGES, Change, ChangeLog, Record, _is_int, flatten, make_span, write_scheme
+from nerkit.formats.records import (CHANGES, Change, ChangeLog, Record, _is_int, flatten, make_span, trim,
+                                    write_scheme)
 from nerkit.data import DataWarning, read_conll, read_jsonl, tokenize
 from nerkit.types import Document
 from nerkit.errors import DataError, NerkitError
@@ -225,7 +226,7 @@ def write(records: Sequence[Record], path: str | os.PathLike, fmt: str | None = 
     if fmt == "nerkit":
         records = [r for r in records if tokenize(r.text)[0]]
     log.records_out += len(records)
-    log.spans_out += sum(len(flatten(r, ChangeLog())) if fmt == "nerkit" else len(r.spans) for r in records)
+    log.spans_out += sum(len(trim(r, ChangeLog())) if fmt == "nerkit" else len(r.spans) for r in records)
 
 
 def _first_key(r: Record, position: int) -> tuple:
@@ -316,7 +317,7 @@ def read_documents(path: str | os.PathLike, fmt: str | None = None, log: ChangeL
     if _check_format(fmt or detect_format(path)) == "hf":
         return hf.read_documents(path)[0]  # the dataset's words and tags as they are
     records = read_labelled(path, fmt, log, spans_key, text_field)
-    return to_documents(select_annotations(records, log, annotators, path), log)
+    return to_documents(select_annotations(records, log, annotators, path), log, flat=False)  # nested kept
 
 
 # ---------------------------------------------------------------- every source, for train, evaluate and the CLI

@@ -5,8 +5,8 @@ import re
 from bisect import bisect_right
 from typing import Iterable, Sequence
 
-from nerkit.formats.records import ChangeLog, Record, doc_groups, flatten
-from nerkit.data import sentence_spans, spans_to_tags, split_words, tokenize
+from nerkit.formats.records import ChangeLog, Record, doc_groups, flatten, trim
+from nerkit.data import sentence_spans, spans_to_layers, spans_to_tags, split_words, tokenize
 from nerkit.errors import NerkitError
 from nerkit.types import Document, Sentence, Span
 
@@ -24,7 +24,8 @@ def to_documents(records: Sequence[Record], log: ChangeLog | None = None, misali
                  flat: bool = True) -> list[Document]:
     """IOB2 documents for records: words from ``meta["words"]`` (offsets) or ``data.tokenize``, split (or spans expanded) where an edge falls
     inside a word, one sentence per ``meta["sents"]`` range or else per line of text, consecutive records of one
-    ``meta["doc"]`` in one document."""
+    ``meta["doc"]`` in one document. ``flat`` (token formats written out) keeps the longer of overlapping spans,
+    counted; else nested and overlapping spans go on further tag layers (``Sentence.layers``), none dropped."""
     if misaligned not in ("split", "expand"):
         raise NerkitError(f"misaligned must be 'split' or 'expand', got {misaligned!r}")
     log = log if log is not None else ChangeLog()
@@ -32,7 +33,7 @@ def to_documents(records: Sequence[Record], log: ChangeLog | None = None, misali
     for name, group in doc_groups(records):
         doc = Document(name)
         for rec in group:
-            spans = flatten(rec, log) if flat else list(rec.spans)
+            spans = flatten(rec, log) if flat else trim(rec, log)
             where = {s: w for s, w in rec.located()}
             if rec.meta.get("words") is not None:  # the source's own words (CoNLL, HF datasets): kept exactly
                 offsets = [(a, b) for a, b in rec.meta["words"]]
@@ -48,7 +49,7 @@ def to_documents(records: Sequence[Record], log: ChangeLog | None = None, misali
                     if s.start in cut or s.end in cut:
                         log.add("word-split", where.get(s, rec.source), f"[{s.start}, {s.end}) {s.label} {rec.text[s.start:s.end]!r}")
             else:
-                spans = _expand(rec, spans, offsets, where, log)
+                spans = _expand(rec, spans, offsets, where, log, flat)
             # The source's own sentences (spaCy Docs) when it has them, else one sentence per line of text.
             sents = rec.meta.get("sents")
             ranges = _merge_ranges([(a, b) for a, b in sents] if sents else _line_ranges(rec.text), spans, rec, log)
@@ -59,16 +60,17 @@ def to_documents(records: Sequence[Record], log: ChangeLog | None = None, misali
                     continue
                 sent_spans = [Span(s.start - a, s.end - a, s.label) for s in spans if a <= s.start and s.end <= b]
                 offs = [(x - a, y - a) for x, y in offsets[lo:hi]]
-                tags = spans_to_tags(offs, sent_spans)
+                tags, *layers = spans_to_layers(offs, sent_spans) if not flat else [spans_to_tags(offs, sent_spans)]
                 src = (rec.source if len(ranges) == 1 else f"{rec.source} sentence {n}" if sents
                        else f"{rec.source} line {rec.text.count(chr(10), 0, a) + 1}")
-                doc.sentences.append(Sentence(words[lo:hi], tags, doc.id, src, rec.text[a:b], offs))
+                doc.sentences.append(Sentence(words[lo:hi], tags, doc.id, src, rec.text[a:b], offs, layers=layers))
         if doc.sentences:
             docs.append(doc)
     return docs
 
 
-def _expand(rec: Record, spans: list[Span], offsets: list[tuple[int, int]], where: dict, log: ChangeLog) -> list[Span]:
+def _expand(rec: Record, spans: list[Span], offsets: list[tuple[int, int]], where: dict, log: ChangeLog,
+            flat: bool = True) -> list[Span]:
     starts = [a for a, _ in offsets]
     out = []
     for s in spans:
@@ -80,6 +82,8 @@ def _expand(rec: Record, spans: list[Span], offsets: list[tuple[int, int]], wher
         if new != s:
             log.add("expanded", where.get(s, rec.source), f"[{s.start}, {s.end}) -> [{a}, {b}) {s.label}")
         out.append(new)
+    if not flat:  # nested spans may share words: they go on separate layers
+        return sorted(set(out))
     # Expansion can make two spans share a word; flatten again so each word has one owner.
     return flatten(Record(rec.id, rec.text, out, rec.source, [where.get(s, rec.source) for s in spans]), log)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from nerkit.formats.jsonvalues import json_values
-from nerkit.formats.records import ChangeLog, Record, finish, flatten, make_span
+from nerkit.formats.records import ChangeLog, Record, finish, make_span, trim
 from nerkit.data import tokenize
 from nerkit.errors import DataError
 from nerkit.files import atomic_write_text
@@ -42,13 +42,14 @@ def read(path: str | os.PathLike, log: ChangeLog) -> list[Record]:
 
 
 def write(records: Sequence[Record], path: str | os.PathLike, log: ChangeLog) -> None:
-    """nerkit JSONL (what ``nerkit train`` reads): flat entities, trimmed of edge whitespace."""
+    """nerkit JSONL (what ``nerkit train`` reads): every entity, nested and overlapping ones too, trimmed of edge
+    whitespace."""
     lines = []
     for r in records:
         if not tokenize(r.text)[0]:  # nerkit's reader rejects such records, and they teach nothing
             log.add("skipped-record", r.source or r.id, "text has no words")
             continue
-        spans = flatten(r, log)
+        spans = trim(r, log)
         rec: dict = {"id": r.id, "text": r.text, "entities": [{"start": s.start, "end": s.end, "label": s.label} for s in spans]}
         if r.meta.get("doc") is not None:
             rec["doc"] = r.meta["doc"]

@@ -198,8 +198,8 @@ def finish(rec: Record, located: list[tuple[Span, str]], log: ChangeLog) -> Reco
     return rec
 
 
-def flatten(rec: Record, log: ChangeLog) -> list[Span]:
-    """One layer of spans for token tags: edges trimmed of whitespace; of overlapping spans the longer kept."""
+def _trimmed(rec: Record, log: ChangeLog) -> list[tuple[Span, str]]:
+    """Every span with its edges trimmed of whitespace (counted), and where it came from."""
     trimmed = []
     for span, where in rec.located():
         piece = rec.text[span.start:span.end]
@@ -209,6 +209,25 @@ def flatten(rec: Record, log: ChangeLog) -> list[Span]:
             log.add("trimmed", where, f"[{span.start}, {span.end}) -> [{new.start}, {new.end}) {span.label}")
             span = new
         trimmed.append((span, where))
+    return trimmed
+
+
+def trim(rec: Record, log: ChangeLog) -> list[Span]:
+    """Every span of a record (they may nest or overlap), edges trimmed of whitespace; a span equal to another once
+    trimmed is read once (counted)."""
+    kept: dict[Span, str] = {}
+    for span, where in _trimmed(rec, log):
+        if span in kept:
+            log.add("duplicate", where, f"[{span.start}, {span.end}) {span.label} (equal to another span "
+                    "once whitespace is trimmed)")
+            continue
+        kept[span] = where
+    return sorted(kept)
+
+
+def flatten(rec: Record, log: ChangeLog) -> list[Span]:
+    """One layer of spans for token tags: edges trimmed of whitespace; of overlapping spans the longer kept."""
+    trimmed = _trimmed(rec, log)
     # Longest first, then leftmost: nested spans resolve to the outer one, which carries the most annotation.
     kept: list[Span] = []
     for span, where in sorted(trimmed, key=lambda sw: (-(sw[0].end - sw[0].start), sw[0].start, sw[0].label)):

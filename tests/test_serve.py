@@ -477,9 +477,7 @@ def test_a_half_sent_request_head_or_an_idle_connection_is_timed_out(tagger):
             s.close()
         # A kept-alive connection gets the same deadline for its next request, and normal requests are unaffected.
         ok = socket.create_connection(("127.0.0.1", srv.port))
-        ok.sendall(b"GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n")
-        time.sleep(0.3)
-        ok.sendall(b"GET /v1/heal")
+        ok.sendall(b"GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/heal")  # a whole request, part of one
         data = _read_response(ok, limit=30)
         ok.close()
         assert data.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 408" in data, data
@@ -537,8 +535,11 @@ serve(Slow(), port={port}, limits=Limits(shutdown_timeout_s=0.5))
         client = threading.Thread(target=lambda: result.update(r=httpx.post(
             f"http://127.0.0.1:{port}/v1/entities", json={"texts": ["slow"]}, timeout=60)))
         client.start()
-        time.sleep(1.0)  # the request is being tagged
-        proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 60
+        while httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=10).json()["pending_texts"] < 1:
+            assert time.time() < deadline, "the request never reached the tagger"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # while the request is being tagged
         client.join(60)
         code = proc.wait(timeout=60)
         out = (tmp_path / "server.log").read_text()

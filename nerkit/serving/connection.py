@@ -32,7 +32,7 @@ def head_deadline_protocol(seconds: float) -> type:
 
         def _arm_head_timer(self) -> None:
             self._disarm_head_timer()
-            self._head_bytes = 0
+            self._head_bytes = len(self.conn.trailing_data[0])  # a pipelined next request may have begun already
             self._head_timer = self.loop.call_later(seconds, self._head_timed_out)
 
         def _disarm_head_timer(self) -> None:

@@ -217,3 +217,28 @@ def test_readme_is_the_newcomers_path_and_its_links_resolve():
             if not path.exists() or (anchor and path.suffix == ".md" and anchor not in anchors(path)):
                 broken.append(f"{doc.name}: {target}#{anchor}")
     assert broken == []
+
+
+def floors(edges: dict[str, set[str]]) -> int:
+    """The longest import chain between the package's parts (a subpackage counts as one part): how many floors a
+    drawing of the structure needs."""
+    from functools import lru_cache
+
+    def part(m: str) -> str:
+        return ".".join(m.split(".")[:2])
+
+    parts: dict[str, set[str]] = {}
+    for a, targets in edges.items():
+        parts.setdefault(part(a), set()).update(part(b) for b in targets if part(b) != part(a))
+
+    @lru_cache(None)
+    def depth(m: str) -> int:
+        return 1 + max((depth(t) for t in parts.get(m, ())), default=0)
+
+    return max(depth(m) for m in parts)
+
+
+def test_the_structure_has_at_most_nine_floors():
+    edges, _ = graph()
+    assert floors({"nerkit.a": {"nerkit.b.x"}, "nerkit.b.x": {"nerkit.b.y"}, "nerkit.b.y": {"nerkit.c"}}) == 3
+    assert floors(edges) <= 9

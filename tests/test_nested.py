@@ -246,3 +246,15 @@ def test_inner_first_weighted_nested_model_trains(nested_model):
                            nested_order="inner", nested_weight=3.0))
     ents = {(e.start, e.end, e.label) for e in Tagger.load(out, backend="torch", bf16="off")(TEXTS[0])}
     assert {(0, 15, "LOC"), (0, 10, "PER")} <= ents
+
+
+def test_cli_reads_layered_columns_with_tag_columns(tmp_path, capsys):
+    from nerkit.cli import main
+
+    iob2 = tmp_path / "genia.iob2"
+    iob2.write_text("IL-2\tB-DNA\tB-protein\ngene\tI-DNA\tO\nexpression\tO\tO\n\n", encoding="utf-8")
+    assert main(["stats", str(iob2), "--tag-columns", "2"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[:3] for line in out.splitlines() if line.startswith("inner entities")] == [["inner", "entities", "1"]]
+    assert main(["stats", str(iob2), "--tag-columns", "0"]) == 2
+    assert "--tag-columns must be at least 1" in capsys.readouterr().err

@@ -32,6 +32,9 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-field", metavar="NAME",
                    help="the task field holding the text in a Label Studio export, as in the labeling config's "
                         '<Text value="$NAME"> (default: text, else the only string field)')
+    p.add_argument("--tag-columns", type=int, metavar="N",
+                   help="a layered CoNLL file: its last N columns are tag layers, one per nesting level, outermost "
+                        "first (GENIA .iob2, GermEval-2014)")
 
 
 @contextmanager
@@ -41,7 +44,8 @@ def source_options(a: argparse.Namespace, sources: Sequence[tuple[str | None, st
     from nerkit import formats
 
     given = [(name, flag, getattr(a, name, None)) for name, flag in (("spans_key", "--spans-key"),
-                                                                     ("text_field", "--text-field"))]
+                                                                     ("text_field", "--text-field"),
+                                                                     ("tag_columns", "--tag-columns"))]
     for name, flag, value in given:
         if value is None:
             continue
@@ -50,7 +54,10 @@ def source_options(a: argparse.Namespace, sources: Sequence[tuple[str | None, st
         if not any(formats.format_of(p, fmt) in kinds for p, fmt in sources if p):
             raise NerkitError(f"{flag} applies to {', '.join(kinds)} files; {', '.join(paths)} "
                               f"{'is' if len(paths) == 1 else 'are'} not")
-    with formats.reading(getattr(a, "spans_key", None), getattr(a, "text_field", None)):
+    columns = getattr(a, "tag_columns", None)
+    if columns is not None and columns < 1:
+        raise NerkitError(f"--tag-columns must be at least 1, got {columns}")
+    with formats.reading(getattr(a, "spans_key", None), getattr(a, "text_field", None), columns):
         yield
 
 

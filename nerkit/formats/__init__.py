@@ -69,15 +69,15 @@ OTHER_SUFFIXES = (".spacy", ".bin", *hf.SUFFIXES, *UNSUPPORTED)  # suffixes that
 # How sources are read where a caller cannot pass it (``train.fit`` reads paths itself): set by ``reading``.
 _READING: ContextVar[dict] = ContextVar("nerkit_reading", default={})
 # The formats each reading option of ``reading`` applies to (elsewhere it has nothing to choose).
-OPTION_FORMATS = {"spans_key": ("docbin", "spacy-json", "spacy"), "text_field": ("labelstudio",)}
+OPTION_FORMATS = {"spans_key": ("docbin", "spacy-json", "spacy"), "text_field": ("labelstudio",), "tag_columns": ("conll",)}
 
 
 @contextmanager
-def reading(spans_key: str | None = None, text_field: str | None = None) -> Iterator[None]:
+def reading(spans_key: str | None = None, text_field: str | None = None, tag_columns: int | None = None) -> Iterator[None]:
     """Within the block, sources are read with these options unless a call gives its own: ``spans_key`` chooses
     what a spaCy DocBin's records hold (a span group, "doc.ents", or "*" for all), ``text_field`` names a Label
-    Studio task's text field."""
-    token = _READING.set({"spans_key": spans_key, "text_field": text_field})
+    Studio task's text field, ``tag_columns`` > 1 reads CoNLL files as layered (one tag column per nesting level)."""
+    token = _READING.set({"spans_key": spans_key, "text_field": text_field, "tag_columns": tag_columns})
     try:
         yield
     finally:
@@ -354,7 +354,7 @@ def load(path: str | os.PathLike, scheme: LabelScheme | str | None = None,
         raise DataError(path, None, "--annotator chooses among the annotations of an annotation-tool export; this is "
                         f"{_ONE_ANNOTATION[fmt]}, which holds one annotation per sentence")
     if fmt == "conll":
-        return read_conll(path, scheme)
+        return read_conll(path, scheme, _READING.get().get("tag_columns") or 1)
     if fmt == "nerkit":
         return read_jsonl(path)
     if fmt == "hf":

@@ -318,8 +318,9 @@ def _sets(entities) -> list[set[Span]]:
     return [{(e.label, e.start, e.end) for e in ents} for ents in entities]
 
 
-def nerkit_predict(model: Path, int8: Path, texts: list[str]) -> tuple[list[set[Span]], float, float]:
-    """int8 test spans, int8 words/s (best of 3) and the share of the first 200 texts where torch gives the same."""
+def nerkit_predict(model: Path, int8: Path, texts: list[str]) -> tuple[list[set[Span]], float, dict]:
+    """int8 test spans, int8 words/s (best of 3) and the shares of the first 200 texts where torch gives the same
+    entities as int8 and as the fp32 ONNX graph (which tells quantization from export)."""
     from nerkit.predict import Tagger
 
     tagger = Tagger.load(int8, backend="onnx-int8")
@@ -332,7 +333,12 @@ def nerkit_predict(model: Path, int8: Path, texts: list[str]) -> tuple[list[set[
             preds = _sets(ents)
     head = texts[:EQUAL_TEXTS]
     torch_preds = _sets(Tagger.load(model, backend="torch")(head)) if head else []
-    equal = sum(a == b for a, b in zip(preds, torch_preds)) / len(head) if head else 1.0
+    fp32 = _sets(Tagger.load(int8, backend="onnx")(head)) if head else []
+
+    def share(other: list[set[Span]]) -> float:
+        return sum(a == b for a, b in zip(other, torch_preds)) / len(head) if head else 1.0
+
+    equal = {"int8_equals_torch": share(preds), "onnx_equals_torch": share(fp32)}
     return preds, words_of(texts) / best if best > 0 else 0.0, equal
 
 
@@ -356,7 +362,7 @@ def run_job(job: dict, data: Path, work: Path, threads: int) -> dict:
     else:
         res = run_nerkit(split, out, job["system"], job.get("steps"), threads)
         pred, wps, equal = nerkit_predict(Path(res.pop("model")), Path(res.pop("int8")), texts)
-        res["int8_equals_torch"] = equal
+        res.update(equal)
     return {**job, **res, **score_all(job["ds"], gold, pred), "words_per_s": round(wps, 1),
             "test_texts": len(texts), "test_words": words_of(texts)}
 
@@ -416,6 +422,8 @@ def markdown(runs: list[dict], note: str, machine_line: str) -> str:
             s = r["suggester"]
             if s["spans"]:
                 notes.append(f"suggester sizes {_sizes(s['sizes'])} reach {s['proposable']} of {s['spans']} test spans")
+        if "onnx_equals_torch" in r:
+            notes.append(f"fp32 ONNX = torch {_pct(r['onnx_equals_torch'])} %")
         if "layers" in r:
             notes.append(f"{r['layers']} tag layer{'s' * (r['layers'] > 1)}")
         if "nerkit_test" in r:
@@ -444,8 +452,10 @@ def markdown(runs: list[dict], note: str, machine_line: str) -> str:
               f"is found when a prediction of its type covers >= {OVERLAP:.0%} of its characters; a prediction is "
               f"correct when it covers >= {OVERLAP:.0%} of a gold span of its type. Two kinds at once: gold pairs with "
               "the same range and two types, found as both. nerkit's predictions are the int8 ONNX Tagger's; "
-              f"int8 = torch: share of the first {EQUAL_TEXTS} test texts with identical entities. Train wall s: the "
-              "training command's wall clock; words/s: whitespace words, best of 3 passes over the test texts."]
+              f"int8 = torch: share of the first {EQUAL_TEXTS} test texts with identical entities (torch with nerkit's "
+              "default bf16 policy, see the machine line; fp32 ONNX = torch in the notes: the same for the unquantized "
+              "graph). Train wall s: the training command's wall clock; words/s: whitespace words, best of 3 passes "
+              "over the test texts."]
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,7 @@ categorizer on GENIA (nested), ADE (overlapping) and the Terms-of-Service clause
     python bench/nested.py                                   # everything (hours on 2 CPU cores)
     python bench/nested.py --datasets ade --systems nested,spancat
     python bench/nested.py --limit 40 --dev-limit 20 --test-limit 30 --steps 20 --out /tmp/nb   # minutes: a check
+    python bench/nested.py --report            # the tables again from the cached runs of these settings
 
 Systems, trained on the same train/valid files and tested on the same test texts:
 
@@ -13,6 +14,8 @@ Systems, trained on the same train/valid files and tested on the same test texts
   efficiency``, CPU) and CLI (``spacy train``); the splits are converted to DocBins (``spacy.blank("en")``
   tokenization, every span in ``doc.spans["sc"]`` through ``doc.char_span(..., alignment_mode="expand")``; spans
   that cannot be aligned are counted and left out, spans whose edges moved to token edges are counted and kept).
+  Its config's suggester proposes 1-3-token n-grams: the report says how many test spans it can reach at all (its
+  recall ceiling; hardly a clause).
 
 Every system's test predictions are scored by one scorer, ``nerkit.evaluation.score_sets`` over exact
 ``(type, start, end)`` character-offset sets per record: micro P/R/F1, per type, and outermost / inner. The nerkit

@@ -191,6 +191,12 @@ def test_suggest_and_preannotate_work_with_a_nested_model(nested_model, tmp_path
     records, scores = predict_records(tagger, [TEXTS[0]])
     spans = {(s.start, s.end, s.label) for s in records[0].spans}
     assert {(0, 15, "LOC"), (0, 10, "PER")} <= spans and len(scores[0]) == len(records[0].spans)
+    from nerkit.annotate.assist import write_predictions
+
+    write_predictions(records, scores, tmp_path / "tasks.json")  # Label Studio tasks: overlapping regions
+    regions = json.loads((tmp_path / "tasks.json").read_text())[0]["predictions"][0]["result"]
+    got = {(r["value"]["start"], r["value"]["end"], r["value"]["labels"][0]) for r in regions}
+    assert {(0, 15, "LOC"), (0, 10, "PER")} <= got
 
 
 def test_layered_column_files_read_nest_and_write_back(tmp_path):

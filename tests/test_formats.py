@@ -42,6 +42,7 @@ def test_train_honours_tqdm_disable(tmp_path, tiny_model, capsys, monkeypatch, v
                  "--output", str(tmp_path / "m")]) == 0
     err = capsys.readouterr().err
     assert ("training:" in err and "step" in err) is bar
+    assert "training budget:" in err  # the bar goes, the log lines stay
 
 
 # ---------------------------------------------------------------- each tool's export

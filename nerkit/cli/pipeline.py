@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from nerkit.cli._util import (add_annotator, add_backend, add_scheme, add_source_options, add_training_options,
@@ -20,11 +19,6 @@ def stats(a: argparse.Namespace) -> None:
             print(data.format_stats(data.stats(formats.load(path, scheme=a.scheme, annotators=a.annotator))))
 
 
-def _tqdm_disabled() -> bool:
-    """Whether TQDM_DISABLE asks for no progress bars (tqdm's own variable; "0", "false", "no", "off" do not)."""
-    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no", "off")
-
-
 def train(a: argparse.Namespace) -> None:
     """Fine-tune a model; print its metrics."""
     with source_options(a, [(a.train, None), (a.dev, None), (a.test, None)]):
@@ -36,8 +30,6 @@ def _train(a: argparse.Namespace) -> None:
     from nerkit.train import fit, load_datasets
 
     cfg, budget = training_config(a), None
-    if _tqdm_disabled():  # fit passes its own disable= to tqdm, which would override the variable
-        cfg.progress = False
     check_output(a.output)  # before reading the data: a bad --output fails in a second
     # Read and checked once: the search decision, its budget, every search point and the training share it.
     data = load_datasets(a.train, a.dev, a.test, a.scheme, a.annotator)

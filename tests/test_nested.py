@@ -237,6 +237,16 @@ def test_nested_loss_weighs_inner_entity_tags_and_layers_can_start_inside():
     ce = torch.nn.functional.cross_entropy(logits, labels.reshape(-1).clamp(min=0), reduction="none")
     w = torch.tensor([1, 1, 1, 3, 1, 0, 1, 1, 1, 3, 0, 0], dtype=torch.float)  # entity tags of layer 1 weigh 3
     assert torch.allclose(_nested_loss(logits, labels, None, 3.0), (ce * w).sum() / w.sum())
+    # the train step sums the layers' means (x layers of the pooled mean): the first layer learns as a flat model does
+    per_layer = [torch.nn.functional.cross_entropy(logits.reshape(2, 3, 2, 5)[..., k, :].reshape(-1, 5),
+                                                   labels[..., k].reshape(-1), ignore_index=-100) for k in range(2)]
+    assert not torch.allclose(plain * 2, sum(per_layer))  # these layers label different tokens: no identity
+    same = labels.clone()
+    same[..., 1] = torch.where(labels[..., 0] == -100, -100, labels[..., 1].clamp(min=0))  # as windows label them
+    pooled = torch.nn.functional.cross_entropy(logits, same.reshape(-1), ignore_index=-100)
+    layer_means = [torch.nn.functional.cross_entropy(logits.reshape(2, 3, 2, 5)[..., k, :].reshape(-1, 5),
+                                                     same[..., k].reshape(-1), ignore_index=-100) for k in range(2)]
+    assert torch.allclose(pooled * 2, sum(layer_means))
     outer = [["B-DNA", "I-DNA", "O"], ["B-protein", "O", "O"]]
     assert relayered(outer, inner_first=True) == [["B-protein", "O", "O"], ["B-DNA", "I-DNA", "O"]]
     assert relayered(outer, inner_first=False) == outer

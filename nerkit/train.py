@@ -311,23 +311,6 @@ def choose_layers(nested: str, docs: Sequence[Document]) -> Layers:
     return Layers(count, reason)
 
 
-def _deeper_layers_start_at_o(model, encoded: Sequence[align.EncodedDoc], width: int) -> None:
-    """A new nested head's deeper layers start predicting O at the rate O has there: those layers are nearly all O,
-    and from an even start their loss would take most of the clipped gradient while the first layer learns (on
-    tos-clauses, 3 layers, dev F1 stayed 0.00 after an epoch where a flat model had 6.67)."""
-    import torch
-
-    head = getattr(model, "classifier", None)
-    if head is None or getattr(head, "bias", None) is None:
-        return
-    for k in range(1, head.bias.shape[0] // width):
-        tags = [t for d in encoded for t in d.layer_tag_ids[k - 1] if t >= 0]
-        share = min(0.999, max(0.5, tags.count(0) / max(1, len(tags))))  # O is tag id 0
-        with torch.no_grad():
-            head.bias[k * width:(k + 1) * width] = 0.0
-            head.bias[k * width] = math.log(share * (width - 1) / (1 - share))  # softmax gives O that share
-
-
 def _relayered(docs: Sequence[Document]) -> list[Document]:
     """Copies of ``docs`` whose nested sentences hold their innermost entities on the first tag layer."""
     out = []
@@ -545,8 +528,6 @@ def _prepare(cfg: TrainConfig, data: Datasets, tokenizer, talk: bool) -> _Prepar
     else:
         encoded = data.encoded_train(tokenizer, layers.count)
     windows = build_features(encoded, tokenizer, cfg, data.labels, case_signal, max_len)
-    if layers.count > 1 and transfer is None:
-        _deeper_layers_start_at_o(model, encoded, len(data.labels))
     cfg, budget = resolve_config(cfg, data_size(data.train, windows))
     if talk:
         print(f"training budget: {budget.describe()}", file=sys.stderr, flush=True)

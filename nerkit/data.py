@@ -19,7 +19,7 @@ from nerkit import files, words
 from nerkit.errors import DataError, NerkitError
 from nerkit.files import atomic_write_text
 from nerkit.scheme import LabelScheme, chunks, convert, detect_scheme, split_tag, validate
-from nerkit.layers import assign_layers, nesting, spans_to_layers  # noqa: F401 - read with the data
+from nerkit.layers import nesting, spans_to_layers
 from nerkit.types import Document, Sentence, Span
 
 DOCSTART = "-DOCSTART-"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import Iterable, Sequence
 
+from nerkit.scheme import chunks
 from nerkit.types import Span
 
 Offsets = list[tuple[int, int]]  # character range [start, end) of each word
@@ -66,8 +67,6 @@ def nesting(spans: Sequence[Span]) -> tuple[list[int], int]:
 
 def relayered(tags: Sequence[Sequence[str]], inner_first: bool) -> list[list[str]]:
     """One sentence's tag layers laid anew (``assign_layers`` order) from the entities they hold."""
-    from nerkit.scheme import chunks
-
     spans = {Span(s, e, label) for layer in tags for label, s, e in chunks(layer)}
     n = len(tags[0]) if tags else 0
     return spans_to_layers([(i, i + 1) for i in range(n)], spans, inner_first)

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterable, Sequence
 
-from nerkit.iob import LAYER_MARK, layered_labels, unlayered_labels  # noqa: F401 - a nested model's layers
 
 Chunk = tuple[str, int, int]  # (label, first word, last word + 1)
 

@@ -40,7 +40,8 @@ from nerkit.errors import DataError, NerkitError
 from nerkit.layers import relayered
 from nerkit.loop import LinearSchedule, LoopState, epoch_batches, eval_due, make_train_step, train_while_improving
 from nerkit.modeldir import ModelMeta, check_output, save_model_dir
-from nerkit.scheme import LAYER_MARK, iob2_labels, labels_of, layered_labels
+from nerkit.iob import LAYER_MARK, layered_labels
+from nerkit.scheme import iob2_labels, labels_of
 from nerkit.formats import as_documents, fingerprint
 from nerkit.transfer import parse_label_map, source_labels, transfer_head
 from nerkit.types import Document

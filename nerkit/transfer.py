@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nerkit.errors import NerkitError
-from nerkit.scheme import split_tag, unlayered_labels
+from nerkit.iob import unlayered_labels
+from nerkit.scheme import split_tag
 
 
 @dataclass(frozen=True)

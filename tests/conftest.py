@@ -48,3 +48,13 @@ def tagger(model_dir):
     from nerkit.predict import Tagger
 
     return Tagger.load(model_dir, backend="torch")
+
+
+def load_bench(name: str):
+    """A script of bench/ as a module (bench/ is not a package): its pure parts are tested without running it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", Path(__file__).resolve().parent.parent / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

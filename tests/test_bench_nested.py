@@ -1,21 +1,18 @@
 """bench/nested.py's pure parts: overlap scores, the two-kinds-at-once counter, the DocBin conversion and the report."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def nested():
-    spec = importlib.util.spec_from_file_location("bench_nested", ROOT / "bench" / "nested.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("nested")
 
 
 def test_overlap_counts_half_coverage_of_the_gold_span_from_both_sides(nested):

@@ -239,25 +239,30 @@ def test_auto_backend_gives_a_text_the_same_entities_whatever_it_is_batched_with
 def test_auto_backend_skips_an_int8_graph_with_batch_dependent_scales(exported, tmp_path, caplog):
     """An int8 graph exported before activation scales were fixed gives answers that depend on the batch: the
     default backend runs the fp32 graph instead (and says so); asking for onnx-int8 still runs it."""
-    import shutil
 
     out, _ = exported
-    old = tmp_path / "old"
-    shutil.copytree(out, old)
-    meta = json.loads((old / "nerkit.json").read_text())
-    meta["onnx"]["quantization"] = {"type": "dynamic", "weight_type": "int8", "per_channel": True,
-                                    "reduce_range": True}
-    (old / "nerkit.json").write_text(json.dumps(meta))
+    old = _as_old_dynamic_int8(out, tmp_path / "old")
     with caplog.at_level("WARNING"):
         assert Tagger.load(old).engine.name == "onnx"
     assert "nerkit export" in caplog.text
     assert Tagger.load(old, backend="onnx-int8").engine.name == "onnx-int8"
 
 
+def _as_old_dynamic_int8(exported_dir, old):
+    """A copy of an exported directory whose nerkit.json says its int8 graph was quantized per batch (older nerkit)."""
+    import shutil
+
+    shutil.copytree(exported_dir, old)
+    meta = json.loads((old / "nerkit.json").read_text())
+    meta["onnx"]["quantization"] = {"type": "dynamic", "weight_type": "int8", "per_channel": True,
+                                    "reduce_range": True}
+    (old / "nerkit.json").write_text(json.dumps(meta))
+    return old
+
+
 def test_an_old_dynamic_int8_directory_gets_the_same_backend_from_predict_serve_and_tag_corpus(exported, tmp_path):
     """One backend rule for every command: ``tag-corpus`` once chose by file names alone and ran the older,
     batch-dependent int8 graph that ``predict`` and ``serve`` refuse for the same directory (issue 20)."""
-    import shutil
 
     from fastapi.testclient import TestClient
 
@@ -265,12 +270,7 @@ def test_an_old_dynamic_int8_directory_gets_the_same_backend_from_predict_serve_
     from nerkit.tagcorpus import MANIFEST_FILE, tag_corpus
 
     out, _ = exported
-    old = tmp_path / "old"
-    shutil.copytree(out, old)
-    meta = json.loads((old / "nerkit.json").read_text())
-    meta["onnx"]["quantization"] = {"type": "dynamic", "weight_type": "int8", "per_channel": True,
-                                    "reduce_range": True}
-    (old / "nerkit.json").write_text(json.dumps(meta))
+    old = _as_old_dynamic_int8(out, tmp_path / "old")
     assert main(["predict", str(old), "John Smith lives in Paris."]) == 0
     predicted = Tagger.load(old).engine.name
     with TestClient(create_app(old)) as client:

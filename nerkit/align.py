@@ -232,6 +232,10 @@ class Feature:
     labels: list[int]
     word_positions: list[int]  # token index of the first piece of each target word, in order
     layer_labels: list[list[int]] = field(default_factory=list)  # nested models: labels of layers 1.., per token
+    # A span head's training targets: gold entities (first target word, last + 1, type id) and the sentence of each
+    # target word (spans never cross sentences: pairs across them are not scored).
+    spans: list[tuple[int, int, int]] = field(default_factory=list)
+    sentence_ids: list[int] = field(default_factory=list)
 
 
 def window_feature(doc: EncodedDoc, w: Window, cls_id: int, sep_id: int, case_signal: bool,
@@ -267,6 +271,11 @@ class TrainingWindows:
     features: list[Feature]
     lengths: list[int]
     meta: dict
+
+    def with_entities(self, outside: int = 0) -> np.ndarray:
+        """Per window: whether any of its labels (any layer) is an entity tag (not ``outside``, the O id)."""
+        return np.asarray([any(t not in (outside, IGNORE) for layer in (f.labels, *f.layer_labels) for t in layer)
+                           for f in self.features], dtype=bool)
 
     def labelled(self, weights: np.ndarray | None) -> np.ndarray:
         """Per window: labelled tokens (or their summed class weights): what the loss is averaged over."""

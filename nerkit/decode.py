@@ -6,14 +6,17 @@ decodes each sentence with the IOB2 constraints. ``predict.Tagger`` adds raw tex
 """
 from __future__ import annotations
 
-from typing import Generator, Mapping, Sequence, TypeVar
+from contextlib import contextmanager
+from typing import Generator, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 
 from nerkit import align
 from nerkit.iob import allowed_transitions, best_path, unlayered_labels
 from nerkit.scheme import chunks
-from nerkit.types import Document
+from nerkit.spans import SpanScorer, split_span_columns
+from nerkit.layers import assign_layers
+from nerkit.types import Document, Span
 
 
 _T = TypeVar("_T")
@@ -42,11 +45,17 @@ class WindowTagger:
     """
 
     def __init__(self, engine, tokenizer, labels: Sequence[str], windows: Mapping | None = None,
-                 case_signal: bool = False):
+                 case_signal: bool = False, span_head: SpanScorer | None = None):
         self.engine = engine
         self.tokenizer = tokenizer
-        # A nested model's head holds several tag layers (``scheme.layered_labels``): decoded one by one.
-        self.labels, self.layers = unlayered_labels(labels)
+        # A nested model's head holds several tag layers (``iob.layered_labels``), decoded one by one, and may end
+        # in a span head's feature columns (``spans``), which then decide the entities.
+        tags, self.span_dim = split_span_columns(labels)
+        self.labels, self.layers = unlayered_labels(tags)
+        self.span_head = span_head
+        if self.span_dim and (span_head is None or span_head.dim != self.span_dim):
+            raise ValueError(f"the model's head has span features of width {self.span_dim} but "
+                             f"{'no span head' if span_head is None else f'a span head of width {span_head.dim}'}")
         self.label2id = {t: i for i, t in enumerate(self.labels)}
         cfg = windows or {}
         self.max_tokens = int(cfg.get("max_tokens", 256))
@@ -58,7 +67,19 @@ class WindowTagger:
 
     def _word_logprobs(self, docs: Sequence[Document]) -> list[np.ndarray]:
         """Per document, a (words x labels) array of log-probabilities, words in order across its sentences."""
+        cache = getattr(self, "_cache", None)
+        if cache is not None and cache[0] is docs:
+            return cache[1]
         return run_steps(self._word_logprobs_steps(docs))
+
+    @contextmanager
+    def reusing(self, docs: Sequence[Document]) -> Iterator[None]:
+        """Within the block, tagging ``docs`` (the same list) runs the network once: decoders compared on dev."""
+        self._cache = (docs, self._word_logprobs(docs))
+        try:
+            yield
+        finally:
+            self._cache = None
 
     def _word_logprobs_steps(self, docs: Sequence[Document]) -> Generator[int, None, list[np.ndarray]]:
         """``_word_logprobs`` one model call at a time: yields the padded tokens left before each call."""
@@ -67,7 +88,10 @@ class WindowTagger:
         tok = self.tokenizer
         feats = [align.window_feature(encoded[w.doc], w, tok.cls_token_id, tok.sep_token_id, self.case_signal)
                  for w in windows]
-        shape = (len(self.labels),) if self.layers == 1 else (self.layers, len(self.labels))
+        n_tags = self.layers * len(self.labels)
+        # A span model's words keep their tag log-probabilities flat, then their span features (``tag_part``).
+        shape = ((n_tags + 2 * self.span_dim,) if self.span_dim else
+                 (len(self.labels),) if self.layers == 1 else (self.layers, len(self.labels)))
         out = [np.empty((len(e.pieces), *shape)) for e in encoded]
         lengths = [len(f.input_ids) for f in feats]
         batches = list(align.length_grouped_batches(lengths, self.batch_tokens, None))
@@ -78,9 +102,13 @@ class WindowTagger:
             left -= size
             b = align.collate([feats[i] for i in batch], tok.pad_token_id)
             logits = self.engine.logits(b).astype(np.float64)
-            if self.layers > 1:  # (batch, tokens, layers x classes) -> one distribution per layer
+            if self.span_dim:
+                tag_lp = log_softmax(logits[..., :n_tags].reshape(*logits.shape[:2], self.layers, len(self.labels)))
+                lp = np.concatenate([tag_lp.reshape(*logits.shape[:2], n_tags), logits[..., n_tags:]], -1)
+            elif self.layers > 1:  # (batch, tokens, layers x classes) -> one distribution per layer
                 logits = logits.reshape(*logits.shape[:2], self.layers, len(self.labels))
-            lp = log_softmax(logits)
+            if not self.span_dim:
+                lp = log_softmax(logits)
             for row, i in enumerate(batch):
                 w, f = windows[i], feats[i]
                 out[w.doc][w.tgt_start:w.tgt_start + len(f.word_positions)] = lp[row, f.word_positions]
@@ -90,11 +118,46 @@ class WindowTagger:
         path = best_path(lp, self._trans, self._start)
         return [self.labels[i] for i in path], np.exp(lp[np.arange(len(path)), path]) if path else np.zeros(0)
 
+    def tag_part(self, lp: np.ndarray) -> np.ndarray:
+        """The tag log-probabilities of ``_word_logprobs``' rows: (words x labels), or (words x layers x labels)."""
+        if not self.span_dim:
+            return lp
+        part = lp[:, :self.layers * len(self.labels)]
+        return part.reshape(len(lp), self.layers, len(self.labels)) if self.layers > 1 else part
+
+    def span_entities(self, lp: np.ndarray) -> list[tuple[str, int, int, float]]:
+        """A span model's entities of one sentence from the span head (``spans.SpanScorer.decode``), with the first
+        tag layer's entities where its decoder keeps them."""
+        tagged = []
+        if self.span_head.decoder == "tags+spans":
+            part = self.tag_part(lp)
+            tags, probs = self._decode(part[:, 0] if self.layers > 1 else part)
+            tagged = [(label, a, b, float(probs[a:b].mean())) for label, a, b in chunks(tags)]
+        return self.span_head.decode(lp[:, self.layers * len(self.labels):], tagged)
+
     def decode_layers(self, lp: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
-        """Tags and their probabilities of each tag layer of one sentence (one layer for a flat model)."""
+        """Tags and their probabilities of each tag layer of one sentence (one layer for a flat model; a span
+        model's entities laid on as many layers as they need, outermost first)."""
+        if self.span_dim:
+            return self._span_layers(lp)
         if self.layers == 1:
             return [self._decode(lp)]
         return [self._decode(lp[:, k]) for k in range(self.layers)]
+
+    def _span_layers(self, lp: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
+        ents = self.span_entities(lp)
+        n = len(lp)
+        out = []
+        for layer in assign_layers([Span(a, b, label) for label, a, b, _ in ents]) or [[]]:
+            tags, probs = ["O"] * n, np.zeros(n)
+            for sp in layer:
+                tags[sp.start:sp.end] = [f"B-{sp.label}"] + [f"I-{sp.label}"] * (sp.end - sp.start - 1)
+            out.append((tags, probs))
+        score = {(label, a, b): p for label, a, b, p in ents}
+        for tags, probs in out:  # each word's probability: that of the entity it lies in on this layer
+            for label, a, b in chunks(tags):
+                probs[a:b] = score[(label, a, b)]
+        return out
 
     def tag_documents(self, docs: Sequence[Document]) -> list[list[list[str]]]:
         """Predicted IOB2 tags for every sentence of every document (document context used; layer 0 of a nested
@@ -115,6 +178,8 @@ class WindowTagger:
     def entities(self, lp: np.ndarray) -> list[tuple[str, int, int, float]]:
         """Entities of one sentence as ``(label, first word, last word + 1, score)``, every layer, sorted by
         position (outer before inner); an entity that two layers both find is given once, with its best score."""
+        if self.span_dim:
+            return self.span_entities(lp)
         found: dict[tuple[str, int, int], float] = {}
         for tags, probs in self.decode_layers(lp):
             for label, a, b in chunks(tags):

@@ -42,6 +42,7 @@ import numpy as np
 from nerkit.engines import DEFAULT_BATCH_TOKENS, OnnxEngine
 from nerkit.errors import NerkitError
 from nerkit.hf_pipeline import PIPELINE_FILES
+from nerkit.spans import SPAN_FILE
 from nerkit.modeldir import (INT8_FILE, META_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, ModelDir, ModelMeta,
                              check_output, open_model_dir, probe_writable, read_meta, write_meta)
 
@@ -52,7 +53,7 @@ OPSET = 17
 # Files that make a directory loadable by ``Tagger.load`` / ``AutoTokenizer`` besides the ONNX graphs.
 COPY_FILES = ("config.json", META_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
               "vocab.txt", "added_tokens.json", "merges.txt", "vocab.json", "sentencepiece.bpe.model",
-              "spiece.model", "tokenizer.model", "README.md", *PIPELINE_FILES)
+              "spiece.model", "tokenizer.model", "README.md", SPAN_FILE, *PIPELINE_FILES)
 WEIGHT_FILES = ("model.safetensors",)
 # Calibration of the int8 activation scales: sentences and multi-sentence passages of the calibration data.
 CALIBRATION_SENTENCES = 1000

@@ -18,7 +18,8 @@ from nerkit.iob import unlayered_labels
 PIPELINE_FILE = "nerkit_pipeline.py"
 WORDS_FILE = "nerkit_words.py"
 IOB_FILE = "nerkit_iob.py"
-PIPELINE_FILES = (PIPELINE_FILE, WORDS_FILE, IOB_FILE)  # what a model directory carries for its pipeline
+SPANS_FILE = "nerkit_spans.py"
+PIPELINE_FILES = (PIPELINE_FILE, WORDS_FILE, IOB_FILE, SPANS_FILE)  # what a model directory carries for its pipeline
 PIPELINE_CLASS = "NerkitTokenClassificationPipeline"
 _HERE = Path(__file__).resolve().parent
 
@@ -28,8 +29,10 @@ def pipeline_files() -> dict[str, str]:
     code = (_HERE / "hf_pipeline_code.py").read_text(encoding="utf-8")
     code = code.replace("from .words import", f"from .{WORDS_FILE.removesuffix('.py')} import")
     code = code.replace("from .iob import", f"from .{IOB_FILE.removesuffix('.py')} import")
+    code = code.replace("from .spans import", f"from .{SPANS_FILE.removesuffix('.py')} import")
     return {PIPELINE_FILE: code, WORDS_FILE: (_HERE / "words.py").read_text(encoding="utf-8"),
-            IOB_FILE: (_HERE / "iob.py").read_text(encoding="utf-8")}
+            IOB_FILE: (_HERE / "iob.py").read_text(encoding="utf-8"),
+            SPANS_FILE: (_HERE / "spans.py").read_text(encoding="utf-8")}
 
 
 def pipeline_config_entry() -> dict:

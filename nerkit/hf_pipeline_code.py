@@ -13,6 +13,7 @@ import torch
 from transformers import TokenClassificationPipeline
 
 from .iob import allowed_transitions, best_path, path_entities, unlayered_labels
+from .spans import SPAN_FILE, load_span_head, split_span_columns
 from .words import case_type, tokenize, tokenizer_word
 
 MAX_PIECES_PER_WORD = 24  # as nerkit: a pathological "word" (a URL, a base64 blob) keeps its first pieces only
@@ -82,13 +83,27 @@ class NerkitTokenClassificationPipeline(TokenClassificationPipeline):
         logits = self.model(**model_inputs)[0]
         return {"logits": logits, **extra}
 
+    def _span_head(self):
+        """A span model's head (``nerkit_spans``), read once from the model directory."""
+        if getattr(self, "_span", None) is None:
+            import os
+
+            path = os.path.join(str(getattr(self.model, "name_or_path", "") or ""), SPAN_FILE)
+            if not os.path.isfile(path):
+                raise ValueError(f"this model finds entities with a span head, but {path} is missing")
+            self._span = load_span_head(path)
+        return self._span
+
     def postprocess(self, all_outputs, words_only=False, **kwargs):
-        labels, layers = unlayered_labels([self.model.config.id2label[i] for i in range(len(self.model.config.id2label))])
+        tags, span_dim = split_span_columns([self.model.config.id2label[i]
+                                             for i in range(len(self.model.config.id2label))])
+        labels, layers = unlayered_labels(tags)
         sentence = all_outputs[0]["sentence"]
-        parts, offsets = [], []
+        parts, offsets, feats = [], [], []
         for out in all_outputs:
             x = out["logits"][0].float().cpu().numpy().astype(np.float64)[out["first_pieces"]]
-            x = x.reshape(len(x), layers, len(labels))  # a nested model: one tag layer after another
+            feats.append(x[:, len(tags):])
+            x = x[:, :len(tags)].reshape(len(x), layers, len(labels))  # a nested model: one tag layer after another
             x = x - x.max(-1, keepdims=True)
             parts.append(x - np.log(np.exp(x).sum(-1, keepdims=True)))
             offsets += list(out["words"][1])
@@ -104,6 +119,13 @@ class NerkitTokenClassificationPipeline(TokenClassificationPipeline):
                     for k, (tags, probs) in enumerate(decoded)
                     for i, (t, p, (a, b)) in enumerate(zip(tags, probs, offsets)) if t != "O"]
         found = {}
+        if span_dim:  # a span model: the span head decides the entities (as nerkit's Tagger)
+            tags0, probs0 = decoded[0]
+            tagged = [(label, a, b, float(probs0[a:b].mean())) for label, a, b in path_entities(tags0)]
+            ents = self._span_head().decode(np.concatenate(feats), tagged) if offsets else []
+            for label, a, b, p in ents:
+                found[(offsets[a][0], offsets[b - 1][1], label)] = round(p, 4)
+            decoded = []
         for tags, probs in decoded:  # nested entities: every layer's, each once with its best score
             for label, a, b in path_entities(tags):
                 s, e = offsets[a][0], offsets[b - 1][1]

@@ -77,9 +77,13 @@ def layered_labels(labels: Sequence[str], layers: int) -> list[str]:
     return list(labels) + [f"{t}{LAYER_MARK}{k}" for k in range(1, layers) for t in labels]
 
 
+SPAN_COLUMNS = "~span:"  # a span head's feature columns after the tags (``spans.SPAN_MARK``): not tags
+
+
 def unlayered_labels(labels: Sequence[str]) -> tuple[list[str], int]:
-    """The tags of one layer and the number of layers of a model's output labels (``layered_labels`` undone)."""
-    labels = list(labels)
+    """The tags of one layer and the number of layers of a model's output labels (``layered_labels`` undone; a
+    span head's feature columns left out)."""
+    labels = [t for t in labels if not t.startswith(SPAN_COLUMNS)]
     base = [t for t in labels if not _marked(t)]
     layers = len(labels) // max(1, len(base))
     if not base or len(labels) != len(base) * layers or labels != layered_labels(base, layers):

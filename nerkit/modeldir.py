@@ -21,6 +21,7 @@ from nerkit.errors import NerkitError
 from nerkit.iob import unlayered_labels
 from nerkit.files import atomic_write_text, follow_umask
 from nerkit.hf_pipeline import PIPELINE_FILES, add_hf_pipeline
+from nerkit.spans import SPAN_ATTR, SPAN_FILE, entity_types, split_span_columns
 
 log = logging.getLogger("nerkit.modeldir")
 
@@ -148,6 +149,12 @@ def open_model_dir(model_dir: str | os.PathLike) -> ModelDir:
     labels = [id2label[str(i)] for i in range(len(id2label))]
     if not all(isinstance(t, str) and t for t in labels):
         raise NerkitError(f"{path / 'config.json'}: id2label holds a label that is not a non-empty string")
+    try:
+        span_dim = split_span_columns(labels)[1]
+    except ValueError as exc:
+        raise NerkitError(f"{path / 'config.json'}: {exc}") from None
+    if span_dim and not (path / SPAN_FILE).is_file():
+        raise NerkitError(f"{path}: the head has span-feature columns but the directory has no {SPAN_FILE}")
     return ModelDir(path, cfg, read_meta(path), labels)
 
 
@@ -216,7 +223,13 @@ def save_model_dir(model, tokenizer, meta: ModelMeta, output: str | os.PathLike)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        model.save_pretrained(tmp)
+        span = getattr(model, SPAN_ATTR, None)
+        if span is None:
+            model.save_pretrained(tmp)
+        else:  # the span head in a file of its own: transformers would call it an unexpected weight
+            model.save_pretrained(tmp, state_dict={k: v for k, v in model.state_dict().items()
+                                                   if not k.startswith(SPAN_ATTR + ".")})
+            _save_span_head(span.weight, meta, tmp / SPAN_FILE)
         tokenizer.save_pretrained(tmp)
         write_meta(tmp, meta)
         # With the casing signal, the stock transformers pipeline would run but lose it: name nerkit's own.
@@ -239,10 +252,23 @@ def save_model_dir(model, tokenizer, meta: ModelMeta, output: str | os.PathLike)
     return out
 
 
+def _save_span_head(weight, meta: ModelMeta, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    types = entity_types(unlayered_labels(meta.labels or [])[0])
+    if len(types) != weight.shape[0]:
+        raise NerkitError(f"span head of {weight.shape[0]} types for labels naming {len(types)}")
+    nested = meta.extra.get("nested") or {}
+    info = {"types": json.dumps(types), "decoder": str(nested.get("decoder", "spans"))}
+    if nested.get("max_width"):
+        info["max_width"] = str(int(nested["max_width"]))
+    save_file({"weight": weight.detach().float().cpu().contiguous()}, str(path), metadata=info)
+
+
 # Names nerkit writes into a model directory (train, export); anything else in one is the user's and is kept.
 _NERKIT_FILES = {"config.json", "model.safetensors", "model.safetensors.index.json", "generation_config.json",
                  "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "merges.txt",
-                 META_FILE, CARD_FILE, ONNX_FILE, INT8_FILE, *PIPELINE_FILES, *TOKENIZER_FILES}
+                 META_FILE, CARD_FILE, ONNX_FILE, INT8_FILE, SPAN_FILE, *PIPELINE_FILES, *TOKENIZER_FILES}
 
 
 def _keep_user_files(old: Path, out: Path) -> None:

@@ -14,6 +14,7 @@ from nerkit.decode import WindowTagger, run_steps
 from nerkit.engines import load_engine
 from nerkit.errors import DataError, NerkitError
 from nerkit.modeldir import META_FILE, ModelDir, ModelMeta, first_line, open_model_dir
+from nerkit.spans import SPAN_FILE, SpanScorer, load_span_head
 from nerkit.types import Document, Entity, Sentence
 
 log = logging.getLogger("nerkit.predict")
@@ -24,9 +25,10 @@ __all__ = ["Entity", "Tagger", "read_records", "read_texts"]  # Entity lives in 
 class Tagger(WindowTagger):
     """A fine-tuned NER model: ``Tagger.load(DIR)(["some text", ...])`` returns entities per text."""
 
-    def __init__(self, engine, tokenizer, labels: list[str], meta: ModelMeta | dict | None = None):
+    def __init__(self, engine, tokenizer, labels: list[str], meta: ModelMeta | dict | None = None,
+                 span_head: SpanScorer | None = None):
         self.meta = meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta or {})
-        super().__init__(engine, tokenizer, labels, self.meta.windows, bool(self.meta.case_signal))
+        super().__init__(engine, tokenizer, labels, self.meta.windows, bool(self.meta.case_signal), span_head)
 
     @classmethod
     def load(cls, path: str | os.PathLike | ModelDir, backend: str = "auto", device: str | None = None,
@@ -38,7 +40,13 @@ class Tagger(WindowTagger):
         model = path if isinstance(path, ModelDir) else open_model_dir(path)
         _warn_without_meta(model.path, model.config, model.meta)
         engine = load_engine(model, backend, threads=threads, device=device, bf16=bf16)
-        return cls(engine, _tokenizer(model, torch_free=engine.name != "torch"), model.labels, model.meta)
+        span = None
+        if model.has(SPAN_FILE):
+            try:
+                span = load_span_head(model.path / SPAN_FILE)
+            except (OSError, ValueError) as exc:
+                raise NerkitError(f"{model.path / SPAN_FILE}: cannot read the span head ({exc})") from None
+        return cls(engine, _tokenizer(model, torch_free=engine.name != "torch"), model.labels, model.meta, span)
 
     def word_probs(self, texts: Sequence[str]) -> list[tuple[list[str], list[tuple[int, int]], np.ndarray]]:
         """Words, their character offsets and their probability over ``labels``, per text."""
@@ -46,7 +54,7 @@ class Tagger(WindowTagger):
         out = []
         for doc, lps in zip(docs, self._word_logprobs(docs)):
             s = doc.sentences[0]
-            probs = np.exp(lps)
+            probs = np.exp(self.tag_part(lps))
             out.append((s.words, s.offsets, probs))
         return out
 

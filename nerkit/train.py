@@ -13,6 +13,7 @@ its share of each (see ``epoch_batches`` and ``rank_share``).
 # size: one module for the whole training path (steps, the loop, fit); each step is a short function.
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 import hashlib
@@ -38,10 +39,12 @@ from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, available_cores, set_torch_threads, use_bf16
 from nerkit.errors import DataError, NerkitError
 from nerkit.layers import relayered
-from nerkit.loop import LinearSchedule, LoopState, epoch_batches, eval_due, make_train_step, train_while_improving
+from nerkit.loop import (LinearSchedule, LoopState, add_span_head, epoch_batches, epoch_subset, eval_due,
+                         make_train_step, train_while_improving)
 from nerkit.modeldir import ModelMeta, check_output, save_model_dir
-from nerkit.iob import LAYER_MARK, layered_labels
-from nerkit.scheme import iob2_labels, labels_of
+from nerkit.iob import LAYER_MARK, layered_labels, unlayered_labels
+from nerkit.scheme import chunks, iob2_labels, labels_of
+from nerkit.spans import DECODERS, SPAN_ATTR, SpanScorer, entity_types, span_columns
 from nerkit.formats import as_documents, fingerprint
 from nerkit.transfer import parse_label_map, source_labels, transfer_head
 from nerkit.types import Document
@@ -88,6 +91,7 @@ class TrainConfig:
     nested: str = "auto"  # auto | on | off: a model with one tag layer per nesting level (auto: when train nests)
     nested_order: str = "outer"  # outer | inner: which entities the first tag layer holds (the rest go down)
     nested_weight: float = 1.0  # loss weight of entity tags on a nested model's deeper (sparse) layers
+    nested_head: str = "span"  # span | layers: a nested model's entities from a span head, or from its tag layers
     evals_per_epoch: float | None = None  # below 1: evaluate every 1/evals_per_epoch epochs
     eval_every_steps: int | None = None  # evaluate every N optimizer steps instead of by epochs
     progress: bool = True
@@ -115,6 +119,8 @@ class TrainConfig:
                                   f"got {value!r}")
         if self.nested not in ("auto", "on", "off"):
             raise NerkitError(f"--nested must be auto, on or off, not {self.nested!r}")
+        if self.nested_head not in ("span", "layers"):
+            raise NerkitError(f"--nested-head must be span or layers, not {self.nested_head!r}")
         if self.nested_order not in ("outer", "inner"):
             raise NerkitError(f"--nested-order must be outer or inner, not {self.nested_order!r}")
         if not (isinstance(self.nested_weight, (int, float)) and math.isfinite(self.nested_weight)
@@ -271,6 +277,7 @@ def load_datasets(train, dev=None, test=None, scheme: str | None = None,
 
 
 EXTEND_PEAK = 0.5  # the learning rate of an extension restarts at half its peak, then decays to 0 again
+SPAN_DIM = 64  # a span head's feature width per word (first-word and last-word features each)
 MAX_LAYERS = 4  # GENIA needs 3 (one sentence in 1,527), ADE-Corpus-V2 and tos-clauses 2-3
 
 
@@ -392,8 +399,9 @@ def load_model(cfg: TrainConfig, labels: Sequence[str], tokenizer) -> tuple[Any,
 
 
 def build_features(encoded: Sequence[align.EncodedDoc], tokenizer, cfg: TrainConfig, labels: Sequence[str],
-                   case_signal: bool, max_len: int) -> align.TrainingWindows:
-    """Cut the encoded documents into training windows (whole sentences packed end to end) and make features."""
+                   case_signal: bool, max_len: int, span: bool = False) -> align.TrainingWindows:
+    """Cut the encoded documents into training windows (whole sentences packed end to end) and make features;
+    with ``span``, each window's gold spans and word sentences for a span head."""
     label2id = {t: i for i, t in enumerate(labels)}
     context = cfg.context or 0
     window = min(context, max_len) if context else max_len
@@ -407,19 +415,36 @@ def build_features(encoded: Sequence[align.EncodedDoc], tokenizer, cfg: TrainCon
     continuation = {label2id[t]: label2id["I-" + t[2:]] for t in labels if t.startswith("B-")}
     feats = [align.window_feature(encoded[w.doc], w, tokenizer.cls_token_id, tokenizer.sep_token_id, case_signal,
                                   cfg.label_all_subwords, continuation) for w in wins]
+    if span:
+        _add_span_targets(feats, wins, encoded, labels)
     return align.TrainingWindows(feats, [len(f.input_ids) for f in feats], meta)
+
+
+def _add_span_targets(feats: Sequence[align.Feature], wins: Sequence[align.Window],
+                      encoded: Sequence[align.EncodedDoc], labels: Sequence[str]) -> None:
+    """Each window's gold entities on every tag layer as (first target word, last + 1, type id), and the sentence
+    of each target word."""
+    type_id = {t: i for i, t in enumerate(entity_types(labels))}
+    for f, w in zip(feats, wins):
+        starts = encoded[w.doc].sentence_starts
+        f.sentence_ids = [bisect.bisect_right(starts, wi) - 1 for wi in range(w.tgt_start, w.tgt_end)]
+        spans = set()
+        for layer in (f.labels, *f.layer_labels):
+            tags = [labels[layer[p]] if layer[p] >= 0 else "O" for p in f.word_positions]
+            spans.update((a, b, type_id[t]) for t, a, b in chunks(tags))
+        f.spans = sorted(spans)
 
 
 def make_optimizer(model, cfg: TrainConfig, total_steps: int, device) -> tuple[Any, Any]:
     """AdamW (no decay on biases and norms; the head at ``head_lr_scale`` x lr) and linear warmup then decay."""
     import torch
 
-    head = [p for n, p in model.named_parameters() if n.startswith("classifier")]
+    head = [p for n, p in model.named_parameters() if n.startswith(("classifier", SPAN_ATTR))]
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.startswith("classifier") and not n.endswith(no_decay)],
+        {"params": [p for n, p in model.named_parameters() if not n.startswith(("classifier", SPAN_ATTR)) and not n.endswith(no_decay)],
          "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if not n.startswith("classifier") and n.endswith(no_decay)],
+        {"params": [p for n, p in model.named_parameters() if not n.startswith(("classifier", SPAN_ATTR)) and n.endswith(no_decay)],
          "weight_decay": 0.0},
         {"params": head, "weight_decay": 0.0, "lr": cfg.lr * cfg.head_lr_scale},
     ]
@@ -512,6 +537,15 @@ class _Prepared:
     windows: align.TrainingWindows
     cfg: TrainConfig
     budget: Budget
+    span_dim: int = 0  # a span head's feature width (0: none)
+    span_width: int | None = None  # the widest span (words) the span head scores
+
+
+def _span_prior(windows: align.TrainingWindows) -> float:
+    """The share of scored (first word, last word, type) triples that are gold entities (the span head's start)."""
+    pos = sum(len(f.spans) for f in windows.features)
+    pairs = sum(c * (c + 1) // 2 for f in windows.features for c in Counter(f.sentence_ids).values())
+    return min(0.5, max(1e-6, pos / max(1, pairs * max(1, len({c for f in windows.features for *_, c in f.spans})))))
 
 
 def _prepare(cfg: TrainConfig, data: Datasets, tokenizer, talk: bool) -> _Prepared:
@@ -520,6 +554,9 @@ def _prepare(cfg: TrainConfig, data: Datasets, tokenizer, talk: bool) -> _Prepar
     if talk and (layers.count > 1 or "left out" in layers.reason):
         print(f"nested entities: {layers.reason}", file=sys.stderr, flush=True)
     model_labels = layered_labels(data.labels, layers.count)
+    span_dim = SPAN_DIM if layers.count > 1 and cfg.nested_head == "span" else 0
+    if span_dim:
+        model_labels += span_columns(span_dim)
     model, case_signal, transfer = load_model(cfg, model_labels, tokenizer)
     if transfer is not None and talk:
         print(transfer.describe(), file=sys.stderr, flush=True)
@@ -528,11 +565,18 @@ def _prepare(cfg: TrainConfig, data: Datasets, tokenizer, talk: bool) -> _Prepar
         encoded = align.encode_documents(_relayered(data.train), tokenizer, data.label2id, layers.count)
     else:
         encoded = data.encoded_train(tokenizer, layers.count)
-    windows = build_features(encoded, tokenizer, cfg, data.labels, case_signal, max_len)
+    windows = build_features(encoded, tokenizer, cfg, data.labels, case_signal, max_len, span=bool(span_dim))
+    span_width = None
+    if span_dim:
+        add_span_head(model, len(entity_types(data.labels)), span_dim, _span_prior(windows))
+        # Spans up to 1.5x the longest training entity: a longer one is improbable, and scoring every pair of a
+        # 9,490-word paragraph (tos-clauses) would take 90M x types scores.
+        span_width = math.ceil(1.5 * max((b - a for f in windows.features for a, b, _ in f.spans), default=1)) + 1
     cfg, budget = resolve_config(cfg, data_size(data.train, windows))
     if talk:
         print(f"training budget: {budget.describe()}", file=sys.stderr, flush=True)
-    return _Prepared(layers, model_labels, model, case_signal, transfer, encoded, windows, cfg, budget)
+    return _Prepared(layers, model_labels, model, case_signal, transfer, encoded, windows, cfg, budget, span_dim,
+                     span_width)
 
 
 @dataclass
@@ -594,6 +638,32 @@ def _train(run: _Run, bar, log: Callable[[str], Any]) -> None:
             f" at the last evaluation): {more} more steps, the learning rate restarting at {EXTEND_PEAK:g}x")
 
 
+def _epoch_plan(windows: align.TrainingWindows, cfg: TrainConfig, outside: int, n_proc: int, talk: bool
+                ) -> tuple[Callable[[np.random.Generator], list[list[int]]], int, int | None]:
+    """How each epoch's batches are drawn (``loop.epoch_subset`` on sparse data), the planned steps (those of the
+    whole data), and the evaluation interval in steps where it is fixed."""
+    has_entity = windows.with_entities(outside)
+    sparse = epoch_subset(has_entity, np.random.default_rng(0)) is not None
+
+    def plan(r: np.random.Generator) -> list[list[int]]:
+        subset = epoch_subset(has_entity, r) if sparse else None
+        if subset is None:
+            return epoch_batches(windows.lengths, cfg.batch_tokens, r, n_proc)
+        picked = epoch_batches([windows.lengths[i] for i in subset], cfg.batch_tokens, r, n_proc)
+        return [[int(subset[i]) for i in b] for b in picked]
+
+    full_epoch = len(epoch_batches(windows.lengths, cfg.batch_tokens, np.random.default_rng(0), n_proc))
+    total_steps = cfg.max_steps or max(1, math.ceil(full_epoch * cfg.epochs))
+    every = cfg.eval_every_steps
+    if sparse and every is None and cfg.evals_per_epoch:  # evaluations as planned over the whole data's epochs
+        every = max(1, round(full_epoch / cfg.evals_per_epoch))
+    if sparse and talk:
+        print(f"sparse data: {int((~has_entity).sum()):,} of {len(has_entity):,} training windows hold no entity; each "
+              f"epoch trains on the {int(has_entity.sum()):,} with entities and as many others, drawn anew",
+              file=sys.stderr, flush=True)
+    return plan, total_steps, every
+
+
 def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, config: TrainConfig | None = None,
         scheme: str | None = None, annotators: Sequence[str] | None = None) -> TrainResult:
     """Fine-tune ``config.model`` on ``train`` (path, documents, or a ``Datasets`` holding dev and test too); keep
@@ -623,10 +693,7 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     model.to(device)
     bf16 = use_bf16(cfg.bf16, device)
 
-    def plan(r: np.random.Generator) -> list[list[int]]:
-        return epoch_batches(windows.lengths, cfg.batch_tokens, r, n_proc)
-
-    total_steps = cfg.max_steps or max(1, math.ceil(len(plan(np.random.default_rng(0))) * cfg.epochs))
+    plan, total_steps, every = _epoch_plan(windows, cfg, data.label2id["O"], n_proc, talk)
     opt, sched = make_optimizer(model, cfg, total_steps, device)
     ckpt_root = checkpoint.checkpoint_root(output) if output is not None else None
     key = _run_key(cfg, data, n_proc) if ckpt_root is not None else ""
@@ -637,21 +704,19 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     unwrapped = accelerator.unwrap_model(model)
     weights = _class_weights(cfg.class_weights, [d.tag_ids for d in prep.encoded], len(data.labels))
     update = make_train_step(model, opt, sched, accelerator, windows, tokenizer.pad_token_id, weights, bf16,
-                             cfg.nested_weight if prep.layers.count > 1 else 1.0)
-    # Dev and test are scored as Tagger.load will run the model (the inference bf16 policy), whatever trained it.
-    eval_tagger = (WindowTagger(TorchEngine(unwrapped, bf16=use_bf16(cfg.bf16, device, inference=True)), tokenizer,
-                                prep.model_labels, windows.meta, prep.case_signal) if main else None)
+                             cfg.nested_weight if prep.layers.count > 1 else 1.0, prep.span_dim)
+    eval_tagger = _eval_tagger(prep, unwrapped, tokenizer, cfg, device) if main else None
 
     def dev_score() -> dict:
         rep = None
         if main:  # through the unwrapped model: DDP's forward would wait for the other processes
             model.eval()
-            rep = evaluate(eval_tagger, data.dev)
+            rep = _score_dev(eval_tagger, unwrapped, data.dev)
             model.train()
         return _broadcast(rep, accelerator)  # every process then takes the same early-stopping decision
 
     def due(bi: int, n: int, step: int, epoch: int) -> bool:
-        return eval_due(bi, n, step, epoch, cfg.evals_per_epoch, cfg.eval_every_steps)
+        return eval_due(bi, n, step, epoch, cfg.evals_per_epoch, every)
 
     run = _Run(cfg, prep.budget, state, best_state, np.random.default_rng(cfg.seed), plan, update,
                dev_score if data.dev else None, due, total_steps, unwrapped, opt, sched, ckpt_root, key, main)
@@ -667,6 +732,8 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
     model.eval()
+    if eval_tagger is not None:
+        _refresh_span_head(eval_tagger, model)
     _check_finite_weights(model, state.step, cfg)
     if not main:  # only the main process scores and saves
         meta = ModelMeta(windows=windows.meta, case_signal=prep.case_signal, labels=prep.model_labels)
@@ -676,14 +743,65 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
                     "device": str(device), "processes": n_proc})
 
 
+def _eval_tagger(prep: _Prepared, model, tokenizer, cfg: TrainConfig, device) -> WindowTagger:
+    """The tagger dev and test are scored with: as Tagger.load will run the model (the inference bf16 policy),
+    whatever trained it."""
+    return WindowTagger(TorchEngine(model, bf16=use_bf16(cfg.bf16, device, inference=True)), tokenizer,
+                        prep.model_labels, prep.windows.meta, prep.case_signal,
+                        _span_scorer(model, prep.model_labels, prep.span_width))
+
+
+def _score_dev(tagger: WindowTagger, model, dev: Sequence[Document]) -> dict:
+    """The dev report of the model now; a span model's with the better of its decoders (the one it keeps if this
+    evaluation is the best)."""
+    from nerkit.evaluation import evaluate
+
+    if not tagger.span_dim:
+        return evaluate(tagger, dev)
+    _refresh_span_head(tagger, model)
+    return _choose_decoder(tagger, dev)[1]
+
+
+def _span_scorer(model, tags: Sequence[str], width: int | None) -> SpanScorer | None:
+    """The span head's current weights as the scorer inference runs (a numpy copy); None without a span head."""
+    head = getattr(model, SPAN_ATTR, None)
+    if head is None:
+        return None
+    types = entity_types(unlayered_labels(tags)[0])
+    return SpanScorer(types, head.weight.detach().float().cpu().numpy(), max_width=width)
+
+
+def _choose_decoder(tagger: WindowTagger, dev: Sequence[Document]) -> tuple[str, dict, dict]:
+    """The span decoder (``spans.DECODERS``) with the better dev F1, set on ``tagger``; its dev report; each one's F1."""
+    from nerkit.evaluation import evaluate
+
+    reports = {}
+    with tagger.reusing(dev):
+        for name in DECODERS:
+            tagger.span_head.decoder = name
+            reports[name] = evaluate(tagger, dev)
+    best = max(DECODERS, key=lambda n: reports[n]["f1"])  # a tie keeps the first: the span head alone
+    tagger.span_head.decoder = best
+    return best, reports[best], {n: round(r["f1"] * 100, 2) for n, r in reports.items()}
+
+
+def _refresh_span_head(tagger: WindowTagger, model) -> None:
+    """Give the dev/test tagger the span head's weights of now (its decoder and width kept)."""
+    if tagger.span_dim:
+        old = tagger.span_head
+        tagger.span_head = _span_scorer(model, tagger.labels, old.max_width)
+        tagger.span_head.decoder = old.decoder
+
+
 def _finish(run: _Run, prep: _Prepared, data: Datasets, eval_tagger, model, tokenizer, output, annotators,
             record: dict) -> TrainResult:
     """Score the kept weights on dev and test, write what nerkit.json records, save the model directory."""
     from nerkit.evaluation import evaluate
 
     metrics: dict = {}
+    decoder = _choose_decoder(eval_tagger, data.dev) if prep.span_dim and data.dev else None
     if data.dev:
-        metrics["dev"] = _summary(run.state.best_dev or evaluate(eval_tagger, data.dev))
+        metrics["dev"] = _summary(decoder[1] if decoder else run.state.best_dev or evaluate(eval_tagger, data.dev))
     if data.test:
         metrics["test"] = _summary(evaluate(eval_tagger, data.test))
     meta = model_meta(run.cfg, data.sources, data, prep.windows, prep.case_signal, metrics, run.state, prep.budget,
@@ -693,6 +811,11 @@ def _finish(run: _Run, prep: _Prepared, data: Datasets, eval_tagger, model, toke
         meta.budget["extended_steps"] = run.extended
     if prep.layers.count > 1:
         meta.extra["nested"] = {"layers": prep.layers.count, "reason": prep.layers.reason}
+    if prep.span_dim:
+        meta.extra["nested"].update(head="span", span_dim=prep.span_dim, decoder=eval_tagger.span_head.decoder,
+                                    max_width=prep.span_width)
+        if decoder:
+            meta.extra["nested"]["dev_f1_by_decoder"] = decoder[2]
     meta.train_seconds, meta.total_seconds = record["train_seconds"], record["total_seconds"]
     meta.bf16, meta.device = record["bf16"], record["device"]
     if record["processes"] > 1:

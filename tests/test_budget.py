@@ -1,6 +1,7 @@
 """The training budget rule (nerkit.budget) and transfer from an existing model (nerkit.transfer)."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -157,3 +158,43 @@ def test_linear_schedule_extends_with_a_restart():
     assert [s(k) for k in range(120)] == old  # as before until extended
     assert s.extend(50, 0.5) == 150
     assert s(99) == old[99] and s(100) == 0.5 and s(125) == 0.25 and s(150) == 0.0
+
+
+def test_sparse_data_draws_its_empty_windows_anew_each_epoch():
+    from nerkit.loop import epoch_subset
+
+    has = np.array([True] * 10 + [False] * 40)
+    a, b = epoch_subset(has, np.random.default_rng(1)), epoch_subset(has, np.random.default_rng(2))
+    assert set(range(10)) <= set(a) and len(a) == 20 and len(set(a)) == 20  # every entity window, as many others
+    assert set(a) != set(b)  # another draw of the empty windows
+    assert epoch_subset(np.array([True] * 10 + [False] * 10), np.random.default_rng(1)) is None  # not sparse
+    assert epoch_subset(np.zeros(5, dtype=bool), np.random.default_rng(1)) is None  # nothing to favour
+
+
+def _features(train, model):
+    from nerkit.train import build_features, load_datasets, load_tokenizer
+
+    data = load_datasets(train)
+    tok = load_tokenizer(str(model))
+    cfg = TrainConfig(model=str(model), context=0).resolved()
+    return build_features(data.encoded_train(tok), tok, cfg, data.labels, True, 512).features
+
+
+def test_fit_on_sparse_data_says_so_and_keeps_the_planned_steps(tiny_model, tmp_path, capsys):
+    import json as _json
+
+    rows = [{"text": f"alice met bob in town {i} .", "entities": [{"start": 0, "end": 5, "label": "PER"}]}
+            for i in range(4)] + [{"text": f"nothing happened on day {i} at all .", "entities": []} for i in range(16)]
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "m"
+    res = fit(train, dev=train, output=out,
+              config=TrainConfig(model=str(tiny_model), context=0, epochs=2, batch_tokens=40, progress=True,
+                                 early_stopping=5))
+    assert "sparse data: 16 of 20 training windows hold no entity" in capsys.readouterr().err
+    from nerkit.loop import epoch_batches
+
+    full = len(epoch_batches([len(f.input_ids) for f in _features(train, tiny_model)], 40, np.random.default_rng(0)))
+    # the plan is the whole data's two epochs (not two of the 8-window draws), evaluated once per whole-data epoch
+    assert full >= 4 and res.meta.steps == 2 * full
+    assert [h["step"] for h in res.meta.history] == [full, 2 * full]

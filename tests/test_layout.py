@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parent.parent / "nerkit"
 MAX_LINES = 400
 # Pipeline stages, lowest first: a module may import its own stage or lower ones, never a higher one.
 STAGES = [
-    {"nerkit._version", "nerkit.errors", "nerkit.types", "nerkit.scheme", "nerkit.files", "nerkit.words", "nerkit.iob", "nerkit.layers",
+    {"nerkit._version", "nerkit.errors", "nerkit.types", "nerkit.scheme", "nerkit.files", "nerkit.words", "nerkit.iob", "nerkit.spans", "nerkit.layers",
      "nerkit.hf_pipeline_code"},  # the word splitter, IOB2 decoding; the pipeline code copied into model dirs
     {"nerkit.data"},
     {"nerkit.formats"},  # the I/O layer: every format read and written, ``formats.load`` for train and the CLI

@@ -97,6 +97,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                         "outermost ones, inner ones counted and left out)")
     p.add_argument("--nested-order", choices=["outer", "inner"], default="outer",
                    help="which entities a nested model's first tag layer holds (the others go down a layer)")
+    p.add_argument("--nested-head", choices=["span", "layers"], default="span",
+                   help="how a nested model finds its entities: a span head scoring every (first word, last word) "
+                        "pair (default), or its tag layers alone")
     p.add_argument("--nested-weight", type=positive(float), default=1.0,
                    help="loss weight of entity tags on a nested model's deeper tag layers, which hold few entities")
     p.add_argument("--early-stopping", type=int, help="stop after N evaluations without dev F1 gain")
@@ -114,7 +117,7 @@ def training_config(a: argparse.Namespace):
                        early_stopping=a.early_stopping, label_map=a.label_map, evals_per_epoch=a.evals_per_epoch,
                        eval_every_steps=a.eval_every_steps, resume=getattr(a, "resume", False),
                        nested=getattr(a, "nested", "auto"), nested_order=getattr(a, "nested_order", "outer"),
-                       nested_weight=getattr(a, "nested_weight", 1.0),
+                       nested_weight=getattr(a, "nested_weight", 1.0), nested_head=getattr(a, "nested_head", "span"),
                        case_signal={"auto": None, "on": True, "off": False}[getattr(a, "case_signal", "auto")])
 
 

@@ -1,0 +1,151 @@
+"""A nested model's span head at inference: biaffine scores of every (first word, last word) pair, decoded into
+entities that may nest. One dependency-free module (numpy only), copied into model directories for their
+transformers pipeline (``nerkit_spans.py``) as ``iob.py`` is, so both give the same entities.
+
+The network's token classifier gives each word, besides its tag scores, ``2 x dim`` extra columns (named
+``~span:s0``... and ``~span:e0``...): the pre-activations of the word's features as a span's first and as its last
+word. A span (i, j) of type c scores ``[s_i, 1] . U_c . [e_j, 1]`` (the biaffine ``U`` lives in
+``span_head.safetensors``); spans with probability >= 0.5 are kept, best first, unless they cross (partly overlap)
+one kept before. The columns ride through every engine (PyTorch, ONNX, int8) as plain logits; the pairs are
+scored per sentence after the windows are merged, so a span is never cut by a window edge.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+SPAN_MARK = "~span:"  # (iob.SPAN_COLUMNS: the same) the classifier's span-feature columns: "~span:s0".. (first word), "~span:e0".. (last word)
+SPAN_FILE = "span_head.safetensors"
+SPAN_ATTR = "nerkit_span"  # in training the biaffine weight rides on the model as ``model.nerkit_span.weight``
+THRESHOLD = 0.5
+
+
+def span_columns(dim: int) -> list[str]:
+    """Names of the classifier's span-feature columns for a span head of width ``dim``."""
+    return [f"{SPAN_MARK}s{i}" for i in range(dim)] + [f"{SPAN_MARK}e{i}" for i in range(dim)]
+
+
+def split_span_columns(labels: Sequence[str]) -> tuple[list[str], int]:
+    """The tag labels of a head and the width of its span features (0: no span head)."""
+    tags = [t for t in labels if not t.startswith(SPAN_MARK)]
+    extra = len(labels) - len(tags)
+    if extra and (extra % 2 or list(labels) != tags + span_columns(extra // 2)):
+        raise ValueError("a span head's columns must come last, first-word features then last-word ones")
+    return tags, extra // 2
+
+
+def entity_types(tags: Sequence[str]) -> list[str]:
+    """The entity types of one tag layer's labels in the order the span head scores them."""
+    return list(dict.fromkeys(t[2:] for t in tags if t != "O"))
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """GELU, tanh form (the training head uses the same)."""
+    return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3)))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def _crosses(a: int, b: int, c: int, d: int) -> bool:
+    return a < c < b < d or c < a < d < b
+
+
+DECODERS = ("spans", "tags+spans")
+
+
+class SpanScorer:
+    """Scores and decodes spans of one sentence from its words' span-feature columns.
+
+    ``decoder`` "spans": the span head alone decides; "tags+spans": the first tag layer's entities are kept and the
+    span head adds the entities inside them (an inner entity, or the same range with a second type). Training
+    chooses the one with the better dev F1 (``nerkit.json``, ``nested.decoder``).
+    """
+
+    def __init__(self, types: Sequence[str], weight: np.ndarray, threshold: float = THRESHOLD,
+                 decoder: str = "spans", max_width: int | None = None):
+        if decoder not in DECODERS:
+            raise ValueError(f"span decoder must be one of {', '.join(DECODERS)}, not {decoder!r}")
+        self.decoder = decoder
+        self.types = list(types)
+        self.weight = np.asarray(weight, dtype=np.float64)  # (types, dim + 1, dim + 1)
+        self.dim = self.weight.shape[1] - 1
+        self.threshold = threshold
+        self.max_width = max_width  # words; longer spans are not scored (a 9,490-word paragraph: not 90M pairs)
+        if self.weight.shape != (len(self.types), self.dim + 1, self.dim + 1):
+            raise ValueError(f"span head weight of shape {self.weight.shape} for {len(self.types)} types")
+
+    def _features(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        one = np.ones((len(feats), 1))
+        s = np.concatenate([gelu(feats[:, :self.dim].astype(np.float64)), one], 1)
+        e = np.concatenate([gelu(feats[:, self.dim:2 * self.dim].astype(np.float64)), one], 1)
+        return s, e
+
+    def probs(self, feats: np.ndarray) -> np.ndarray:
+        """(words x words x types) probabilities of span (i, j) for i <= j < i + max_width (0 elsewhere) from
+        (words x 2 dim) features: for short sentences (tests, inspection; ``candidates`` is what decoding uses)."""
+        n = len(feats)
+        out = np.zeros((n, n, len(self.types)))
+        for a, b, c, p in self.candidates(feats, 0.0):
+            out[a, b - 1, c] = p
+        return out
+
+    def candidates(self, feats: np.ndarray, threshold: float | None = None,
+                   block: int = 256) -> list[tuple[int, int, int, float]]:
+        """Every (first word, last word + 1, type index, probability) at or over ``threshold`` (default: the
+        scorer's), scored a block of first words at a time over the widths allowed."""
+        thr = self.threshold if threshold is None else threshold
+        n = len(feats)
+        width = self.max_width or n
+        s, e = self._features(feats)
+        left = np.einsum("id,cde->ice", s, self.weight, optimize=True)  # (words, types, dim + 1)
+        found = []
+        for a0 in range(0, n, block):
+            a1 = min(n, a0 + block)
+            b1 = min(n, a1 - 1 + width)
+            logits = np.einsum("ice,je->ijc", left[a0:a1], e[a0:b1], optimize=True)
+            off = np.arange(a0, b1)[None, :] - np.arange(a0, a1)[:, None]  # last word - first word
+            p = _sigmoid(logits) * ((off >= 0) & (off < width))[:, :, None]
+            i, j, c = np.nonzero(p >= thr) if thr > 0 else np.nonzero(p > 0)
+            found.extend(zip((i + a0).tolist(), (j + a0 + 1).tolist(), c.tolist(), p[i, j, c].tolist()))
+        return found
+
+    def decode(self, feats: np.ndarray, tagged: Sequence[tuple[str, int, int, float]] = ()
+               ) -> list[tuple[str, int, int, float]]:
+        """Entities ``(type, first word, last word + 1, probability)``: every span at or over the threshold, best
+        first, unless it crosses one kept before (nesting and one range with two types are kept). With the
+        "tags+spans" decoder, ``tagged`` (the first tag layer's entities) come first and spans are added inside
+        them only."""
+        if not len(feats):
+            return []
+        found = sorted(self.candidates(feats), key=lambda x: -x[3])  # stable: ties keep position order
+        outer = list(tagged) if self.decoder == "tags+spans" else []
+        kept: list[tuple[str, int, int, float]] = list(outer)
+        seen = {(t, a, b) for t, a, b, _ in kept}
+        for a, b, ci, p in found:
+            t = self.types[ci]
+            if (t, a, b) in seen or any(_crosses(a, b, x, y) for _, x, y, _ in kept):
+                continue
+            if outer and not any(x <= a and b <= y for _, x, y, _ in outer):
+                continue
+            kept.append((t, a, b, float(p)))
+            seen.add((t, a, b))
+        return sorted(kept, key=lambda e: (e[1], -e[2], e[0]))
+
+
+def load_span_head(path) -> SpanScorer:
+    """The span head saved in a model directory's ``span_head.safetensors`` (types and decoder in its metadata)."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        info = f.metadata() or {}
+        weight = f.get_tensor("weight")
+    types = json.loads(info.get("types", "null"))
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise ValueError(f"{path}: no entity types in the span head's metadata")
+    width = int(info["max_width"]) if info.get("max_width", "").isdigit() else None
+    return SpanScorer(types, weight, float(info.get("threshold", THRESHOLD)), info.get("decoder", "spans"), width)

@@ -1,0 +1,165 @@
+"""A nested model's span head: biaffine pair scores decoded into nesting entities, trained, saved and loaded."""
+import json
+
+import numpy as np
+import pytest
+
+from nerkit.errors import NerkitError
+from nerkit.spans import SpanScorer, span_columns, split_span_columns
+
+TYPES = ["LOC", "PER"]
+
+
+def scorer_for(entities, n, decoder="spans"):
+    """A scorer and word features that give exactly ``entities`` ({(type, a, b): probability}) over ``n`` words:
+    one-hot first/last-word features, the biaffine weight holding each pair's logit."""
+    # gelu(10) ~ 10 and gelu(-10) ~ 0: word i's features are 10 x the one-hot vector of i, so pair (i, j) of
+    # type c scores 100 x weight[c, i, j] plus the bias weight[c, n, n] (-20: probability ~0 for every other pair)
+    weight = np.zeros((len(TYPES), n + 1, n + 1))
+    weight[:, n, n] = -20.0
+    for (t, a, b), p in entities.items():
+        weight[TYPES.index(t), a, b - 1] = (np.log(p / (1 - p)) + 20.0) / 100.0
+    feats = np.concatenate([np.where(np.eye(n), 10.0, -10.0)] * 2, 1)
+    return SpanScorer(TYPES, weight, decoder=decoder), feats
+
+
+def test_decode_keeps_nesting_and_two_types_and_drops_the_weaker_of_crossing_spans():
+    scorer, feats = scorer_for({("LOC", 0, 3): 0.9, ("PER", 0, 2): 0.8, ("PER", 0, 3): 0.7, ("LOC", 2, 5): 0.6,
+                                ("LOC", 4, 5): 0.4}, 6)
+    got = [(t, a, b) for t, a, b, _ in scorer.decode(feats)]
+    # (LOC 2-5) crosses (LOC 0-3), which scores higher; (LOC 4-5) is under the threshold
+    assert got == [("LOC", 0, 3), ("PER", 0, 3), ("PER", 0, 2)]
+    probs = {(t, a, b): p for t, a, b, p in scorer.decode(feats)}
+    assert probs[("LOC", 0, 3)] == pytest.approx(0.9, abs=1e-3)
+    assert scorer.decode(feats[:0]) == []
+
+
+def test_tags_plus_spans_keeps_the_tagged_entities_and_adds_only_what_lies_inside_them():
+    scorer, feats = scorer_for({("PER", 0, 2): 0.8, ("LOC", 4, 6): 0.9, ("LOC", 1, 4): 0.95}, 6,
+                               decoder="tags+spans")
+    tagged = [("LOC", 0, 3, 0.6)]
+    got = [(t, a, b) for t, a, b, _ in scorer.decode(feats, tagged)]
+    # LOC 1-4 crosses the tagged entity; LOC 4-6 lies outside every tagged entity: only PER 0-2 is added
+    assert got == [("LOC", 0, 3), ("PER", 0, 2)]
+    with pytest.raises(ValueError, match="decoder"):
+        SpanScorer(TYPES, np.zeros((2, 3, 3)), decoder="vote")
+
+
+def test_span_columns_come_last_and_are_not_tags():
+    from nerkit.iob import layered_labels, unlayered_labels
+
+    labels = layered_labels(["O", "B-PER", "I-PER"], 2) + span_columns(3)
+    assert split_span_columns(labels) == (labels[:6], 3)
+    assert unlayered_labels(labels) == (["O", "B-PER", "I-PER"], 2)
+    with pytest.raises(ValueError, match="last"):
+        split_span_columns(span_columns(3) + ["O"])
+
+
+@pytest.fixture(scope="module")
+def span_model(tmp_path_factory):
+    from test_nested import nested_jsonl
+    from tiny import make_tiny_model
+
+    from nerkit.train import TrainConfig, fit
+
+    root = tmp_path_factory.mktemp("spans")
+    base = make_tiny_model(root / "tiny")
+    train = nested_jsonl(root / "train.jsonl", n=60)
+    dev = nested_jsonl(root / "dev.jsonl", n=10, seed=1)
+    out = root / "model"
+    res = fit(train, dev=dev, test=dev, output=out,
+              config=TrainConfig(model=str(base), max_steps=60, lr=3e-3, batch_tokens=512, progress=False))
+    return {"dir": out, "base": base, "train": train, "dev": dev, "result": res}
+
+
+def test_a_span_model_saves_its_head_apart_and_finds_nested_entities(span_model):
+    from safetensors import safe_open
+
+    from nerkit.evaluation import evaluate
+    from nerkit.formats import load
+    from nerkit.predict import Tagger
+
+    out = span_model["dir"]
+    meta = json.loads((out / "nerkit.json").read_text())
+    assert meta["nested"]["head"] == "span" and meta["nested"]["decoder"] in ("spans", "tags+spans")
+    assert set(meta["nested"]["dev_f1_by_decoder"]) == {"spans", "tags+spans"}
+    with safe_open(str(out / "model.safetensors"), framework="numpy") as f:
+        assert not [k for k in f.keys() if "span" in k]  # transformers loads the file without unexpected weights
+    with safe_open(str(out / "span_head.safetensors"), framework="numpy") as f:
+        assert json.loads(f.metadata()["types"]) == TYPES and f.get_tensor("weight").shape[0] == 2
+        assert f.metadata()["decoder"] == meta["nested"]["decoder"]
+    tagger = Tagger.load(out, backend="torch", bf16="off")
+    assert tagger.span_dim > 0 and tagger.span_head.decoder == meta["nested"]["decoder"]
+    ents = {(e.start, e.end, e.label) for e in tagger("mary jones city is in berlin .")}
+    assert {(0, 15, "LOC"), (0, 10, "PER")} <= ents
+    rep = evaluate(tagger, load(span_model["dev"]))
+    assert rep["f1"] == pytest.approx(span_model["result"].metrics["test"]["f1"])
+    assert rep["nested"]["inner"]["recall"] > 0.5
+
+
+def test_the_layers_head_has_no_span_head(span_model, tmp_path):
+    from nerkit.predict import Tagger
+    from nerkit.train import TrainConfig, fit
+
+    out = tmp_path / "layers"
+    fit(span_model["train"], dev=span_model["dev"], output=out,
+        config=TrainConfig(model=str(span_model["base"]), max_steps=20, lr=3e-3, batch_tokens=512, progress=False,
+                           nested_head="layers"))
+    assert not (out / "span_head.safetensors").exists()
+    assert Tagger.load(out).span_dim == 0 and Tagger.load(out).layers == 2
+    with pytest.raises(NerkitError, match="--nested-head"):
+        TrainConfig(nested_head="biaffine").check()
+
+
+def test_a_span_model_without_its_head_file_is_refused_clearly(span_model, tmp_path):
+    import shutil
+
+    from nerkit.predict import Tagger
+
+    broken = tmp_path / "broken"
+    shutil.copytree(span_model["dir"], broken)
+    (broken / "span_head.safetensors").unlink()
+    with pytest.raises(NerkitError, match="span_head.safetensors"):
+        Tagger.load(broken)
+
+
+def test_span_targets_cover_every_layer_and_pairs_stay_in_their_sentence(span_model):
+    import torch
+
+    from nerkit import align
+    from nerkit.loop import span_loss
+    from nerkit.train import TrainConfig, build_features, load_datasets, load_tokenizer
+
+    data = load_datasets(span_model["train"])
+    tok = load_tokenizer(str(span_model["base"]))
+    labels = data.labels
+    enc = align.encode_documents(data.train[:3], tok, data.label2id, layers=2)
+    cfg = TrainConfig(model=str(span_model["base"])).resolved()
+    wins = build_features(enc, tok, cfg, labels, False, 128, span=True)
+    f = wins.features[0]
+    per_sentence = {}
+    for a, b, c in f.spans:
+        assert len({f.sentence_ids[i] for i in range(a, b)}) == 1
+        per_sentence.setdefault(f.sentence_ids[a], []).append((b - a, c))
+    # each record: LOC "<name> city" (3 words), PER "<name>" (2 words) inside it, and a place
+    assert all(sorted(v) == [(1, 0), (2, 1), (3, 0)] for v in per_sentence.values())
+    # a pair across two packed sentences is not scored: moving its logit changes nothing
+    d = 4
+    feats = torch.zeros(1, len(f.input_ids), 2 * d, requires_grad=True)
+    weight = torch.zeros(2, d + 1, d + 1, requires_grad=True)
+    span_loss(feats, [f], weight).backward()
+    assert weight.grad[:, d, d].abs().sum() > 0
+
+
+def test_candidates_scored_in_blocks_equal_the_full_matrix_and_stop_at_the_widest_span():
+    rng = np.random.default_rng(0)
+    n, dim = 23, 5
+    weight = rng.normal(size=(2, dim + 1, dim + 1))
+    feats = rng.normal(size=(n, 2 * dim))
+    full = SpanScorer(TYPES, weight)
+    one = lambda x: sorted((a, b, c, round(p, 9)) for a, b, c, p in x)  # noqa: E731
+    assert one(full.candidates(feats, 0.3, block=4)) == one(full.candidates(feats, 0.3))
+    narrow = SpanScorer(TYPES, weight, max_width=3)
+    got = narrow.candidates(feats, 0.0, block=5)
+    assert max(b - a for a, b, _, _ in got) == 3 and len(got) == 2 * (n + (n - 1) + (n - 2))
+    assert one(got) == one(x for x in full.candidates(feats, 0.0) if x[1] - x[0] <= 3)

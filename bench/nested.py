@@ -8,7 +8,9 @@ categorizer on GENIA (nested), ADE (overlapping) and the Terms-of-Service clause
 
 Systems, trained on the same train/valid files and tested on the same test texts:
 
-- "nested": ``nerkit train`` with no options (``--nested auto``: a nested model where train nests);
+- "nested": ``nerkit train`` with no options (``--nested auto``: a nested model where train nests; its span head
+  and the decoder chosen on dev);
+- "layers": the same with ``--nested-head layers`` (the nested model's tag layers alone, the previous design);
 - "flat": the same with ``--nested off`` (a flat model on the outermost entities);
 - "spancat": spaCy's span categorizer, its own config (``spacy init config --pipeline spancat --optimize
   efficiency``, CPU) and CLI (``spacy train``); the splits are converted to DocBins (``spacy.blank("en")``
@@ -51,7 +53,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ["genia-small", "ade", "tos-clauses"]
-SYSTEMS = ["nested", "flat", "spancat"]
+SYSTEMS = ["nested", "layers", "flat", "spancat"]
+# What a system's runs were made with: a cached run of another design of the same system is not reused.
+DESIGNS = {"nested": "span-head", "layers": "tag-layers"}
 OVERLAP_DATASETS = ("tos-clauses",)  # long clauses: edges are a matter of taste, coverage is what a reader needs
 OVERLAP = 0.5
 EQUAL_TEXTS = 200  # int8 against torch on the first 200 test texts
@@ -299,7 +303,8 @@ def run_nerkit(split: Path, out: Path, system: str, steps: int | None, threads: 
     """``nerkit train`` (timed), then ``nerkit export``; returns both directories and nerkit.json's figures."""
     if out.exists():
         shutil.rmtree(out)  # ours (runs/nested_bench): a half-written model of an interrupted run
-    extra = (["--nested", "off"] if system == "flat" else []) + (["--max-steps", str(steps)] if steps else [])
+    extra = ({"flat": ["--nested", "off"], "layers": ["--nested-head", "layers"]}.get(system, [])
+             + (["--max-steps", str(steps)] if steps else []))
     t0 = time.time()
     _check([sys.executable, "-m", "nerkit.cli", "train", "--train", str(split / "train.jsonl"), "--dev",
             str(split / "valid.jsonl"), "--test", str(split / "test.jsonl"), "--output", str(out / "model"), *extra],
@@ -313,6 +318,7 @@ def run_nerkit(split: Path, out: Path, system: str, steps: int | None, threads: 
             "epochs": meta["train_args"].get("epochs"), "lr": meta["train_args"].get("lr"),
             # whether --nested auto did train a nested model (a small sample may not nest)
             "layers": (meta.get("nested") or {}).get("layers", 1),
+            "decoder": (meta.get("nested") or {}).get("decoder"),
             "nerkit_test": {"f1": test["f1"], "precision": test["precision"], "recall": test["recall"],
                             **({"nested": test["nested"]} if "nested" in test else {})}}
 
@@ -349,7 +355,7 @@ def nerkit_predict(model: Path, int8: Path, texts: list[str]) -> tuple[list[set[
 
 def key(job: dict) -> str:
     """The cache key of a run: data set, system and the settings that change its numbers."""
-    return json.dumps({k: job.get(k) for k in ("ds", "system", *SETTINGS)}, sort_keys=True)
+    return json.dumps({k: job.get(k) for k in ("ds", "system", "design", *SETTINGS)}, sort_keys=True)
 
 
 def run_job(job: dict, data: Path, work: Path, threads: int) -> dict:
@@ -431,6 +437,10 @@ def markdown(runs: list[dict], note: str, machine_line: str) -> str:
             notes.append(f"{r['layers']} tag layer{'s' * (r['layers'] > 1)}")
         if "nerkit_test" in r:
             notes.append(f"nerkit.json test F1 {_pct(r['nerkit_test']['f1'])}")
+        if r.get("decoder"):
+            notes.append(f"span head, decoder {r['decoder']}")
+        if nest["inner"]["support"]:
+            notes.append(f"inner recall {_pct(nest['inner']['recall'])} %")
         eq = _pct(r.get("int8_equals_torch")) + " %" if "int8_equals_torch" in r else ""
         over = f"{_pct(ov['f1'])} ({_pct(ov['precision'])} / {_pct(ov['recall'])})" if ov else ""
         lines.append(
@@ -517,7 +527,8 @@ def main(argv: list[str] | None = None) -> None:
     cache = args.out / "nested_runs" / "runs.jsonl"
     cache.parent.mkdir(parents=True, exist_ok=True)
     done = load_runs(cache)
-    jobs = [{"ds": ds, "system": s, **settings} for ds in datasets for s in systems]
+    jobs = [{"ds": ds, "system": s, **({"design": DESIGNS[s]} if s in DESIGNS else {}), **settings}
+            for ds in datasets for s in systems]
     todo = [] if args.report else [j for j in jobs if key(j) not in done]
     print(f"{len(todo)} runs to do ({len(done)} cached in {cache})", flush=True)
     failed = 0

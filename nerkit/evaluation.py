@@ -7,7 +7,8 @@ from typing import Sequence
 
 from nerkit.data import check_labelled
 from nerkit.scheme import Chunk, chunks
-from nerkit.types import Document
+from nerkit.types import Document, Sentence
+from nerkit.words import tokenize
 
 ERROR_KINDS = ("missed", "spurious", "wrong_type", "wrong_boundary", "wrong_type_and_boundary")
 
@@ -118,7 +119,10 @@ def evaluate(tagger, docs: Sequence[Document], name: str | None = None) -> dict:
     docs = list(docs)
     check_labelled(docs, "evaluation")
     nested = getattr(tagger, "layers", 1) > 1 or any(s.layers for d in docs for s in d.sentences)
-    if not nested:  # flat: seqeval's figures, exactly
+    plain = as_read(docs)
+    if plain is not None:
+        report = _score_characters(tagger, docs, plain)
+    elif not nested:  # flat: seqeval's figures, exactly
         gold, pred = [], []
         for doc, p_doc in zip(docs, tagger.tag_documents(docs)):
             for s, p in zip(doc.sentences, p_doc):
@@ -138,6 +142,41 @@ def evaluate(tagger, docs: Sequence[Document], name: str | None = None) -> dict:
     return report
 
 
+def as_read(docs: Sequence[Document]) -> list[Document] | None:
+    """Copies of labelled documents with the words nerkit's tokenizer gives their texts, where reading them split
+    words at entity edges (a JSONL span ending inside "pirmenol-induced"); None when no sentence was split. A model
+    meets raw text unsplit: scored on the split words, ADE-Corpus-V2 test read 84.6 F1 where its raw texts give 77.8
+    (7 % of its entities end inside a word)."""
+    out, changed = [], False
+    for d in docs:
+        sents = []
+        for s in d.sentences:
+            if s.text is not None and s.offsets:
+                a, b = s.offsets[0][0], s.offsets[-1][1]
+                words, offsets = tokenize(s.text[a:b])
+                if words != s.words:
+                    changed = True
+                    s = Sentence(words, None, s.doc_id, s.source, s.text, [(x + a, y + a) for x, y in offsets])
+            sents.append(s)
+        out.append(Document(d.id, sents))
+    return out if changed else None
+
+
+def _score_characters(tagger, docs: Sequence[Document], plain: Sequence[Document]) -> dict:
+    """Exact (type, first character, end character) sets: gold from ``docs``, predictions on ``plain`` (``as_read``)."""
+    gold_sets, pred_sets, words, split = [], [], 0, 0
+    for doc, p_doc, layers_doc in zip(docs, plain, tagger.tag_documents_layered(plain)):
+        for s, ps, p_layers in zip(doc.sentences, p_doc.sentences, layers_doc):
+            g_off, p_off = s.surface()[1], ps.surface()[1]
+            gold_sets.append({(t, g_off[a][0], g_off[b - 1][1]) for tags in s.all_tags() for t, a, b in chunks(tags)})
+            pred_sets.append({(t, p_off[a][0], p_off[b - 1][1]) for tags in p_layers for t, a, b in chunks(tags)})
+            words += len(ps.words)
+            split += ps.words != s.words
+    return {**score_sets(gold_sets, pred_sets), "sentences": len(gold_sets), "words": words,
+            "scored_on": f"character offsets of the texts as tokenized unseen ({split} sentences' words had been "
+                         "split at entity edges when read)"}
+
+
 def format_report(report: dict) -> str:
     """A plain-text table of a report: per type, micro average, then the error breakdown."""
     lines = [f"{'type':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
@@ -151,4 +190,6 @@ def format_report(report: dict) -> str:
     e = report["errors"]["total"]
     lines.append("errors: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items()))
     lines.append(f"({report['sentences']} sentences, {report['words']} words, all evaluated)")
+    if report.get("scored_on"):
+        lines.append(f"scored on {report['scored_on']}")
     return "\n".join(lines)

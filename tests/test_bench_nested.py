@@ -107,7 +107,7 @@ def test_report_has_a_row_per_run_the_machine_and_per_category_tables(nested, tm
                  suggester={"spans": 8, "proposable": 1, "sizes": [1, 2, 3]}),
             _run("genia-small", "flat", 0.5, int8_equals_torch=0.99, nerkit_test={"f1": 0.51}, layers=1),
             _run("genia-small", "nested", 0.6, int8_equals_torch=1.0, onnx_equals_torch=1.0, nerkit_test={"f1": 0.61}, layers=2,
-                 two_kinds={"pairs": 0, "found_both": 0}),
+                 two_kinds={"pairs": 0, "found_both": 0}, decoder="tags+spans"),
             {"ds": "ade", "system": "nested", "error": "boom"}]
     nested.write_report(runs, tmp_path, "nested", "a note", {"cpu": "X"}, "X, 2 cores")
     md = (tmp_path / "nested.md").read_text()
@@ -117,6 +117,7 @@ def test_report_has_a_row_per_run_the_machine_and_per_category_tables(nested, tm
     assert "Machine: X, 2 cores." in md and md.startswith("a note")
     assert "| 60.0 (60.0 / 60.0) | 60.0 | 0.0 (2) |" in rows[0] and "100.0 %" in rows[0]
     assert "fp32 ONNX = torch 100.0 %; 2 tag layers; nerkit.json test F1 61.0" in rows[0] and "1 tag layer;" in rows[1]
+    assert "span head, decoder tags+spans; inner recall 0.0 %" in rows[0] and "decoder" not in rows[1]
     assert "| no pairs |  |" in rows[0]  # no gold pair to find; no overlap scored on GENIA
     assert "68.6 (80.0 / 60.0)" in rows[2] and "| 0 of 3 | 2 of 3 |" in rows[2]
     assert "unaligned 1" in rows[2] and "suggester sizes 1-3 reach 1 of 8 test spans" in rows[2]
@@ -134,6 +135,8 @@ def test_cache_key_separates_quick_runs_from_full_ones(nested, tmp_path):
     log = tmp_path / "runs.jsonl"
     log.write_text(json.dumps({**full, "f1": 1}) + "\n" + json.dumps({**quick, "error": "x"}) + "\n")
     assert list(nested.load_runs(log)) == [nested.key(full)]  # failures are not cached: they run again
+    # a run of the nested system's earlier design (tag layers, no "design" recorded) is not taken for the span head's
+    assert nested.key({**full, "design": nested.DESIGNS["nested"]}) != nested.key(full)
 
 
 def test_steps_need_limit_and_unknown_names_are_refused(nested, capsys):

@@ -298,3 +298,29 @@ def test_agree_and_adjudicate_keep_nested_annotations(tmp_path, capsys):
     assert main(["adjudicate", *files, "--output", str(out)]) == 0
     merged = json.loads(out.read_text().splitlines()[0])["entities"]
     assert sorted((e["start"], e["end"], e["label"]) for e in merged) == [(0, 8, "Drug"), (0, 17, "AdverseEffect")]
+
+
+def test_evaluate_scores_raw_words_where_reading_split_words_at_entity_edges(nested_model, tmp_path):
+    """An entity ending inside a word ("pirmenol" of "pirmenol-induced") is split out when the file is read; the model
+    meets the raw text unsplit, so it is scored on the text's own words, in character offsets."""
+    from nerkit.evaluation import as_read, evaluate
+    from nerkit.formats import load
+    from nerkit.predict import Tagger
+
+    text = "mary jones city is in berlin-west ."
+    path = tmp_path / "split.jsonl"
+    path.write_text(json.dumps({"text": text, "entities": [
+        {"start": 0, "end": 15, "label": "LOC"}, {"start": 0, "end": 10, "label": "PER"},
+        {"start": 22, "end": 28, "label": "LOC"}]}) + "\n")
+    with pytest.warns(Warning, match="split at span edges"):
+        docs = load(path)
+    assert "berlin" in docs[0].sentences[0].words  # the reader split "berlin-west" at the gold edge
+    plain = as_read(docs)
+    assert plain[0].sentences[0].words[-2] == "berlin-west" and as_read(load(nested_model["dev"])) is None
+    tagger = Tagger.load(nested_model["dir"], backend="torch", bf16="off")
+    rep = evaluate(tagger, docs)
+    found = {(e.start, e.end, e.label) for e in tagger(text)}
+    gold = {(0, 15, "LOC"), (0, 10, "PER"), (22, 28, "LOC")}
+    # exactly the raw-text predictions, scored against the gold character spans
+    assert rep["precision"] == pytest.approx(len(found & gold) / len(found)) and "22, 28" not in str(found)
+    assert rep["recall"] == pytest.approx(len(found & gold) / 3) and "1 sentences" in rep["scored_on"]

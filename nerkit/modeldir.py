@@ -301,6 +301,16 @@ def _table(report: dict) -> list[str]:
     return rows
 
 
+def _distilled_line(meta: ModelMeta) -> list[str]:
+    """The card's line for a student of ``nerkit distill``: from which model, keeping which of its layers."""
+    src, how = meta.extra.get("distilled_from"), meta.extra.get("distill")
+    if not isinstance(src, dict) or not isinstance(how, dict):
+        return []
+    kept = ", ".join(str(k + 1) for k in how.get("kept_layers", []))
+    return [f"- Distilled from `{src.get('model')}` ({src.get('layers')} encoder layers) into {how.get('layers')} "
+            f"(its layers {kept}) with `nerkit distill`"]
+
+
 def model_card(meta: ModelMeta) -> str:
     """Markdown model card (README.md): base model, labels, data, training settings, per-type metrics."""
     types = sorted({t[2:] for t in unlayered_labels(meta.labels or [])[0] if t != "O"})  # a nested model: once
@@ -308,6 +318,7 @@ def model_card(meta: ModelMeta) -> str:
         "---", "library_name: transformers", "pipeline_tag: token-classification", "tags: [ner, nerkit]", "---", "",
         "# Named-entity recognizer fine-tuned with nerkit", "",
         f"- Base model: `{meta.base_model}`",
+        *_distilled_line(meta),
         f"- Entity types: {', '.join(types)}",
         f"- Tag scheme: {meta.tag_scheme or 'IOB2'}; constrained (valid-sequence) decoding in nerkit",
         f"- Document context windows: {meta.windows}",

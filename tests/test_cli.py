@@ -23,7 +23,7 @@ def test_backend_and_scheme_choices_are_the_same_everywhere():
     with_backend = {v for v, p in subs.items() if _option(p, "--backend")}
     with_scheme = {v for v, p in subs.items() if _option(p, "--scheme")}
     assert with_backend == {"evaluate", "predict", "serve", "tag-corpus", "preannotate", "suggest"}
-    assert with_scheme == {"stats", "train", "evaluate", "curve"}
+    assert with_scheme == {"stats", "train", "distill", "evaluate", "curve"}
     assert all(tuple(_option(subs[v], "--backend").choices) == BACKENDS for v in with_backend)
     assert all(tuple(_option(subs[v], "--scheme").choices) == SCHEMES for v in with_scheme)
 

@@ -24,6 +24,7 @@ STAGES = [
     {"nerkit.export"},
     # both run a Tagger over texts: HTTP requests (the batcher and middleware in serving), corpus files (local or Ray)
     {"nerkit.serve", "nerkit.serving", "nerkit.tagcorpus", "nerkit.tagcorpus_ray"},
+    {"nerkit.distill"},  # a smaller model from a trained one: training's steps, on tag-corpus's readers too
     {"nerkit.demo"},
     {"nerkit.annotate"},  # beside the pipeline: it uses the pipeline, the pipeline never uses it
     {"nerkit.cli"},

@@ -1,6 +1,6 @@
 """`nerkit <verb>`: a thin command line over the public Python API.
 
-Each verb is a small function in ``pipeline`` (stats, train, evaluate, predict, demo), ``serving`` (export,
+Each verb is a small function in ``pipeline`` (stats, train, distill, evaluate, predict, demo), ``serving`` (export,
 serve), ``corpus`` (tag-corpus) or ``annotating`` (validate, convert, agree, adjudicate, preannotate, suggest, curve); options shared by
 several verbs are defined once in ``_util``. Heavy or optional libraries load only when a verb runs, so a
 missing extra (fastapi, onnxruntime, pyyaml) fails only the verb that needs it.

@@ -139,3 +139,18 @@ def positive(kind: type, scale: int = 1):
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def non_negative(kind: type):
+    """An argparse type: a finite number of ``kind`` at or above zero, else a clear usage error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not 0 <= value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be 0 or more and finite, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse

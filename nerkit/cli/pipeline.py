@@ -1,4 +1,4 @@
-"""`nerkit stats | train | evaluate | predict | demo`: the training and inference pipeline on the command line."""
+"""`nerkit stats | train | distill | evaluate | predict | demo`: the training and inference pipeline on the command line."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import json
 import sys
 
 from nerkit.cli._util import (add_annotator, add_backend, add_scheme, add_source_options, add_training_options,
-                              source_options, training_config)
+                              non_negative, positive, source_options, training_config)
 
 
 def stats(a: argparse.Namespace) -> None:
@@ -51,6 +51,18 @@ def _train(a: argparse.Namespace) -> None:
     result = fit(data, output=a.output, config=cfg, annotators=a.annotator)
     if result.main:  # under torchrun, the other processes print nothing
         print(json.dumps(result.metrics, indent=2))
+
+
+def distill(a: argparse.Namespace) -> None:
+    """Distil a trained model into a smaller one; print its metrics."""
+    from nerkit.distill import DistillConfig, distill as run
+
+    cfg = DistillConfig(layers=a.layers, train=a.train, unlabelled=a.unlabelled or (), dev=a.dev, test=a.test,
+                        epochs=a.epochs, max_steps=a.max_steps, lr=a.lr, batch_tokens=a.batch_tokens,
+                        early_stopping=a.early_stopping, temperature=a.temperature, alpha=a.alpha, seed=a.seed,
+                        bf16=a.bf16, scheme=a.scheme, text_column=a.text_column)
+    result = run(a.teacher, a.output, cfg)
+    print(json.dumps(result.metrics, indent=2))
 
 
 def evaluate(a: argparse.Namespace) -> None:
@@ -155,6 +167,8 @@ def register(sub) -> None:
     add_source_options(t)
     t.set_defaults(func=train)
 
+    _register_distill(sub)
+
     e = sub.add_parser("evaluate", help="entity-level P/R/F1 of a model on labelled data")
     e.add_argument("model_dir")
     e.add_argument("data")
@@ -178,3 +192,34 @@ def register(sub) -> None:
     d.add_argument("--output", default="runs/demo")
     d.add_argument("--epochs", type=float)
     d.set_defaults(func=demo)
+
+
+def _register_distill(sub) -> None:
+    t = sub.add_parser("distill", help="a smaller, faster model trained to give a trained model's tags")
+    t.add_argument("teacher", help="a model directory nerkit trained")
+    t.add_argument("--output", required=True)
+    t.add_argument("--layers", type=positive(int),
+                   help="the student's encoder layers, fewer than the teacher's (default: half of them)")
+    t.add_argument("--unlabelled", nargs="+", metavar="FILE",
+                   help=".txt (a text per line), .jsonl or .parquet files, folders or globs, as tag-corpus reads them: "
+                        "more text to learn the teacher's tags on")
+    t.add_argument("--train", nargs="+", metavar="FILE",
+                   help="labelled text (default: the teacher's training file named in its nerkit.json, looked for in "
+                        "the working directory and beside the teacher)")
+    t.add_argument("--dev", help="early stopping (default: the teacher's dev file)")
+    t.add_argument("--test", help="the student's final scores (default: the teacher's test file where it is found)")
+    t.add_argument("--temperature", type=positive(float), default=2.0,
+                   help="softens both distributions, so the teacher's second choices count (default 2)")
+    t.add_argument("--alpha", type=non_negative(float), default=0.5,
+                   help="weight of the gold tags' cross-entropy beside the teacher's distributions (0: the teacher "
+                        "alone; default 0.5)")
+    t.add_argument("--epochs", type=positive(float), help="default: derived from the text's size, as in training")
+    t.add_argument("--max-steps", type=positive(int))
+    t.add_argument("--lr", type=positive(float), help="default: derived from the batch size, as in training")
+    t.add_argument("--batch-tokens", type=positive(int), help="subword tokens per batch (default: derived)")
+    t.add_argument("--early-stopping", type=int, help="stop after N evaluations without dev F1 gain")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
+    t.add_argument("--text-column", default="text", help="the text field of unlabelled .jsonl/.parquet files")
+    add_scheme(t)
+    t.set_defaults(func=distill)

@@ -28,6 +28,7 @@ from nerkit.engines import BACKEND_FILES, resolve_backend
 from nerkit.errors import DataError, NerkitError
 from nerkit.files import atomic_write_bytes, check_json_text, check_text, replacing
 from nerkit.modeldir import META_FILE, open_model_dir, probe_writable
+from nerkit.spans import SPAN_FILE
 from nerkit.tagcorpus_ray import INTERNAL_COLUMNS, import_ray, run_ray
 
 SUFFIXES = (".txt", ".jsonl", ".parquet")
@@ -292,10 +293,13 @@ class TagBatch:
 
 
 def model_fingerprint(model_dir: str | os.PathLike, backend: str) -> str:
-    """SHA-256 (first 16 hex digits) of the backend's weight file, config.json and nerkit.json, and the backend."""
+    """SHA-256 (first 16 hex digits) of the backend's weight file, config.json, nerkit.json and a span head, and the
+    backend."""
     path = Path(model_dir)
     h = hashlib.sha256(backend.encode() + b"\0")
-    for name in (BACKEND_FILES[backend], "config.json", META_FILE):
+    # A span model's biaffine weight decides its entities too (older fingerprints, without the file, unchanged).
+    span = (SPAN_FILE,) if (path / SPAN_FILE).is_file() else ()
+    for name in (BACKEND_FILES[backend], "config.json", META_FILE, *span):
         f = path / name
         h.update(name.encode() + b"\0")
         if f.is_file():

@@ -163,3 +163,23 @@ def test_candidates_scored_in_blocks_equal_the_full_matrix_and_stop_at_the_wides
     got = narrow.candidates(feats, 0.0, block=5)
     assert max(b - a for a, b, _, _ in got) == 3 and len(got) == 2 * (n + (n - 1) + (n - 2))
     assert one(got) == one(x for x in full.candidates(feats, 0.0) if x[1] - x[0] <= 3)
+
+
+def test_tag_corpus_fingerprint_covers_the_span_head(span_model, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from nerkit.tagcorpus import model_fingerprint
+
+    copy = tmp_path / "copy"
+    shutil.copytree(span_model["dir"], copy)
+    before = model_fingerprint(copy, "torch")
+    assert before == model_fingerprint(span_model["dir"], "torch")
+    head = load_file(str(copy / "span_head.safetensors"))
+    from safetensors import safe_open
+
+    with safe_open(str(copy / "span_head.safetensors"), framework="numpy") as f:
+        info = f.metadata()
+    save_file({"weight": head["weight"] * 2}, str(copy / "span_head.safetensors"), metadata=info)
+    assert model_fingerprint(copy, "torch") != before  # other entities: a resumed corpus run must not mix them

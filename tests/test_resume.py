@@ -52,29 +52,32 @@ def _run(args, **kw):
 
 def test_a_killed_run_resumes_to_the_same_weights(tiny_model, tmp_path):
     data = _corpus(tmp_path)
-    # 4 batches an epoch, evaluated (and checkpointed) twice an epoch: steps 2, 4, ..., 12.
+    # n batches an epoch, evaluated (and checkpointed) twice an epoch: six evaluations.
     cfg = dict(model=str(tiny_model), epochs=3.0, batch_tokens=256, seed=5, evals_per_epoch=2, early_stopping=0)
     ref = fit(data["train"], dev=data["dev"], output=tmp_path / "ref", config=TrainConfig(progress=False, **cfg))
-    assert ref.meta.steps == 12 and [h["step"] for h in ref.history] == [2, 4, 6, 8, 10, 12]
+    n = ref.meta.steps // 3  # batches per epoch
+    evals = [h["step"] for h in ref.history]
+    assert ref.meta.steps == 3 * n and n >= 4 and len(evals) == 6 and evals[1] == n and evals[-1] == 3 * n
+    kill_at, resume_at = evals[2] + 1, evals[2]
     assert not checkpoint_root(tmp_path / "ref").exists()  # removed once the model is saved
 
     out = tmp_path / "model"
     cli = ["-m", "nerkit.cli", "train", "--train", str(data["train"]), "--dev", str(data["dev"]),
            "--output", str(out), "--model", str(tiny_model), "--epochs", "3", "--batch-tokens", "256",
            "--seed", "5", "--evals-per-epoch", "2", "--early-stopping", "0", "--resume"]
-    # Killed at step 7: the last checkpoint is step 6, in the middle of the second epoch (its batches are drawn
-    # again from the saved data-order state and the first two skipped); steps 7 and up are trained again.
-    r = _run(["-c", KILLED_RUN, str(data["train"]), str(data["dev"]), str(out), "7",
+    # Killed one step after the third checkpoint, in the middle of the second epoch (its batches are drawn again
+    # from the saved data-order state and the ones done skipped); the steps after it are trained again.
+    r = _run(["-c", KILLED_RUN, str(data["train"]), str(data["dev"]), str(out), str(kill_at),
               json.dumps(dict(cfg, progress=False))])
     assert r.returncode == -9, r.stderr[-2000:]
-    assert not out.exists() and (checkpoint_root(out) / "latest").read_text().strip() == "step-00000006"
+    assert not out.exists() and (checkpoint_root(out) / "latest").read_text().strip() == f"step-{resume_at:08d}"
     with pytest.raises(NerkitError, match="other settings"):
         fit(data["train"], dev=data["dev"], output=out, config=TrainConfig(progress=False, resume=True,
                                                                            **dict(cfg, lr=1e-3)))
 
     r = _run(cli)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "resuming from" in r.stdout + r.stderr and "at step 6" in r.stdout + r.stderr
+    assert "resuming from" in r.stdout + r.stderr and f"at step {resume_at}" in r.stdout + r.stderr
     a, b = load_file(str(tmp_path / "ref" / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     meta = json.loads((out / "nerkit.json").read_text())

@@ -183,3 +183,49 @@ def test_tag_corpus_fingerprint_covers_the_span_head(span_model, tmp_path):
         info = f.metadata()
     save_file({"weight": head["weight"] * 2}, str(copy / "span_head.safetensors"), metadata=info)
     assert model_fingerprint(copy, "torch") != before  # other entities: a resumed corpus run must not mix them
+
+
+class _PairEngine:
+    """An engine whose span features make exactly one pair an entity: first word "paris", last word "london"."""
+
+    name = "fake"
+    batch_tokens = 64
+
+    def __init__(self, tokenizer):
+        self.first = tokenizer.convert_tokens_to_ids("paris")
+        self.last = tokenizer.convert_tokens_to_ids("london")
+        self.windows = 0
+
+    def logits(self, batch):
+        ids = batch["input_ids"]
+        self.windows += len(ids)
+        out = np.zeros((*ids.shape, 2 * 3 + 4))  # 2 layers x (O, B-X, I-X), then 2 first-word + 2 last-word features
+        out[..., [0, 3]] = 5.0  # O on both tag layers
+        out[..., 6] = np.where(ids == self.first, 10.0, -10.0)
+        out[..., 7] = -10.0
+        out[..., 8] = -10.0
+        out[..., 9] = np.where(ids == self.last, 10.0, -10.0)
+        return out
+
+
+def test_a_span_longer_than_a_window_is_found_whole(tiny_model):
+    """The pairs are scored per sentence after the windows are merged: an entity from the first window's words to
+    the third window's is one candidate, never cut at a window edge."""
+    from transformers import AutoTokenizer
+
+    from nerkit.decode import WindowTagger
+    from nerkit.iob import layered_labels
+    from nerkit.types import Document, Sentence
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    weight = np.zeros((1, 3, 3))
+    weight[0, 0, 1] = 0.3  # gelu(10) x gelu(10) x 0.3 = 30 for (paris, london)
+    weight[0, 2, 2] = -20.0
+    labels = layered_labels(["O", "B-X", "I-X"], 2) + span_columns(2)
+    tagger = WindowTagger(_PairEngine(tok), tok, labels, {"max_tokens": 8, "predict_target_tokens": 6},
+                          span_head=SpanScorer(["X"], weight))
+    words = ["the", "city", "paris"] + ["and", "the", "city"] * 4 + ["london", "is", "new"]
+    ents = tagger.entities(tagger._word_logprobs([Document("d", [Sentence(words)])])[0])
+    assert tagger.engine.windows >= 3  # the sentence was read in three windows or more
+    assert [(t, a, b) for t, a, b, _ in ents] == [("X", 2, 16)]
+    assert len(set(tok(words, is_split_into_words=True, add_special_tokens=False)["input_ids"])) > 4  # real ids

@@ -143,3 +143,12 @@ def test_cli_predict_and_evaluate(tiny_model, tmp_path):
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["support"] == sum(v["support"] for v in rep["per_type"].values()) > 0
+
+
+def test_the_tiny_test_model_reads_words_not_unknowns(tiny_model):
+    """Every unit test trains on the tiny model: its tokenizer must know its words (it once read all as [UNK])."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    ids = tok(["john", "smith", "lives", "in", "paris"], is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and len(set(ids)) == 5

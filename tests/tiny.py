@@ -22,7 +22,9 @@ def make_tiny_model(directory, seed: int = 0, type_vocab_size: int = 4, meta: di
     vocab = list(dict.fromkeys(vocab))
     vocab_file = d / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    # The vocabulary itself, not vocab_file=: transformers 5 ignores that argument and built a 5-token vocabulary
+    # that read every word as [UNK] (tests then ran on positions and casing alone).
+    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128, type_vocab_size=type_vocab_size,

@@ -375,6 +375,9 @@ def _start_point(data: Datasets, cfg: TrainConfig, base: dict, a: float, b: floa
 def _keep(points: list[_Point], output, seconds: float, workers: int) -> SearchResult:
     """The dev-best of the points trained to their end (ties to the earlier, cheaper point), its record, saved."""
     done = [p for p in points if p.status == "done"]
+    if not done and any(p.status == "stopped" for p in points):
+        raise NerkitError("the search's trainings that led on dev diverged (the loss went infinite or NaN) after the "
+                          "others were stopped behind them; nothing was saved. Train once with --no-search")
     if not done:
         raise NerkitError("every training of the search diverged (the loss went infinite or NaN); nothing was "
                           "saved. Train with a lower --lr and --no-search")

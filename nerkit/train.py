@@ -6,9 +6,11 @@
     build_features -> resolve_config (the budget, from the data's size) -> make_optimizer -> make_train_step ->
     train_while_improving (the loop: a generator that yields progress) -> best weights back, final scores -> save
 
-Saving, checkpoints (for ``resume``) and logging happen in ``fit``, outside the loop. Under ``torchrun`` /
-``accelerate launch`` the same code trains data-parallel: every rank builds the same global batches and takes
-its share of each (see ``epoch_batches`` and ``rank_share``).
+Everything before the loop is ``start_training``, which returns a ``Training``: ``steps`` runs its loop a step at a
+time, ``finish`` puts the best weights back, scores and saves; ``fit`` runs one to its end, ``nerkit.search`` several
+side by side, a rung at a time. Saving, checkpoints (for ``resume``) and logging happen around the loop, outside it.
+Under ``torchrun`` / ``accelerate launch`` the same code trains data-parallel: every rank builds the same global
+batches and takes its share of each (see ``epoch_batches`` and ``rank_share``).
 """
 # size: one module for the whole training path (steps, the loop, fit); each step is a short function.
 from __future__ import annotations

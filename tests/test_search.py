@@ -59,6 +59,10 @@ class _FakeTraining:
             dev = None
             if step % self.every == 0 or step == self.planned:
                 f1 = self.curve[min(len(self.curve), step // self.every) - 1]
+                if f1 is None:  # the loss went NaN
+                    from nerkit.train import TrainingDiverged
+
+                    raise TrainingDiverged(f"diverged by step {step}")
                 dev = {"f1": f1}
                 state.history.append({"step": step, "dev_f1": f1})
                 state.best_f1 = max(state.best_f1, f1)
@@ -167,6 +171,20 @@ def test_side_by_side_the_last_point_left_gets_every_core_at_a_step_the_data_fix
     assert [(p, t, s) for p, t, s in rest if t == 1 and p == (1.0, 2.0)] == [((1.0, 2.0), 1, s) for s in range(80, 140, 10)]
     # ... and the point left trains on alone with both cores, from the step where the other ended
     assert rest[-1] == ((1.0, 2.0), 2, 140) and (res.best.lr_x, res.best.epochs_x) == (1.0, 2.0)
+
+
+def test_a_diverged_point_is_left_out_and_a_lone_leader_diverging_late_is_a_clear_error(monkeypatch):
+    behind = [0.1] * 10
+    curves = {(1.0, 1.0): [0.5] * 10, (2.0, 1.0): [None], (1.0, 2.0): behind, (2.0, 2.0): behind}
+    res, trained = _fake_search(monkeypatch, curves)
+    assert [(p.lr_x, p.epochs_x) for p in res.points] == [(1.0, 1.0), (1.0, 2.0), (2.0, 2.0)]  # (2, 1) diverged
+    assert (res.best.lr_x, res.best.epochs_x) == (1.0, 1.0) and trained[(2.0, 1.0)] == 10
+    curves[(1.0, 1.0)] = [0.5] * 5 + [None]  # leads at both rungs, then the loss goes NaN: nothing left to keep
+    curves[(2.0, 1.0)] = behind
+    with pytest.raises(NerkitError, match="after the others were stopped.*--no-search"):
+        _fake_search(monkeypatch, curves)
+    with pytest.raises(NerkitError, match="every training of the search diverged"):
+        _fake_search(monkeypatch, {k: [None] for k in curves})
 
 
 def test_survivors_keep_the_top_half_and_any_point_within_the_margin():

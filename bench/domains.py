@@ -5,9 +5,17 @@ and full size, with an oracle: the best of a small grid (learning rate x trainin
     python bench/domains.py --quick               # tsa-md and wnut17 at 100 sentences, one training each: minutes
     python bench/domains.py --datasets finer-ord --sizes 100,300 --systems nerkit,recipe,oracle --jobs 4
 
-Systems: "nerkit" is `nerkit train` with no options (up to 1,000 sentences that searches: four trainings, the
-dev-best kept), "once" one training of the derived budget (`--no-search`), "recipe" the classic recipe, "oracle" the
-grid (its (1, 1) point is "once"; where a default run recorded its four points they are the grid's at those points).
+Systems: "nerkit" is `nerkit train` with no options (up to 1,000 sentences that searches: four trainings started,
+those behind on dev stopped at rungs, the dev-best of the rest kept), "once" one training of the derived budget
+(`--no-search`), "recipe" the classic recipe, "oracle" the grid (its (1, 1) point is "once"; where a default run
+trained a point to its end, that training is the grid's at that point). Default runs cached before the search
+stopped points early (their four points all trained to their ends) are read as "search-full", the previous default,
+and set beside the new one (the halving table: test F1 and wall time against one training).
+
+The search's cost against one training is a wall-time ratio: measure both on the same machine, one run at a time,
+with the cores a user would give them (the search trains its points side by side, one thread each):
+
+    python bench/domains.py --systems nerkit,once --rerun once --jobs 1 --threads 2 --datasets tsa-md --sizes 100
 
 Training subsets are seeded samples of sentences (the same files for every system); for sizes up to 1,000 the dev
 set is a seeded sample of at most 1,000 sentences (a user with 100 annotated sentences rarely has 4,500 more to
@@ -47,6 +55,7 @@ MIN_ORACLE_SEEDS = 3  # a seed moves test F1 by 0.5-3 points at 100-300 sentence
 # the grid's (1, 1) point. Runs cached before the search was the default have no "search" field: read as "once".
 SEARCH_POINTS = ((1.0, 1.0), (2.0, 1.0), (1.0, 2.0), (2.0, 2.0))
 ONCE = "once"
+FULL = "search-full"  # the default before the search stopped points early: four trainings to their ends
 
 
 def read_sentences(path: Path) -> list[str]:
@@ -138,9 +147,11 @@ def run_nerkit(split: Path, out: Path, model: str, seed: int, threads: int, extr
 
 
 def _search_record(found: dict) -> dict:
-    """The search's points (lr x, epochs x, dev F1, seconds, test F1) and the kept one, from nerkit.json."""
-    return {"kept": [found["kept"]["lr_x"], found["kept"]["epochs_x"]],
-            "points": [[p["lr_x"], p["epochs_x"], p["dev_f1"], p["seconds"], p.get("test_f1")] for p in found["points"]]}
+    """The search's points (lr x, epochs x, dev F1, seconds, test F1, the step it was stopped at or None, steps
+    trained, steps planned, dev curve) and the kept one, from nerkit.json."""
+    return {"kept": [found["kept"]["lr_x"], found["kept"]["epochs_x"]], "workers": found.get("workers"),
+            "points": [[p["lr_x"], p["epochs_x"], p["dev_f1"], p["seconds"], p.get("test_f1"), p.get("stopped_at"),
+                        p.get("steps"), p.get("planned_steps"), p.get("curve")] for p in found["points"]]}
 
 
 def run_recipe(split: Path, model: str, threads: int, recipe: Path, work: Path) -> dict:
@@ -222,8 +233,26 @@ def _redo(run: dict) -> bool:
 
 
 def _points_tested(run: dict) -> bool:
-    """Whether a default run's search recorded each point's test F1 (points: lr x, epochs x, dev, seconds, test)."""
-    return all(len(p) > 4 and p[4] is not None for p in run["search"]["points"])
+    """Whether a default run's search recorded the test F1 of each point it trained to its end (points: lr x,
+    epochs x, dev, seconds, test, stopped at)."""
+    return all(len(p) > 4 and p[4] is not None for p in run["search"]["points"] if _trained_out(p))
+
+
+def _trained_out(point: list) -> bool:
+    """Whether a search point was trained to its end (not stopped at a rung; every point of a search-full run)."""
+    return len(point) <= 5 or point[5] is None
+
+
+def _full_search(run: dict) -> bool:
+    """A default run from before the search stopped points: its points carry no "stopped at" field."""
+    points = (run.get("search") or {}).get("points")
+    return run.get("system") == "nerkit" and bool(points) and all(len(p) <= 5 for p in points)
+
+
+def _elsewhere(run: dict, args) -> bool:
+    """A cached run of a system named by --rerun made on another machine, thread count or number of runs at a time."""
+    return run["system"] in getattr(args, "rerun", []) and \
+        (run.get("machine"), run.get("threads"), run.get("jobs")) != (args.machine, max(1, args.threads), args.jobs)
 
 
 def load_runs(path: Path) -> dict[str, dict]:
@@ -234,6 +263,8 @@ def load_runs(path: Path) -> dict[str, dict]:
                 r = json.loads(line)
                 if r.get("system") == "nerkit" and r.get("size") != "full" and "search" not in r:
                     r["system"] = ONCE  # cached before `nerkit train` searched by default: one training
+                elif _full_search(r) and _points_tested(r):
+                    r["system"] = FULL  # the four-full-trainings default: kept beside the new one, which runs anew
                 if "error" not in r:
                     runs[key(r)] = r
     return runs
@@ -241,6 +272,8 @@ def load_runs(path: Path) -> dict[str, dict]:
 
 def summarise(runs: list[dict], datasets: list[str], sizes: list[str]) -> list[dict]:
     """One row per data set and size: default, recipe, oracle (best dev of the grid, its test), transfer, weights."""
+    # One training as run (not a search's point of the same settings): the search's wall time is set beside it.
+    timed = {(r["ds"], r["size"]): r for r in runs if r["system"] == ONCE and "train_seed" not in r}
     runs = with_search_points(runs)
     rows = []
     for ds in datasets:
@@ -249,12 +282,16 @@ def summarise(runs: list[dict], datasets: list[str], sizes: list[str]) -> list[d
             mine = [r for r in every if "train_seed" not in r]  # the table: one training seed, the samples' own
             pick = {r["system"]: r for r in mine if r["system"] != "grid"}
             row = {"dataset": ds, "size": size}
-            for name in ("nerkit", ONCE, "recipe", "transfer", "cw-sqrt", "cw-balanced"):
+            for name in ("nerkit", FULL, ONCE, "recipe", "transfer", "cw-sqrt", "cw-balanced"):
                 if name in pick:
                     row[name] = pick[name]
             grid = [r for r in mine if r["system"] == "grid"] + _ones(pick.values(), size)
-            if size != "full" and "nerkit" not in row and (found := compose_search(grid)):
+            if size != "full" and FULL not in row and (found := compose_search(grid)):
+                row[FULL] = found
+            if size != "full" and "nerkit" not in row and (found := replay_search(grid) or row.get(FULL)):
                 row["nerkit"] = found
+            if (ds, size) in timed:
+                row["once_run"] = timed[(ds, size)]
             full_grid = complete_points({_point(r) for r in grid})
             if size != "full" and full_grid:  # a grid with holes is cut to its complete rows and columns, never filled
                 best = max((r for r in grid if _point(r) in full_grid), key=lambda r: r["dev_f1"])
@@ -278,18 +315,20 @@ def with_search_points(runs: list[dict]) -> list[dict]:
     """The runs, where a default run's search recorded every point's test F1, with those points as the grid's: they
     are the same trainings (a cached grid run of the same point and seed, made before 2026-11-27 with the learning rate
     rounded to 3 digits, is one seed-like perturbation away from it and is left out)."""
-    searches = {(r["ds"], r["size"], r.get("train_seed")): r for r in runs
-                if r["system"] == "nerkit" and r.get("search") and _points_tested(r)}
+    # A search-full run (every point trained out) wins over a newer search of the same cell.
+    searches = {(r["ds"], r["size"], r.get("train_seed")): r for r in sorted(runs, key=lambda r: r["system"] == FULL)
+                if r["system"] in ("nerkit", FULL) and r.get("search") and _points_tested(r)}
     if not searches:
         return runs
     out = []
     for r in runs:
         s = searches.get((r["ds"], r["size"], r.get("train_seed")))
-        if s and r["system"] in ("grid", ONCE) and list(_point(r)) in [p[:2] for p in s["search"]["points"]]:
+        if s and r["system"] in ("grid", ONCE) and list(_point(r)) in [p[:2] for p in s["search"]["points"]
+                                                                        if _trained_out(p)]:
             continue
         out.append(r)
     for (ds, size, seed), r in searches.items():
-        for a, b, dev, seconds, test in r["search"]["points"]:
+        for a, b, dev, seconds, test, *_ in filter(_trained_out, r["search"]["points"]):
             point = {"system": ONCE} if (a, b) == (1.0, 1.0) else {"system": "grid", "lr_x": a, "epochs_x": b}
             out.append({"ds": ds, "size": size, **point, "dev_f1": dev, "test_f1": test, "wall_s": seconds,
                         "from_search": True, **({"train_seed": seed} if seed is not None else {})})
@@ -313,6 +352,41 @@ def compose_search(points: list[dict]) -> dict | None:
             "search": {"kept": list(best), "points": [[*p, by_point[p]["dev_f1"], by_point[p]["wall_s"]] for p in SEARCH_POINTS]}}
 
 
+def replay_search(points: list[dict]) -> dict | None:
+    """The default's search replayed on cached runs of its four points trained to their ends (None unless all four
+    recorded their dev curves): at each of nerkit.search's rungs a point still training is judged on its best dev F1
+    up to its first evaluation at or past that fraction of its planned epochs, those ``survivors`` rejects stop
+    there, and the kept point is the dev-best of the others. Marked "replayed"; ``steps_x_once``: the epochs the four
+    trained (stopped ones up to their rung), over one training's."""
+    from nerkit.search import RUNGS, survivors
+
+    by_point = {_point(r): r for r in points}
+    if not all(by_point.get(p, {}).get("dev_curve") and by_point[p].get("epochs") for p in SEARCH_POINTS):
+        return None
+    curve = {p: [(e / by_point[p]["epochs"], f) for e, f in by_point[p]["dev_curve"]] for p in SEARCH_POINTS}
+    status = {p: "running" for p in SEARCH_POINTS}
+    trained = {p: curve[p][-1][0] for p in SEARCH_POINTS}  # fraction of its own plan; all of its run unless stopped
+    best = {p: by_point[p]["dev_f1"] for p in SEARCH_POINTS}
+    for rung in RUNGS:
+        here = {}
+        for p in SEARCH_POINTS:
+            due = [i for i, (frac, _) in enumerate(curve[p]) if frac >= rung - 1e-9]
+            if status[p] == "running" and not due:
+                status[p] = "done"  # its early stopping ended it before this rung
+            elif status[p] == "running":
+                here[p] = (max(f for _, f in curve[p][:due[0] + 1]), curve[p][due[0]][0])
+        race = [p for p in SEARCH_POINTS if status[p] != "stopped"]
+        for p, go_on in zip(race, survivors([here[p][0] if p in here else best[p] for p in race])):
+            if not go_on and p in here:
+                status[p], (best[p], trained[p]) = "stopped", here[p]
+    kept = max((p for p in SEARCH_POINTS if status[p] != "stopped"), key=lambda p: best[p])  # ties: the first
+    return {"test_f1": by_point[kept]["test_f1"], "dev_f1": best[kept], "replayed": True,
+            "steps_x_once": round(sum(trained[p] * p[1] for p in SEARCH_POINTS) / trained[(1.0, 1.0)], 2),
+            "search": {"kept": list(kept), "points": [[*p, best[p], None, by_point[p]["test_f1"] if status[p] != "stopped"
+                                                      else None, trained[p] if status[p] == "stopped" else None]
+                                                     for p in SEARCH_POINTS]}}
+
+
 def _searched_by_seed(every: list[dict]) -> list[dict]:
     """The default (searching) run for each training seed: run, or composed from that seed's cached points."""
     seeds = {r.get("train_seed") for r in every if r["system"] in ("nerkit", ONCE, "grid")}
@@ -320,7 +394,8 @@ def _searched_by_seed(every: list[dict]) -> list[dict]:
     for seed in seeds:
         same = [r for r in every if r.get("train_seed") == seed]
         live = [r for r in same if r["system"] == "nerkit"]
-        found = live[0] if live else compose_search([r for r in same if r["system"] in (ONCE, "grid")])
+        points = [r for r in same if r["system"] in (ONCE, "grid")]
+        found = live[0] if live else replay_search(points) or compose_search(points)
         if found:
             out.append(found)
     return out
@@ -475,15 +550,17 @@ def markdown(rows: list[dict], note: str) -> str:
         d_rec = f"{(n['test_f1'] - rc['test_f1']) * 100:+.1f}" if n and rc else ""
         d_or = f"{(n['test_f1'] - o['test_f1']) * 100:+.1f}" if n and o else ""
         opt = f"{_f(o)} (lr x{o['lr_x']:g}, epochs x{o['epochs_x']:g}; {o['points']})" if o else ""
-        ratio = f"{n['wall_s'] / rc['wall_s']:.2f}x" if n and rc else ""
-        mark = "*" if n and n.get("composed") else ""
+        ratio = f"{n['wall_s'] / rc['wall_s']:.2f}x" if n and rc and n.get("wall_s") else ""
+        mark = "*" if n and n.get("composed") else "†" if n and n.get("replayed") else ""
         d_one = f"{(one['test_f1'] - o['test_f1']) * 100:+.1f}" if one and o else ""
         lines.append(f"| {r['dataset']} | {r['size']} | {_f(n)}{mark} | {_f(rc)} | {d_rec} | {opt} | {d_or} | {_f(n, 'dev_f1')} "
-                     f"| {n['wall_s'] if n else ''} | {rc['wall_s'] if rc else ''} | {ratio} | {_f(one)} | {d_one} |")
-    if any(r.get("nerkit", {}).get("composed") for r in rows):
-        lines += ["", "nerkit is `nerkit train` as shipped: up to 1,000 sentences it trains four points (learning rate "
-                  "and epochs x1/x2) and keeps the dev-best. * composed from the cached runs of those four points "
-                  "(each the training the search makes; its wall time their sum), not run as one command. once: one "
+                     f"| {n.get('wall_s', '') if n else ''} | {rc['wall_s'] if rc else ''} | {ratio} | {_f(one)} | {d_one} |")
+    if any(r.get("nerkit", {}).get("composed") or r.get("nerkit", {}).get("replayed") for r in rows):
+        lines += ["", "nerkit is `nerkit train` as shipped: up to 1,000 sentences it starts four points (learning rate "
+                  "and epochs x1/x2), stops those behind on dev at its rungs and keeps the dev-best of the rest. "
+                  "† replayed on the dev curves of the cached full runs of those four points (nerkit.search's rungs "
+                  "and margin; no wall time); * where the curves are missing, composed from those runs as the "
+                  "previous default (all four trained to their ends, its wall time their sum). once: one "
                   "training of the derived budget (`--no-search`), the grid's (1, 1) point."]
     extra = [r for r in rows if any(k in r for k in ("transfer", "cw-sqrt", "cw-balanced"))]
     if any("transfer" in r for r in extra):
@@ -502,8 +579,71 @@ def markdown(rows: list[dict], note: str) -> str:
                 base = _base_for(r, r.get("cw-sqrt") or r["cw-balanced"])
                 cells = [f"{_f(x, 'dev_f1')} ({_f(x)})" for x in (base, r.get("cw-sqrt"), r.get("cw-balanced"))]
                 lines.append(f"| {r['dataset']} | {r['size']} | " + " | ".join(cells) + " |")
-    lines += grid_table(rows) + rule_table(rows) + seed_table(rows) + seed_oracle_table(rows)
+    lines += halving_table(rows) + grid_table(rows) + rule_table(rows) + seed_table(rows) + seed_oracle_table(rows)
     return "\n".join(lines) + "\n"
+
+
+def halving_table(rows: list[dict]) -> list[str]:
+    """The search that stops points behind on dev (the default, run or replayed) against the previous default that
+    trained all four to their ends (run, or composed): test F1, the oracle, and its cost against one training."""
+    cells = [r for r in rows if r.get("nerkit", {}).get("search") and not r["nerkit"].get("composed")]
+    if not cells:
+        return []
+    lines = ["", "The search stopping points behind on dev against the four full trainings (the previous default); "
+             "x one training: wall time over a `--no-search` run's on the same machine, threads and runs at a time; "
+             "steps x one: optimizer steps of all points over one training's:", "",
+             "| data set | train sentences | default test F1 | kept | stopped at | four full: test F1 (kept) "
+             "| default - four full | oracle test F1 | default - oracle | default wall s | x one training | steps x one |",
+             "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    worse, near, ratios = 0, 0, []
+    for r in cells:
+        n, full, o, one = r["nerkit"], r.get(FULL), r.get("oracle"), r.get("once_run")
+        stopped = ", ".join(f"{_label(tuple(p[:2]))} {_stop(p, n)}" for p in n["search"]["points"]
+                            if len(p) > 5 and p[5] is not None) or "none"
+        kept = _label(tuple(n["search"]["kept"])) + ("†" if n.get("replayed") else "")
+        d_full = (n["test_f1"] - full["test_f1"]) * 100 if full else None
+        d_or = (n["test_f1"] - o["test_f1"]) * 100 if o else None
+        worse += d_full is not None and d_full < -0.5
+        near += d_or is not None and d_or >= -1.0
+        ratio = _wall_ratio(n, one)
+        ratios += [ratio] if ratio else []
+        cols = [_f(n), kept, stopped, f"{_f(full)} ({_label(tuple(full['search']['kept']))})" if full else "",
+                f"{d_full:+.1f}" if d_full is not None else "", _f(o), f"{d_or:+.1f}" if d_or is not None else "",
+                str(n.get("wall_s", "")), f"{ratio:.2f}x" if ratio else "", _steps_ratio(n, one)]
+        lines.append(f"| {r['dataset']} | {r['size']} | " + " | ".join(cols) + " |")
+    lines += ["", f"Within 1.0 of the oracle: {near} of {sum('oracle' in r for r in cells)} cells; more than 0.5 "
+              f"below the four full trainings: {worse} of {sum(FULL in r for r in cells)}"
+              + (f"; wall time {min(ratios):.2f}x-{max(ratios):.2f}x one training (mean {sum(ratios) / len(ratios):.2f}x)."
+                 if ratios else ".")]
+    return lines
+
+
+def _stop(point: list, run: dict) -> str:
+    """Where a point was stopped: its step of those planned (a run), or the fraction of its plan (a replay)."""
+    if run.get("replayed"):
+        return f"at {point[5]:.0%}"
+    return f"at step {point[5]}/{point[7]}" if len(point) > 7 and point[7] else f"at step {point[5]}"
+
+
+def _wall_ratio(search: dict, once: dict | None) -> float | None:
+    """The search's wall time over one training's, only when both ran on the same machine, threads and jobs."""
+    same = ("machine", "threads", "jobs")
+    if not once or once.get("from_search") or not search.get("wall_s") or not once.get("wall_s") or \
+            any(search.get(k) != once.get(k) for k in same):
+        return None
+    return search["wall_s"] / once["wall_s"]
+
+
+def _steps_ratio(search: dict, once: dict | None) -> str:
+    """Optimizer steps of every point over one training's (its run's steps, else the (1, 1) point's plan)."""
+    if search.get("replayed"):
+        return f"{search['steps_x_once']:.2f}x"
+    points = search["search"]["points"]
+    if not all(len(p) > 7 and p[6] for p in points):
+        return ""
+    one = once.get("steps") if once and not once.get("from_search") else None
+    one = one or next(p[7] for p in points if tuple(p[:2]) == (1.0, 1.0))
+    return f"{sum(p[6] for p in points) / one:.2f}x"
 
 
 def _base_for(row: dict, other: dict) -> dict | None:
@@ -564,6 +704,8 @@ def main() -> None:
     ap.add_argument("--budget-grid", default=",".join(f"{x:g}" for x in BUDGET_GRID), help="the oracle's epochs multipliers")
     ap.add_argument("--full-points", default="", help="grid points LR_X:EPOCHS_X also run at full size (e.g. 2:1)")
     ap.add_argument("--stem", default=None, help="name of the written tables and plots (default: domains)")
+    ap.add_argument("--rerun", default="", help="systems to run again where their cached run was made on another "
+                    "machine, thread count or number of runs at a time (e.g. once: a wall time to set the search's beside)")
     args = ap.parse_args()
     if args.quick:
         # one training, not the default's search (5x longer): the quick run checks the benchmark works, in minutes
@@ -573,6 +715,7 @@ def main() -> None:
     args.systems = args.systems.split(",")
     args.transfer_datasets = args.transfer_datasets.split(",")
     args.train_seeds = [int(x) for x in args.train_seeds.split(",") if x]
+    args.rerun = [x for x in args.rerun.split(",") if x]
     args.lr_grid = [float(x) for x in args.lr_grid.split(",")]
     args.budget_grid = [float(x) for x in args.budget_grid.split(",")]
     args.full_points = [tuple(float(v) for v in p.split(":")) for p in args.full_points.split(",") if p]
@@ -589,7 +732,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.work / "runs.jsonl"
     done = load_runs(cache)
-    todo = [] if args.report else [j for j in plan(args) if key(j) not in done or _redo(done[key(j)])]
+    todo = [] if args.report else [j for j in plan(args) if key(j) not in done or _redo(done[key(j)])
+                                    or _elsewhere(done[key(j)], args)]
     print(f"{len(todo)} runs to do ({len(done)} cached in {cache})", flush=True)
     t_start = time.time()
     with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool, cache.open("a") as log:

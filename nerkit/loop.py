@@ -255,15 +255,17 @@ def train_while_improving(state: LoopState, rng: np.random.Generator,
                           batches: Callable[[np.random.Generator], list[list[int]]],
                           update: Callable[[list[int]], tuple[list[int], Any]],
                           evaluate: Callable[[], dict] | None, total_steps: int,
-                          due: Callable[[int, int, int, int], bool], patience: int | None) -> Iterator[Progress]:
+                          due: Callable[[int, int, int, int], bool], patience: int | None,
+                          clock: Callable[[], float] = time.time) -> Iterator[Progress]:
     """Train until ``total_steps`` or until dev F1 stops improving, yielding after every optimizer step.
 
     ``batches(rng)`` draws one epoch's global batches; ``update(batch)`` trains one step on this process's
     share and returns (share, loss); ``evaluate()`` scores dev (the same answer on every process); ``due(batch
     index, batches in epoch, step, epoch)`` says when to evaluate. ``state`` is updated in place (a checkpoint of it,
-    taken at an evaluation point, resumes the run exactly). The caller saves and logs.
+    taken at an evaluation point, resumes the run exactly). The caller saves and logs. ``clock`` times
+    ``state.elapsed`` (a search gives each of its trainings one that stops while the training waits its turn).
     """
-    t0 = time.time() - state.elapsed
+    t0 = clock() - state.elapsed
     while state.step < total_steps and not state.stopped:
         if state.batch == 0:
             state.epoch_rng = rng.bit_generator.state
@@ -274,7 +276,7 @@ def train_while_improving(state: LoopState, rng: np.random.Generator,
             share, loss = update(epoch[bi])
             state.step += 1
             state.batch = bi + 1
-            state.elapsed = time.time() - t0
+            state.elapsed = clock() - t0
             p = Progress(state.step, round(state.epoch + (bi + 1) / len(epoch), 3), loss, share,
                          checkpoint=due(bi, len(epoch), state.step, state.epoch) or state.step >= total_steps)
             if p.checkpoint and evaluate is not None:

@@ -6,9 +6,11 @@
     build_features -> resolve_config (the budget, from the data's size) -> make_optimizer -> make_train_step ->
     train_while_improving (the loop: a generator that yields progress) -> best weights back, final scores -> save
 
-Saving, checkpoints (for ``resume``) and logging happen in ``fit``, outside the loop. Under ``torchrun`` /
-``accelerate launch`` the same code trains data-parallel: every rank builds the same global batches and takes
-its share of each (see ``epoch_batches`` and ``rank_share``).
+Everything before the loop is ``start_training``, which returns a ``Training``: ``steps`` runs its loop a step at a
+time, ``finish`` puts the best weights back, scores and saves; ``fit`` runs one to its end, ``nerkit.search`` several
+side by side, a rung at a time. Saving, checkpoints (for ``resume``) and logging happen around the loop, outside it.
+Under ``torchrun`` / ``accelerate launch`` the same code trains data-parallel: every rank builds the same global
+batches and takes its share of each (see ``epoch_batches`` and ``rank_share``).
 """
 # size: one module for the whole training path (steps, the loop, fit); each step is a short function.
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -39,7 +41,7 @@ from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, available_cores, set_torch_threads, use_bf16
 from nerkit.errors import DataError, NerkitError
 from nerkit.layers import relayered
-from nerkit.loop import (LinearSchedule, LoopState, add_span_head, epoch_batches, epoch_subset, eval_due,
+from nerkit.loop import (LinearSchedule, LoopState, Progress, add_span_head, epoch_batches, epoch_subset, eval_due,
                          make_train_step, train_while_improving)
 from nerkit.modeldir import ModelMeta, check_output, save_model_dir
 from nerkit.iob import LAYER_MARK, layered_labels, unlayered_labels
@@ -581,7 +583,8 @@ def _prepare(cfg: TrainConfig, data: Datasets, tokenizer, talk: bool) -> _Prepar
 
 @dataclass
 class _Run:
-    """What the loop trains with and updates: ``fit`` sets it up, ``_train`` runs it, ``fit`` saves its result."""
+    """What the loop trains with and updates: ``start_training`` sets it up, ``_steps`` runs it, ``Training.finish``
+    saves its result."""
 
     cfg: TrainConfig
     budget: Budget
@@ -600,25 +603,23 @@ class _Run:
     key: str
     main: bool
     extended: list[int] = field(default_factory=list)
+    clock: Callable[[], float] = time.time  # the loop's clock (a search's paused point stops its own)
 
 
-def _train(run: _Run, bar, log: Callable[[str], Any]) -> None:
-    """The loop to its end (total steps or early stopping), saving checkpoints and the best weights on the way, and
-    on while dev F1 still climbs at the plan's end (with derived epochs: ``budget.extension``)."""
+def _steps(run: _Run, log: Callable[[str], Any]) -> Iterator[Progress]:
+    """The loop to its end (total steps or early stopping), yielding every step, saving checkpoints and the best
+    weights on the way, and on while dev F1 still climbs at the plan's end (with derived epochs:
+    ``budget.extension``; ``run.total_steps`` then grows)."""
     cfg, state = run.cfg, run.state
     planned = run.total_steps
     extend = run.dev_score is not None and "epochs" in run.budget.chosen and cfg.max_steps is None
     while True:
         for p in train_while_improving(state, run.rng, run.plan, run.update, run.dev_score, run.total_steps, run.due,
-                                       cfg.early_stopping):
-            bar.update(1)
+                                       cfg.early_stopping, clock=run.clock):
             if (p.step % 10 == 0 or p.checkpoint) and not run.update.finite():  # before anything is kept or saved
-                bar.close()
                 if run.ckpt_root is not None and run.main:
                     checkpoint.remove(run.ckpt_root)  # resuming it would diverge the same way
                 raise _diverged(p.step, cfg)
-            if p.step % 10 == 0:
-                bar.set_postfix(loss=f"{float(p.loss.detach()):.4f}", epoch=state.epoch + 1)
             if p.dev is not None:
                 log(f"step {p.step}: dev F1 {p.dev['f1'] * 100:.2f}")
             if p.is_best:
@@ -628,12 +629,12 @@ def _train(run: _Run, bar, log: Callable[[str], Any]) -> None:
             if p.checkpoint and run.ckpt_root is not None and run.main and not p.stopped and p.step < run.total_steps:
                 _save_checkpoint(run.ckpt_root, run.key, state, run.unwrapped, run.opt, run.sched, run.best_state,
                                  p.is_best, log)
+            yield p
         more = extension_steps(state.history, planned, state.step) if extend and not state.stopped else 0
         if not more:
             return
         run.total_steps = run.sched.lr_lambdas[0].extend(more, EXTEND_PEAK)
         run.extended.append(more)
-        bar.total = run.total_steps
         log(f"dev F1 still climbing ({state.history[-2]['dev_f1'] * 100:.2f} -> {state.history[-1]['dev_f1'] * 100:.2f}"
             f" at the last evaluation): {more} more steps, the learning rate restarting at {EXTEND_PEAK:g}x")
 
@@ -664,35 +665,71 @@ def _epoch_plan(windows: align.TrainingWindows, cfg: TrainConfig, outside: int, 
     return plan, total_steps, every
 
 
-def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, config: TrainConfig | None = None,
-        scheme: str | None = None, annotators: Sequence[str] | None = None) -> TrainResult:
-    """Fine-tune ``config.model`` on ``train`` (path, documents, or a ``Datasets`` holding dev and test too); keep
-    the best dev-F1 checkpoint; save to ``output``. ``annotators`` (ids or emails) chooses whose annotations of
-    multi-annotator exports are read."""
-    from tqdm.auto import tqdm
+@dataclass
+class Training:
+    """One training, set up (``start_training``) and not yet run: ``steps`` runs its loop a step at a time and
+    ``finish`` scores and saves the kept weights. ``fit`` runs one to its end; ``nerkit.search`` interleaves several
+    and stops those whose dev F1 falls behind."""
+
+    run: _Run
+    prep: _Prepared
+    data: Datasets
+    accelerator: Any
+    model: Any  # as accelerate prepared it (wrapped in DDP under torchrun)
+    tokenizer: Any
+    eval_tagger: WindowTagger | None
+    output: str | os.PathLike | None
+    annotators: Sequence[str] | None
+    bf16: bool
+    t_start: float
+
+    @property
+    def main(self) -> bool:
+        """False on the other processes of a data-parallel run (they neither score nor save)."""
+        return self.run.main
+
+    def steps(self, log: Callable[[str], Any]) -> Iterator[Progress]:
+        """The loop, one optimizer step per item (``log``: its dev F1, early-stopping and extension lines)."""
+        self.model.train()
+        return _steps(self.run, log)
+
+    def finish(self, train_seconds: float, total_seconds: float | None = None) -> TrainResult:
+        """The best weights back, scored on dev and test, recorded and saved to ``output`` (main process)."""
+        run, prep = self.run, self.prep
+        self.accelerator.wait_for_everyone()
+        model = run.unwrapped
+        if run.best_state is not None:
+            model.load_state_dict(run.best_state)
+        model.eval()
+        if self.eval_tagger is not None:
+            _refresh_span_head(self.eval_tagger, model)
+        _check_finite_weights(model, run.state.step, run.cfg)
+        if not self.main:  # only the main process scores and saves
+            meta = ModelMeta(windows=prep.windows.meta, case_signal=prep.case_signal, labels=prep.model_labels)
+            return TrainResult({}, None, meta, model, self.tokenizer, main=False)
+        total = time.time() - self.t_start if total_seconds is None else total_seconds
+        return _finish(run, prep, self.data, self.eval_tagger, model, self.tokenizer, self.output, self.annotators,
+                       {"train_seconds": round(train_seconds, 1), "total_seconds": round(total, 1), "bf16": self.bf16,
+                        "device": str(self.accelerator.device), "processes": self.accelerator.num_processes})
+
+
+def start_training(data: Datasets, cfg: TrainConfig, output: str | os.PathLike | None = None,
+                   annotators: Sequence[str] | None = None, talk: bool = True) -> Training:
+    """Everything ``fit`` does before its loop: seed, tokenizer, model, windows, budget, optimizer, checkpoint state
+    (``cfg`` resolved; ``talk``: print the budget and data lines)."""
     from transformers import set_seed
 
-    from nerkit.evaluation import evaluate
-
-    cfg = (config or TrainConfig()).resolved()
     t_start = time.time()
-    if output is not None:
-        check_output(output)  # before training: never find out after an hour that the output cannot be written
-        checkpoint.check_root(checkpoint.checkpoint_root(output))
-    data = load_datasets(train, dev, test, scheme, annotators)
     set_seed(cfg.seed)
     _set_threads()
-    talk = cfg.progress and os.environ.get("RANK", "0") == "0"  # under torchrun, the main process only
+    talk = talk and cfg.progress and os.environ.get("RANK", "0") == "0"  # under torchrun, the main process only
     tokenizer = load_tokenizer(cfg.model)
     prep = _prepare(cfg, data, tokenizer, talk)
     cfg, model, windows = prep.cfg, prep.model, prep.windows
-
     accelerator = _accelerator()
-    n_proc, main = accelerator.num_processes, accelerator.is_main_process
-    device = accelerator.device
+    n_proc, main, device = accelerator.num_processes, accelerator.is_main_process, accelerator.device
     model.to(device)
     bf16 = use_bf16(cfg.bf16, device)
-
     plan, total_steps, every = _epoch_plan(windows, cfg, data.label2id["O"], n_proc, talk)
     opt, sched = make_optimizer(model, cfg, total_steps, device)
     ckpt_root = checkpoint.checkpoint_root(output) if output is not None else None
@@ -720,27 +757,38 @@ def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, con
 
     run = _Run(cfg, prep.budget, state, best_state, np.random.default_rng(cfg.seed), plan, update,
                dev_score if data.dev else None, due, total_steps, unwrapped, opt, sched, ckpt_root, key, main)
-    bar = tqdm(total=total_steps, initial=state.step, desc="training", unit="step",
-               disable=not cfg.progress or not main or bars_disabled(), dynamic_ncols=True)
-    t_train = time.time() - state.elapsed
-    model.train()
-    _train(run, bar, bar.write if main else (lambda _msg: None))
-    bar.close()
-    train_s = time.time() - t_train
-    accelerator.wait_for_everyone()
-    model = unwrapped
-    if run.best_state is not None:
-        model.load_state_dict(run.best_state)
-    model.eval()
-    if eval_tagger is not None:
-        _refresh_span_head(eval_tagger, model)
-    _check_finite_weights(model, state.step, cfg)
-    if not main:  # only the main process scores and saves
-        meta = ModelMeta(windows=windows.meta, case_signal=prep.case_signal, labels=prep.model_labels)
-        return TrainResult({}, None, meta, model, tokenizer, main=False)
-    return _finish(run, prep, data, eval_tagger, model, tokenizer, output, annotators,
-                   {"train_seconds": round(train_s, 1), "total_seconds": round(time.time() - t_start, 1), "bf16": bf16,
-                    "device": str(device), "processes": n_proc})
+    return Training(run, prep, data, accelerator, model, tokenizer, eval_tagger, output, annotators, bf16, t_start)
+
+
+def fit(train, dev=None, test=None, output: str | os.PathLike | None = None, config: TrainConfig | None = None,
+        scheme: str | None = None, annotators: Sequence[str] | None = None) -> TrainResult:
+    """Fine-tune ``config.model`` on ``train`` (path, documents, or a ``Datasets`` holding dev and test too); keep
+    the best dev-F1 checkpoint; save to ``output``. ``annotators`` (ids or emails) chooses whose annotations of
+    multi-annotator exports are read."""
+    from tqdm.auto import tqdm
+
+    cfg = (config or TrainConfig()).resolved()
+    t_start = time.time()
+    if output is not None:
+        check_output(output)  # before training: never find out after an hour that the output cannot be written
+        checkpoint.check_root(checkpoint.checkpoint_root(output))
+    data = load_datasets(train, dev, test, scheme, annotators)
+    training = start_training(data, cfg, output, annotators)
+    training.t_start = t_start
+    run = training.run
+    bar = tqdm(total=run.total_steps, initial=run.state.step, desc="training", unit="step",
+               disable=not cfg.progress or not training.main or bars_disabled(), dynamic_ncols=True)
+    t_train = time.time() - run.state.elapsed
+    try:
+        for p in training.steps(bar.write if training.main else (lambda _msg: None)):
+            bar.update(1)
+            if bar.total != run.total_steps:  # trained on past the plan while dev F1 climbed
+                bar.total = run.total_steps
+            if p.step % 10 == 0:
+                bar.set_postfix(loss=f"{float(p.loss.detach()):.4f}", epoch=run.state.epoch + 1)
+    finally:
+        bar.close()
+    return training.finish(time.time() - t_train)
 
 
 def _eval_tagger(prep: _Prepared, model, tokenizer, cfg: TrainConfig, device) -> WindowTagger:

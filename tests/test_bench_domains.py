@@ -172,3 +172,70 @@ def test_a_default_run_without_its_points_test_scores_is_run_again(domains):
     old = _run("nerkit", 0.6, 0.4, search={"kept": [1.0, 1.0], "points": [[1.0, 1.0, 0.6, 9.0]]})
     new = _run("nerkit", 0.6, 0.4, search={"kept": [1.0, 1.0], "points": [[1.0, 1.0, 0.6, 9.0, 0.4]]})
     assert domains._redo(old) and not domains._redo(new) and not domains._redo(_run("once", 0.6, 0.4))
+
+
+def _halving(test, kept, stopped, **kw):
+    """A default run of the search that stops points: (lr x, epochs x, dev, seconds, test, stopped at, steps,
+    planned, curve) per point."""
+    pts = [[1.0, 1.0, 0.50, 9.0, 0.30, None, 100, 100, []], [2.0, 1.0, 0.40, 2.0, None, 20, 20, 100, []],
+           [1.0, 2.0, 0.60, 9.0, 0.45, None, 200, 200, []], [2.0, 2.0, 0.30, 4.0, None, 40, 40, 200, []]]
+    assert [tuple(p[:2]) for p in pts if p[5]] == stopped
+    return _run("nerkit", 0.60, test, search={"kept": kept, "points": pts}, **kw)
+
+
+def test_an_old_default_run_is_the_four_full_trainings_and_the_new_one_runs_beside_it(domains, tmp_path):
+    pts = [[1.0, 1.0, 0.50, 9.0, 0.30], [2.0, 1.0, 0.61, 9.0, 0.40], [1.0, 2.0, 0.60, 9.0, 0.45],
+           [2.0, 2.0, 0.55, 9.0, 0.95]]
+    old = _run("nerkit", 0.61, 0.40, search={"kept": [2.0, 1.0], "points": pts})
+    (tmp_path / "runs.jsonl").write_text(json.dumps(old) + "\n")
+    done = domains.load_runs(tmp_path / "runs.jsonl")
+    assert list(done) == [domains.key({**old, "system": "search-full"})]  # the new default is not cached: runs anew
+    new = _halving(0.45, [1.0, 2.0], [(2.0, 1.0), (2.0, 2.0)], machine="m", threads=2, jobs=1, wall_s=30.0)
+    assert not domains._redo(new)  # stopped points have no test F1: nothing missing
+    once = _run("once", 0.5, 0.3, machine="m", threads=2, jobs=1, wall_s=12.0, steps=100)
+    rest = [_run("grid", 0.1, 0.1, lr_x=a, epochs_x=b) for a in (1.0, 2.0) for b in (0.5,)]
+    (row,) = domains.summarise(list(done.values()) + [new, once] + rest, ["wnut17"], ["100"])
+    assert row["nerkit"] is new and row["search-full"]["search"]["kept"] == [2.0, 1.0]
+    # the grid's points are the full trainings' (the new search's stopped points never count as grid points)
+    assert row["grid"]["lr x2, epochs x2"] == {"dev_f1": 0.55, "test_f1": 0.95}
+    md = domains.markdown([row], "note")
+    assert ("| wnut17 | 100 | 45.0 | lr x1, epochs x2 | lr x2, epochs x1 at step 20/100, lr x2, epochs x2 at step 40/200 "
+            "| 40.0 (lr x2, epochs x1) | +5.0 | 40.0 | +5.0 | 30.0 | 2.50x | 3.60x |") in md
+    assert "more than 0.5 below the four full trainings: 0 of 1; wall time 2.50x-2.50x one training" in md
+    # a one-training run made with other threads or jobs gives no ratio
+    (other,) = domains.summarise([new, {**once, "threads": 1}], ["wnut17"], ["100"])
+    assert "| 30.0 |  | 3.60x |" in domains.markdown([other], "note")
+
+
+def test_rerun_runs_a_system_again_only_where_it_was_timed_otherwise(domains):
+    args = argparse.Namespace(rerun=["once"], machine="m", threads=2, jobs=1)
+    here = _run("once", 0.5, 0.3, machine="m", threads=2, jobs=1)
+    assert not domains._elsewhere(here, args)
+    assert domains._elsewhere({**here, "jobs": 2}, args) and domains._elsewhere({**here, "machine": "h100"}, args)
+    assert not domains._elsewhere({**here, "system": "grid", "jobs": 2}, args)
+
+
+def test_the_search_replayed_on_the_dev_curves_of_four_full_runs(domains):
+    import nerkit.search
+
+    assert nerkit.search.RUNGS == (0.2, 0.4) and nerkit.search.MARGIN == 0.01
+    ten = [i / 10 for i in range(1, 11)]
+
+    def full(a, b, devs, test, epochs=10.0):
+        curve = [[round(f * epochs * b, 3), d] for f, d in zip(ten, devs)]
+        system = {"system": "once"} if (a, b) == (1.0, 1.0) else {"system": "grid", "lr_x": a, "epochs_x": b}
+        return {**_run(system.pop("system"), max(devs), test, **system), "dev_curve": curve, "epochs": epochs * b}
+
+    runs = [full(1.0, 1.0, [0.3, 0.5, 0.55, 0.585, 0.6, 0.6, 0.61, 0.61, 0.61, 0.61], 0.30),
+            full(2.0, 1.0, [0.2, 0.3, 0.35, 0.36] + [0.36] * 6, 0.20),
+            full(1.0, 2.0, [0.4, 0.52, 0.57, 0.59, 0.62, 0.64, 0.65, 0.66, 0.66, 0.66], 0.45),
+            full(2.0, 2.0, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], 0.90)]
+    found = domains.replay_search(runs)  # the same curves as tests/test_search.py's run of the search itself
+    assert found["search"]["kept"] == [1.0, 2.0] and found["test_f1"] == 0.45 and found["replayed"]
+    assert [p[5] for p in found["search"]["points"]] == [None, 0.2, None, 0.2]
+    assert found["steps_x_once"] == (1.0 + 0.2 + 2.0 + 0.2 * 2) / 1.0
+    (row,) = domains.summarise(runs, ["wnut17"], ["100"])
+    assert row["nerkit"] == found and row["search-full"]["search"]["kept"] == [2.0, 2.0]  # composed: all four out
+    assert "| lr x1, epochs x2† | lr x2, epochs x1 at 20%, lr x2, epochs x2 at 20% | 90.0 (lr x2, epochs x2) | -45.0 |" in \
+        domains.markdown([row], "note")
+    assert domains.replay_search([{k: v for k, v in r.items() if k != "dev_curve"} for r in runs]) is None

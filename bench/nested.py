@@ -416,6 +416,15 @@ def _both(d: dict | None, name: str) -> str:
     return f"{found} of {d['pairs']}" if d["pairs"] else "no pairs"
 
 
+def _label(run: dict) -> str:
+    """A run's system, with its design where it is not the system's current one (an earlier run kept in the cache)."""
+    system = run["system"]
+    if run.get("design") == DESIGNS.get(system):
+        return system
+    earlier = run.get("design") or ("tag layers" if system == "nested" else "before sparse epochs")
+    return f"{system} (earlier: {earlier})"
+
+
 def markdown(runs: list[dict], note: str, machine_line: str) -> str:
     """The report: one row per data set x system, then per-category exact and overlap F1 where overlap was scored."""
     lines = [note, "", f"Machine: {machine_line}.", "",
@@ -446,7 +455,7 @@ def markdown(runs: list[dict], note: str, machine_line: str) -> str:
         eq = _pct(r.get("int8_equals_torch")) + " %" if "int8_equals_torch" in r else ""
         over = f"{_pct(ov['f1'])} ({_pct(ov['precision'])} / {_pct(ov['recall'])})" if ov else ""
         lines.append(
-            f"| {r['ds']} | {r['system']} | {_pct(ex['f1'])} ({_pct(ex['precision'])} / {_pct(ex['recall'])}) "
+            f"| {r['ds']} | {_label(r)} | {_pct(ex['f1'])} ({_pct(ex['precision'])} / {_pct(ex['recall'])}) "
             f"| {_pct(nest['outermost']['f1'])} | {_pct(nest['inner']['f1'])} ({nest['inner']['support']}) "
             f"| {over} "
             f"| {_both(r['two_kinds'], 'exact')} | {_both(r['two_kinds'], 'overlap')} | {r['wall_s']} "

@@ -498,6 +498,34 @@ def write_report(runs: list[dict], out: Path, stem: str, note: str, machine_info
 
 # ---------------------------------------------------------------- main
 
+def speed_side_by_side(datasets: list[str], work: Path, data: Path, settings: dict, rounds: int = 3) -> list[dict]:
+    """int8 words/s of the nerkit systems' exported models of each data set, measured in one process, passes
+    alternating between the systems (best of ``rounds``): the ratio is not disturbed by what else ran when each
+    training finished."""
+    from nerkit.predict import Tagger
+
+    rows = []
+    for ds in datasets:
+        split = make_split(data, ds, work, settings)
+        texts = [r["text"] for r in read_jsonl(split / "test.jsonl")]
+        taggers = {}
+        for system in ("nested", "layers", "flat"):
+            int8 = work / "models" / ds / split.name / system / "int8"
+            if int8.is_dir():
+                taggers[system] = Tagger.load(int8, backend="onnx-int8")
+        best = {s: float("inf") for s in taggers}
+        for _ in range(rounds):
+            for system, tagger in taggers.items():
+                t0 = time.perf_counter()
+                tagger(texts)
+                best[system] = min(best[system], time.perf_counter() - t0)
+        wps = {s: round(words_of(texts) / t, 1) for s, t in best.items()}
+        rows.append({"ds": ds, "words_per_s": wps, "texts": len(texts), "words": words_of(texts),
+                     **({"nested_over_flat": round(wps["nested"] / wps["flat"], 3)} if {"nested", "flat"} <= set(wps)
+                        else {})})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("NERKIT_DATA", ROOT.parent / "shared" / "data")))
@@ -513,6 +541,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--stem", default="nested")
     ap.add_argument("--report", action="store_true", help="only write the report from the cached runs")
+    ap.add_argument("--speed", action="store_true",
+                    help="only measure the cached nerkit models' int8 words/s side by side (OUT/nested_speed.json)")
     ap.add_argument("--job", help=argparse.SUPPRESS)  # one run, in a subprocess: prints its JSON result
     args = ap.parse_args(argv)
     if args.job:
@@ -535,6 +565,15 @@ def main(argv: list[str] | None = None) -> None:
     args.machine = describe(info)
     settings = {"limit": args.limit, "dev_limit": args.dev_limit, "test_limit": args.test_limit,
                 "steps": args.steps, "seed": args.seed}
+    if args.speed:
+        os.environ.setdefault("NERKIT_THREADS", str(args.threads))
+        rows = speed_side_by_side(datasets, args.work, args.data, settings)
+        _write(args.out / "nested_speed.json", json.dumps({"machine": info, "threads": args.threads, "runs": rows},
+                                                           indent=2) + "\n")
+        for r in rows:
+            print(f"{r['ds']}: int8 words/s {r['words_per_s']}" + (f", nested / flat {r['nested_over_flat']:.2f}x"
+                                                                   if "nested_over_flat" in r else ""))
+        return
     cache = args.out / "nested_runs" / "runs.jsonl"
     cache.parent.mkdir(parents=True, exist_ok=True)
     done = load_runs(cache)

@@ -13,6 +13,8 @@ is an ordinary nerkit model directory: evaluate, export, serve, tag-corpus and t
 # loss and the step, the run (loop, scores, nerkit.json); each a short function.
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 import platform
@@ -27,7 +29,7 @@ import numpy as np
 
 from nerkit import align
 from nerkit._version import __version__
-from nerkit.budget import extension
+from nerkit.budget import MAX_EPOCHS, extension
 from nerkit.data import check_labelled, tokenize
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, load_engine, set_torch_threads, use_bf16
@@ -369,6 +371,12 @@ class _Plan:
     budget: Any
 
 
+# A distillation's derived epochs are training's rule x2.5: ADE-Corpus-V2's 3-layer student of its nested teacher
+# (dev 80.66 / test 77.72) reached dev 75.59 / test 72.28 in training's 3 epochs and dev 77.83 / test 75.58 in 8,
+# its dev F1 still climbing at both ends.
+DISTILL_EPOCHS_X = 2.5
+
+
 def _plan(teacher: Teacher, cfg: DistillConfig, data: DistillData, layers: int) -> _Plan:
     """The student (``student_from_teacher``), the windows of every text (as the teacher was trained: its context,
     its labels) and the budget derived from their size (training's rule; --epochs etc. override it)."""
@@ -388,7 +396,14 @@ def _plan(teacher: Teacher, cfg: DistillConfig, data: DistillData, layers: int) 
     max_len = min(getattr(student.config, "max_position_embeddings", 512), 512)
     windows = build_features(encoded, teacher.tokenizer, tcfg, teacher.base_labels,
                              bool(teacher.dir.meta.case_signal), max_len, span=bool(teacher.span_dim))
-    tcfg, budget = resolve_config(tcfg, data_size(docs, windows))
+    size = data_size(docs, windows)
+    tcfg, budget = resolve_config(tcfg, size)
+    if "epochs" in budget.chosen:  # derived: a student learns more slowly than a model trains (see DISTILL_EPOCHS_X)
+        epochs = round(min(MAX_EPOCHS, max(budget.epochs, budget.epochs * DISTILL_EPOCHS_X)), 2)
+        longer = dataclasses.replace(tcfg, epochs=epochs, evals_per_epoch=None,
+                                     early_stopping=cfg.early_stopping)
+        tcfg, again = resolve_config(longer, size)
+        budget = dataclasses.replace(again, chosen=tuple(dict.fromkeys(("epochs", *again.chosen))))
     return _Plan(student, kept, windows, tcfg, budget)
 
 

@@ -185,3 +185,15 @@ def test_cli_distills_with_train_and_dev_given(flat, tmp_path, capsys):
     assert meta["distill"]["temperature"] == 1.5 and meta["distill"]["alpha"] == 0.0 and meta["steps"] == 4
     assert main(["distill", str(moved), "--output", str(tmp_path / "x"), "--layers", "3"]) == 2
     assert "--layers must be from 1 to 1" in capsys.readouterr().err
+
+
+def test_derived_distillation_epochs_are_longer_than_training(flat):
+    from nerkit.budget import MAX_EPOCHS, plan_budget
+    from nerkit.distill import DISTILL_EPOCHS_X, _plan, load_data, open_teacher
+
+    cfg = DistillConfig(layers=1, progress=False)
+    teacher = open_teacher(flat["teacher"])
+    plan = _plan(teacher, cfg, load_data(teacher, cfg), 1)
+    rule = plan_budget(plan.budget.sentences, plan.budget.tokens)
+    assert plan.tcfg.epochs == round(min(MAX_EPOCHS, rule.epochs * DISTILL_EPOCHS_X), 2) > rule.epochs
+    assert "epochs" in plan.budget.chosen  # derived: training on while dev F1 climbs still applies

@@ -71,6 +71,7 @@ class SpanScorer:
         self.decoder = decoder
         self.types = list(types)
         self.weight = np.asarray(weight, dtype=np.float64)  # (types, dim + 1, dim + 1)
+        self.weight32 = self.weight.astype(np.float32)
         self.dim = self.weight.shape[1] - 1
         self.threshold = threshold
         self.max_width = max_width  # words; longer spans are not scored (a 9,490-word paragraph: not 90M pairs)
@@ -78,9 +79,9 @@ class SpanScorer:
             raise ValueError(f"span head weight of shape {self.weight.shape} for {len(self.types)} types")
 
     def _features(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        one = np.ones((len(feats), 1))
-        s = np.concatenate([gelu(feats[:, :self.dim].astype(np.float64)), one], 1)
-        e = np.concatenate([gelu(feats[:, self.dim:2 * self.dim].astype(np.float64)), one], 1)
+        one = np.ones((len(feats), 1), dtype=np.float32)
+        s = np.concatenate([gelu(feats[:, :self.dim].astype(np.float32)), one], 1)
+        e = np.concatenate([gelu(feats[:, self.dim:2 * self.dim].astype(np.float32)), one], 1)
         return s, e
 
     def probs(self, feats: np.ndarray) -> np.ndarray:
@@ -100,16 +101,21 @@ class SpanScorer:
         n = len(feats)
         width = self.max_width or n
         s, e = self._features(feats)
-        left = np.einsum("id,cde->ice", s, self.weight, optimize=True)  # (words, types, dim + 1)
+        # Matrix products, not einsum: a GENIA sentence's pairs are a few microseconds of BLAS, and einsum's path
+        # search cost more than the products (int8 words/s of a span model: 0.79x a flat model's with einsum).
+        left = np.matmul(s, self.weight32)  # (types, words, dim + 1)
+        # p >= thr exactly where the logit is >= log(thr / (1 - thr)): the sigmoid is taken of the kept pairs only
+        cut = -np.inf if thr <= 0 else float(np.log(thr / (1 - thr))) if thr < 1 else np.inf
         found = []
         for a0 in range(0, n, block):
             a1 = min(n, a0 + block)
             b1 = min(n, a1 - 1 + width)
-            logits = np.einsum("ice,je->ijc", left[a0:a1], e[a0:b1], optimize=True)
+            logits = np.matmul(left[:, a0:a1], e[a0:b1].T)  # (types, first words, last words)
             off = np.arange(a0, b1)[None, :] - np.arange(a0, a1)[:, None]  # last word - first word
-            p = _sigmoid(logits) * ((off >= 0) & (off < width))[:, :, None]
-            i, j, c = np.nonzero(p >= thr) if thr > 0 else np.nonzero(p > 0)
-            found.extend(zip((i + a0).tolist(), (j + a0 + 1).tolist(), c.tolist(), p[i, j, c].tolist()))
+            ok = (off >= 0) & (off < width) & (logits >= cut)
+            c, i, j = np.nonzero(ok)
+            p = _sigmoid(logits[c, i, j].astype(np.float64))
+            found.extend(zip((i + a0).tolist(), (j + a0 + 1).tolist(), c.tolist(), p.tolist()))
         return found
 
     def decode(self, feats: np.ndarray, tagged: Sequence[tuple[str, int, int, float]] = ()

@@ -343,7 +343,20 @@ def test_nerkit_train_reads_and_tokenizes_each_file_once(tiny_model, tmp_path, m
                                     "sha256_16": fingerprint(test)}
 
 
-def test_a_search_point_trains_the_model_a_direct_fit_of_its_settings_trains(tiny_model, tmp_path):
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One torch thread, as OMP_NUM_THREADS=1 gives: bit-for-bit comparisons between trainings need the same thread
+    count (a 2-thread and a 1-thread run sum in another order), and CI runs without OMP_NUM_THREADS."""
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_search_point_trains_the_model_a_direct_fit_of_its_settings_trains(tiny_model, tmp_path, one_thread):
     """Bit for bit: sharing the read and tokenized data across points changes nothing in what each learns."""
     import dataclasses
 
@@ -389,7 +402,7 @@ def test_a_point_whose_dev_curve_is_behind_stops_at_the_first_rung(tiny_model, t
     assert found.result.meta.steps == found.best.steps and found.result.metrics["dev"]["f1"] == found.best.dev_f1
 
 
-def test_points_side_by_side_in_threads_stop_and_keep_as_one_at_a_time(tiny_model, tmp_path, monkeypatch):
+def test_points_side_by_side_in_threads_stop_and_keep_as_one_at_a_time(tiny_model, tmp_path, monkeypatch, one_thread):
     """Two trainings at a time (one thread each) take the same decisions as one at a time, run after run."""
     import threading
 

@@ -38,12 +38,11 @@ from nerkit.evaluation import evaluate
 from nerkit.formats import as_documents, fingerprint
 from nerkit.formats.hf import HUB_PREFIX
 from nerkit.iob import unlayered_labels
-from nerkit.layers import relayered
 from nerkit.loop import LoopState, epoch_batches, eval_due, span_loss, train_while_improving
 from nerkit.modeldir import ModelDir, ModelMeta, check_output, open_model_dir
 from nerkit.spans import SPAN_ATTR, SPAN_FILE, SpanScorer, load_span_head, split_span_columns
 from nerkit.train import (EXTEND_PEAK, TrainConfig, TrainResult, bars_disabled, build_features, data_size,
-                          load_tokenizer, make_optimizer, resolve_config, save_or_rescue)
+                          inner_first, load_tokenizer, make_optimizer, resolve_config, save_or_rescue)
 from nerkit.types import Document, Sentence
 
 # Softened distributions carry the teacher's second choices (B-ORG beside B-LOC); 2.0 is the usual start for token
@@ -240,20 +239,6 @@ def _describe(paths: Sequence, docs: Sequence[Document]) -> dict:
     return d
 
 
-def _inner_first(docs: Sequence[Document]) -> list[Document]:
-    """A teacher trained with --nested-order inner holds the innermost entities on its first layer: gold likewise."""
-    out = []
-    for d in docs:
-        sents = []
-        for s in d.sentences:
-            if s.layers:
-                tags, *rest = relayered(s.all_tags(), inner_first=True)
-                s = Sentence(s.words, tags, s.doc_id, s.source, s.text, s.offsets, rest)
-            sents.append(s)
-        out.append(Document(d.id, sents))
-    return out
-
-
 def load_data(teacher: Teacher, cfg: DistillConfig) -> DistillData:
     """The labelled text (--train, else the teacher's), unlabelled text, dev (early stopping) and test, read once."""
     need_train = "" if cfg.unlabelled else "--train PATH (or distil on unlabelled text alone with --unlabelled FILES)"
@@ -265,7 +250,7 @@ def load_data(teacher: Teacher, cfg: DistillConfig) -> DistillData:
     test = _source(teacher, "test", cfg.test, "")
     labelled = [d for p in train for d in as_documents(p, cfg.scheme)]
     if teacher.tag_layers > 1 and (teacher.dir.meta.train_args or {}).get("nested_order") == "inner":
-        labelled = _inner_first(labelled)
+        labelled = inner_first(labelled)  # a teacher trained with --nested-order inner: gold likewise
     dev_docs = as_documents(dev[0], cfg.scheme) if dev else []
     test_docs = as_documents(test[0], cfg.scheme) if test else []
     check_labelled(dev_docs, "dev")

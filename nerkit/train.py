@@ -321,7 +321,7 @@ def choose_layers(nested: str, docs: Sequence[Document]) -> Layers:
     return Layers(count, reason)
 
 
-def _relayered(docs: Sequence[Document]) -> list[Document]:
+def inner_first(docs: Sequence[Document]) -> list[Document]:
     """Copies of ``docs`` whose nested sentences hold their innermost entities on the first tag layer."""
     out = []
     for d in docs:
@@ -564,7 +564,7 @@ def _prepare(cfg: TrainConfig, data: Datasets, tokenizer, talk: bool) -> _Prepar
         print(transfer.describe(), file=sys.stderr, flush=True)
     max_len = min(getattr(model.config, "max_position_embeddings", 512), 512)
     if layers.count > 1 and cfg.nested_order == "inner":  # laid anew, innermost entities on the first layer
-        encoded = align.encode_documents(_relayered(data.train), tokenizer, data.label2id, layers.count)
+        encoded = align.encode_documents(inner_first(data.train), tokenizer, data.label2id, layers.count)
     else:
         encoded = data.encoded_train(tokenizer, layers.count)
     windows = build_features(encoded, tokenizer, cfg, data.labels, case_signal, max_len, span=bool(span_dim))

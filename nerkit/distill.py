@@ -38,7 +38,7 @@ from nerkit.evaluation import evaluate
 from nerkit.formats import as_documents, fingerprint
 from nerkit.formats.hf import HUB_PREFIX
 from nerkit.iob import unlayered_labels
-from nerkit.loop import LoopState, epoch_batches, eval_due, span_loss, train_while_improving
+from nerkit.loop import LoopState, epoch_batches, eval_due, optimizer_step, span_loss, train_while_improving
 from nerkit.modeldir import ModelDir, ModelMeta, check_output, open_model_dir
 from nerkit.spans import SPAN_ATTR, SPAN_FILE, SpanScorer, load_span_head, split_span_columns
 from nerkit.train import (EXTEND_PEAK, TrainConfig, TrainResult, bars_disabled, build_features, data_size,
@@ -331,11 +331,7 @@ def make_distill_step(student, teacher: Teacher, opt, sched, windows: align.Trai
             spans = s_logits[rows][..., -2 * teacher.span_dim:]
             loss = loss + cfg.alpha * span_loss(spans, [feats[r] for r in rows], span_weight)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        finite.logical_and_(torch.isfinite(norm).to(finite.device))
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer_step(student, opt, sched, finite)
         return batch, loss
 
     update.finite = lambda: bool(finite)  # type: ignore[attr-defined]

@@ -151,17 +151,24 @@ def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindo
             mine, total = float(labelled[share].sum()), float(labelled[batch].sum())
             target = loss * (mine * n_proc / total) if mine > 0 else logits.sum() * 0.0
         accelerator.backward(target)
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        # Divergence shows as a non-finite gradient norm (the same on every process, after DDP's averaging).
-        # Kept on the device, no sync per step: the caller reads ``update.finite()`` at its log and save points.
-        finite.logical_and_(torch.isfinite(norm).to(finite.device))
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer_step(model, opt, sched, finite)
         return share, loss
 
     update.finite = lambda: bool(finite)  # type: ignore[attr-defined]
     return update
+
+
+def optimizer_step(model, opt, sched, finite) -> None:
+    """After backward: clip the gradient norm to 1, record in ``finite`` whether it was finite, step the optimizer
+    and the schedule, clear the gradients. Divergence shows as a non-finite norm (the same on every process, after
+    DDP's averaging); kept on the device, no sync per step: callers read ``finite`` at their log and save points."""
+    import torch
+
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    finite.logical_and_(torch.isfinite(norm).to(finite.device))
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
 
 
 class LinearSchedule:

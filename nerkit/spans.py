@@ -84,15 +84,6 @@ class SpanScorer:
         e = np.concatenate([gelu(feats[:, self.dim:2 * self.dim].astype(np.float32)), one], 1)
         return s, e
 
-    def probs(self, feats: np.ndarray) -> np.ndarray:
-        """(words x words x types) probabilities of span (i, j) for i <= j < i + max_width (0 elsewhere) from
-        (words x 2 dim) features: for short sentences (tests, inspection; ``candidates`` is what decoding uses)."""
-        n = len(feats)
-        out = np.zeros((n, n, len(self.types)))
-        for a, b, c, p in self.candidates(feats, 0.0):
-            out[a, b - 1, c] = p
-        return out
-
     def candidates(self, feats: np.ndarray, threshold: float | None = None,
                    block: int = 256) -> list[tuple[int, int, int, float]]:
         """Every (first word, last word + 1, type index, probability) at or over ``threshold`` (default: the

@@ -55,31 +55,18 @@ def test_span_columns_come_last_and_are_not_tags():
         split_span_columns(span_columns(3) + ["O"])
 
 
-@pytest.fixture(scope="module")
-def span_model(tmp_path_factory):
-    from test_nested import nested_jsonl
-    from tiny import make_tiny_model
-
-    from nerkit.train import TrainConfig, fit
-
-    root = tmp_path_factory.mktemp("spans")
-    base = make_tiny_model(root / "tiny")
-    train = nested_jsonl(root / "train.jsonl", n=60)
-    dev = nested_jsonl(root / "dev.jsonl", n=10, seed=1)
-    out = root / "model"
-    res = fit(train, dev=dev, test=dev, output=out,
-              config=TrainConfig(model=str(base), max_steps=60, lr=3e-3, batch_tokens=512, progress=False))
-    return {"dir": out, "base": base, "train": train, "dev": dev, "result": res}
+# The nested model of test_nested (PER inside LOC records, the default head: span): one training for both files.
+from test_nested import nested_model  # noqa: E402,F401  (a fixture)
 
 
-def test_a_span_model_saves_its_head_apart_and_finds_nested_entities(span_model):
+def test_a_span_model_saves_its_head_apart_and_finds_nested_entities(nested_model):
     from safetensors import safe_open
 
     from nerkit.evaluation import evaluate
     from nerkit.formats import load
     from nerkit.predict import Tagger
 
-    out = span_model["dir"]
+    out = nested_model["dir"]
     meta = json.loads((out / "nerkit.json").read_text())
     assert meta["nested"]["head"] == "span" and meta["nested"]["decoder"] in ("spans", "tags+spans")
     assert set(meta["nested"]["dev_f1_by_decoder"]) == {"spans", "tags+spans"}
@@ -92,18 +79,18 @@ def test_a_span_model_saves_its_head_apart_and_finds_nested_entities(span_model)
     assert tagger.span_dim > 0 and tagger.span_head.decoder == meta["nested"]["decoder"]
     ents = {(e.start, e.end, e.label) for e in tagger("mary jones city is in berlin .")}
     assert {(0, 15, "LOC"), (0, 10, "PER")} <= ents
-    rep = evaluate(tagger, load(span_model["dev"]))
-    assert rep["f1"] == pytest.approx(span_model["result"].metrics["test"]["f1"])
+    rep = evaluate(tagger, load(nested_model["dev"]))
+    assert rep["f1"] == pytest.approx(nested_model["result"].metrics["test"]["f1"])
     assert rep["nested"]["inner"]["recall"] > 0.5
 
 
-def test_the_layers_head_has_no_span_head(span_model, tmp_path):
+def test_the_layers_head_has_no_span_head(nested_model, tmp_path):
     from nerkit.predict import Tagger
     from nerkit.train import TrainConfig, fit
 
     out = tmp_path / "layers"
-    fit(span_model["train"], dev=span_model["dev"], output=out,
-        config=TrainConfig(model=str(span_model["base"]), max_steps=20, lr=3e-3, batch_tokens=512, progress=False,
+    fit(nested_model["train"], dev=nested_model["dev"], output=out,
+        config=TrainConfig(model=str(nested_model["base"]), max_steps=20, lr=3e-3, batch_tokens=512, progress=False,
                            nested_head="layers"))
     assert not (out / "span_head.safetensors").exists()
     assert Tagger.load(out).span_dim == 0 and Tagger.load(out).layers == 2
@@ -111,30 +98,30 @@ def test_the_layers_head_has_no_span_head(span_model, tmp_path):
         TrainConfig(nested_head="biaffine").check()
 
 
-def test_a_span_model_without_its_head_file_is_refused_clearly(span_model, tmp_path):
+def test_a_span_model_without_its_head_file_is_refused_clearly(nested_model, tmp_path):
     import shutil
 
     from nerkit.predict import Tagger
 
     broken = tmp_path / "broken"
-    shutil.copytree(span_model["dir"], broken)
+    shutil.copytree(nested_model["dir"], broken)
     (broken / "span_head.safetensors").unlink()
     with pytest.raises(NerkitError, match="span_head.safetensors"):
         Tagger.load(broken)
 
 
-def test_span_targets_cover_every_layer_and_pairs_stay_in_their_sentence(span_model):
+def test_span_targets_cover_every_layer_and_pairs_stay_in_their_sentence(nested_model):
     import torch
 
     from nerkit import align
     from nerkit.loop import span_loss
     from nerkit.train import TrainConfig, build_features, load_datasets, load_tokenizer
 
-    data = load_datasets(span_model["train"])
-    tok = load_tokenizer(str(span_model["base"]))
+    data = load_datasets(nested_model["train"])
+    tok = load_tokenizer(str(nested_model["base"]))
     labels = data.labels
     enc = align.encode_documents(data.train[:3], tok, data.label2id, layers=2)
-    cfg = TrainConfig(model=str(span_model["base"])).resolved()
+    cfg = TrainConfig(model=str(nested_model["base"])).resolved()
     wins = build_features(enc, tok, cfg, labels, False, 128, span=True)
     f = wins.features[0]
     per_sentence = {}
@@ -165,7 +152,7 @@ def test_candidates_scored_in_blocks_equal_the_full_matrix_and_stop_at_the_wides
     assert one(got) == one(x for x in full.candidates(feats, 0.0) if x[1] - x[0] <= 3)
 
 
-def test_tag_corpus_fingerprint_covers_the_span_head(span_model, tmp_path):
+def test_tag_corpus_fingerprint_covers_the_span_head(nested_model, tmp_path):
     import shutil
 
     from safetensors.numpy import load_file, save_file
@@ -173,9 +160,9 @@ def test_tag_corpus_fingerprint_covers_the_span_head(span_model, tmp_path):
     from nerkit.tagcorpus import model_fingerprint
 
     copy = tmp_path / "copy"
-    shutil.copytree(span_model["dir"], copy)
+    shutil.copytree(nested_model["dir"], copy)
     before = model_fingerprint(copy, "torch")
-    assert before == model_fingerprint(span_model["dir"], "torch")
+    assert before == model_fingerprint(nested_model["dir"], "torch")
     head = load_file(str(copy / "span_head.safetensors"))
     from safetensors import safe_open
 

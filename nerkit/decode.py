@@ -14,7 +14,7 @@ import numpy as np
 from nerkit import align
 from nerkit.iob import allowed_transitions, best_path, unlayered_labels
 from nerkit.scheme import chunks
-from nerkit.spans import SpanScorer, split_span_columns
+from nerkit.spans import SpanScorer, span_layout
 from nerkit.layers import assign_layers
 from nerkit.types import Document, Span
 
@@ -50,12 +50,13 @@ class WindowTagger:
         self.tokenizer = tokenizer
         # A nested model's head holds several tag layers (``iob.layered_labels``), decoded one by one, and may end
         # in a span head's feature columns (``spans``), which then decide the entities.
-        tags, self.span_dim = split_span_columns(labels)
+        tags, self.span_dim, pooled = span_layout(labels)
+        self.span_cols = len(labels) - len(tags)  # the columns after the tags, which the span head reads
         self.labels, self.layers = unlayered_labels(tags)
         self.span_head = span_head
-        if self.span_dim and (span_head is None or span_head.dim != self.span_dim):
-            raise ValueError(f"the model's head has span features of width {self.span_dim} but "
-                             f"{'no span head' if span_head is None else f'a span head of width {span_head.dim}'}")
+        if self.span_dim and (span_head is None or span_head.columns != self.span_cols):
+            raise ValueError(f"the model's head has {self.span_cols} span-feature columns but "
+                             f"{'no span head' if span_head is None else f'a span head reading {span_head.columns}'}")
         self.label2id = {t: i for i, t in enumerate(self.labels)}
         cfg = windows or {}
         self.max_tokens = int(cfg.get("max_tokens", 256))
@@ -90,7 +91,7 @@ class WindowTagger:
                  for w in windows]
         n_tags = self.layers * len(self.labels)
         # A span model's words keep their tag log-probabilities flat, then their span features (``tag_part``).
-        shape = ((n_tags + 2 * self.span_dim,) if self.span_dim else
+        shape = ((n_tags + self.span_cols,) if self.span_dim else
                  (len(self.labels),) if self.layers == 1 else (self.layers, len(self.labels)))
         out = [np.empty((len(e.pieces), *shape)) for e in encoded]
         lengths = [len(f.input_ids) for f in feats]

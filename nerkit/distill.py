@@ -96,7 +96,7 @@ class Teacher:
     tokenizer: Any
     base_labels: list[str]  # one tag layer's labels (IOB2)
     tag_layers: int
-    span_dim: int  # span-feature columns per side (0: no span head)
+    span_cols: int  # span-feature columns after the tags (0: no span head)
     span_head: SpanScorer | None
     encoder_layers: int
 
@@ -113,6 +113,7 @@ def open_teacher(path: str | os.PathLike) -> Teacher:
         raise NerkitError(f"{path}: not a model nerkit trained (its nerkit.json names no nerkit_version); distil a "
                           "directory that `nerkit train` wrote")
     tags, span_dim = split_span_columns(model_dir.labels)
+    span_cols = len(model_dir.labels) - len(tags)
     base, layers = unlayered_labels(tags)
     net = load_engine(model_dir, "torch", bf16="off").model
     n = getattr(net.config, "num_hidden_layers", None)
@@ -120,7 +121,7 @@ def open_teacher(path: str | os.PathLike) -> Teacher:
         raise NerkitError(f"{path}: a {net.config.model_type} network without numbered encoder layers cannot be "
                           "distilled")
     span = load_span_head(model_dir.path / SPAN_FILE) if span_dim else None
-    return Teacher(model_dir, net.eval(), load_tokenizer(str(model_dir.path)), base, layers, span_dim, span, n)
+    return Teacher(model_dir, net.eval(), load_tokenizer(str(model_dir.path)), base, layers, span_cols, span, n)
 
 
 def default_layers(teacher_layers: int) -> int:
@@ -275,7 +276,7 @@ def load_data(teacher: Teacher, cfg: DistillConfig) -> DistillData:
 # ---------------------------------------------------------------- the loss and the step
 
 
-def distill_loss(student, teacher, labels, where, layers: int, span_dim: int, temperature: float, alpha: float):
+def distill_loss(student, teacher, labels, where, layers: int, span_cols: int, temperature: float, alpha: float):
     """The student's loss on one batch: (batch x tokens x columns) logits of both networks, gold ``labels`` (batch x
     tokens [x layers], -100 where unknown) and ``where`` (batch x tokens: the target words' first pieces, the places
     inference reads). KL(teacher || student) of the tag distributions at ``temperature`` (x T^2, so its gradients keep
@@ -284,7 +285,7 @@ def distill_loss(student, teacher, labels, where, layers: int, span_dim: int, te
     import torch.nn.functional as F
 
     s, t = student[where].float(), teacher[where].float()
-    n_tags = s.shape[-1] - 2 * span_dim
+    n_tags = s.shape[-1] - span_cols
     classes = n_tags // layers
     st, tt = s[:, :n_tags].reshape(-1, layers, classes), t[:, :n_tags].reshape(-1, layers, classes)
     kl = F.kl_div(F.log_softmax(st / temperature, -1), F.log_softmax(tt / temperature, -1), reduction="none",
@@ -295,7 +296,7 @@ def distill_loss(student, teacher, labels, where, layers: int, span_dim: int, te
     if alpha > 0 and bool(known.any()):
         ce = F.cross_entropy(st.reshape(-1, classes), gold.reshape(-1).clamp(min=0), reduction="none")
         loss = loss + alpha * (ce * known.reshape(-1)).sum() / known.sum() * layers
-    if span_dim:
+    if span_cols:
         loss = loss + F.mse_loss(s[:, n_tags:], t[:, n_tags:])
     return loss
 
@@ -325,10 +326,10 @@ def make_distill_step(student, teacher: Teacher, opt, sched, windows: align.Trai
                 t_logits = teacher.model(**inputs).logits
             s_logits = student(**inputs).logits
         loss = distill_loss(s_logits, t_logits, labels, torch.from_numpy(where).to(device), teacher.tag_layers,
-                            teacher.span_dim, cfg.temperature, cfg.alpha)
+                            teacher.span_cols, cfg.temperature, cfg.alpha)
         rows = [r for r, i in enumerate(batch) if labelled[i]]
         if span_weight is not None and cfg.alpha > 0 and rows:
-            spans = s_logits[rows][..., -2 * teacher.span_dim:]
+            spans = s_logits[rows][..., -teacher.span_cols:]
             loss = loss + cfg.alpha * span_loss(spans, [feats[r] for r in rows], span_weight)
         loss.backward()
         optimizer_step(student, opt, sched, finite)
@@ -376,7 +377,7 @@ def _plan(teacher: Teacher, cfg: DistillConfig, data: DistillData, layers: int) 
     encoded = align.encode_documents(docs, teacher.tokenizer, label2id, teacher.tag_layers)
     max_len = min(getattr(student.config, "max_position_embeddings", 512), 512)
     windows = build_features(encoded, teacher.tokenizer, tcfg, teacher.base_labels,
-                             bool(teacher.dir.meta.case_signal), max_len, span=bool(teacher.span_dim))
+                             bool(teacher.dir.meta.case_signal), max_len, span=bool(teacher.span_cols))
     size = data_size(docs, windows)
     tcfg, budget = resolve_config(tcfg, size)
     if "epochs" in budget.chosen:  # derived: a student learns more slowly than a model trains (see DISTILL_EPOCHS_X)
@@ -478,7 +479,7 @@ def _meta(teacher: Teacher, cfg: DistillConfig, plan: _Plan, data: DistillData, 
         "layers": len(plan.kept), "kept_layers": plan.kept, "temperature": cfg.temperature, "alpha": cfg.alpha,
         "labelled_sentences": sum(len(d.sentences) for d in data.labelled), "unlabelled_texts": len(data.unlabelled),
         "windows": len(plan.windows.features),
-        **({"span_head": "the teacher's, frozen"} if teacher.span_dim else {})}
+        **({"span_head": "the teacher's, frozen"} if teacher.span_cols else {})}
     if tm.extra.get("nested"):
         meta.extra["nested"] = {k: v for k, v in tm.extra["nested"].items() if k != "dev_f1_by_decoder"}
     return meta
@@ -568,7 +569,7 @@ def _finish(t: Teacher, cfg: DistillConfig, plan: _Plan, data: DistillData, stat
               flush=True)
     meta = _meta(t, cfg, plan, data, state, metrics, record)
     student = student.to("cpu")
-    if t.span_dim:
+    if t.span_cols:
         _attach_span_head(student, t)
     out_dir = save_or_rescue(student, t.tokenizer, meta, output)
     return TrainResult(metrics, out_dir, meta, student, t.tokenizer)

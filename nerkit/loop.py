@@ -78,10 +78,14 @@ def add_span_head(model, types: int, dim: int, prior: float) -> None:
 
 def span_loss(feats, windows: Sequence[align.Feature], weight):
     """Binary cross-entropy of every (first word, last word) pair of each sentence and every type against the gold
-    spans, summed, per target word: (batch x tokens x 2 dim) span-feature columns in."""
+    spans, summed, per target word: (batch x tokens x 2 dim [+ types]) span-feature columns in (the last ``types``
+    ones, where present, the words' votes, averaged over each span: ``spans`` module)."""
     import torch
 
     dim = weight.shape[1] - 1
+    pooled = feats.shape[-1] - 2 * dim
+    if pooled not in (0, weight.shape[0]):
+        raise ValueError(f"{feats.shape[-1]} span-feature columns for a head of width {dim} and {weight.shape[0]} types")
     n = max(len(f.word_positions) for f in windows)
     idx = torch.zeros(len(windows), n, dtype=torch.long)
     sent = torch.full((len(windows), n), -1, dtype=torch.long)
@@ -97,6 +101,11 @@ def span_loss(feats, windows: Sequence[align.Feature], weight):
     s = torch.cat([torch.nn.functional.gelu(x[..., :dim], approximate="tanh"), one], -1)
     e = torch.cat([torch.nn.functional.gelu(x[..., dim:2 * dim], approximate="tanh"), one], -1)
     logits = torch.einsum("bid,cde,bje->bijc", s, weight, e)
+    if pooled:  # + the mean vote of the words i..j, from prefix sums (pairs across sentences are masked below)
+        votes = torch.cat([torch.zeros_like(x[:, :1, 2 * dim:]), x[..., 2 * dim:].cumsum(1)], 1)
+        inside = votes[:, None, 1:, :] - votes[:, :-1, None, :]  # (batch, first, last, types)
+        width = (torch.arange(n, device=x.device)[None, :] - torch.arange(n, device=x.device)[:, None] + 1)
+        logits = logits + inside / width.clamp(min=1)[None, :, :, None]
     sent = sent.to(x.device)
     mask = (sent[:, :, None] == sent[:, None, :]) & (sent[:, :, None] >= 0)
     mask &= torch.ones(n, n, dtype=torch.bool, device=x.device).triu()
@@ -105,12 +114,12 @@ def span_loss(feats, windows: Sequence[align.Feature], weight):
 
 
 def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindows, pad_id: int, class_weights,
-                    bf16: bool, inner_weight: float = 1.0, span_dim: int = 0
+                    bf16: bool, inner_weight: float = 1.0, span_cols: int = 0
                     ) -> Callable[[list[int]], tuple[list[int], Any]]:
     """The function that trains one optimizer step on a global batch: this process's share forward and backward
     (gradients averaged over processes by DDP), clipping, optimizer and scheduler step. It returns (share, loss);
     a nested model's entity tags on layers below the first weigh ``inner_weight`` in its loss (they are sparse);
-    with ``span_dim``, the head's last 2 x span_dim columns feed the span head (``span_loss``, added);
+    with ``span_cols``, the head's last span_cols columns feed the span head (``span_loss``, added);
     ``update.finite()`` says whether every step so far had a finite gradient norm (False: training diverged)."""
     import torch
 
@@ -119,7 +128,7 @@ def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindo
                                         ignore_index=align.IGNORE)
     labelled = windows.labelled(None if class_weights is None else class_weights.numpy()) if n_proc > 1 else None
     finite = torch.ones((), dtype=torch.bool, device=device)  # no non-finite gradient norm so far
-    span_weight = getattr(accelerator.unwrap_model(model), SPAN_ATTR).weight if span_dim else None
+    span_weight = getattr(accelerator.unwrap_model(model), SPAN_ATTR).weight if span_cols else None
 
     def update(batch: list[int]) -> tuple[list[int], Any]:
         share = rank_share(batch, rank, n_proc)
@@ -129,8 +138,8 @@ def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindo
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**inputs).logits
         feats = None
-        if span_dim:
-            logits, feats = logits[..., :-2 * span_dim], logits[..., -2 * span_dim:]
+        if span_cols:
+            logits, feats = logits[..., :-span_cols], logits[..., -span_cols:]
         # A nested model scores every tag layer with the same classes: (batch, tokens, layers x classes) logits.
         classes = logits.shape[-1] // (labels_t.shape[-1] if labels_t.dim() == 3 else 1)
         if labels_t.dim() == 3 and inner_weight != 1.0:

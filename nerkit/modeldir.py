@@ -21,7 +21,7 @@ from nerkit.errors import NerkitError
 from nerkit.iob import unlayered_labels
 from nerkit.files import atomic_write_text, follow_umask
 from nerkit.hf_pipeline import PIPELINE_FILES, add_hf_pipeline
-from nerkit.spans import SPAN_ATTR, SPAN_FILE, entity_types, split_span_columns
+from nerkit.spans import SPAN_ATTR, SPAN_FILE, entity_types, span_layout, split_span_columns
 
 log = logging.getLogger("nerkit.modeldir")
 
@@ -262,6 +262,10 @@ def _save_span_head(weight, meta: ModelMeta, path: Path) -> None:
     info = {"types": json.dumps(types), "decoder": str(nested.get("decoder", "spans"))}
     if nested.get("max_width"):
         info["max_width"] = str(int(nested["max_width"]))
+    if span_layout(meta.labels or [])[2]:
+        info["pooled"] = "mean"
+    if nested.get("thresholds"):
+        info["thresholds"] = json.dumps(nested["thresholds"])
     save_file({"weight": weight.detach().float().cpu().contiguous()}, str(path), metadata=info)
 
 

@@ -106,7 +106,7 @@ def test_report_has_a_row_per_run_the_machine_and_per_category_tables(nested, tm
                  conversion={"train": {"spans": 10, "kept": 9, "unaligned": 1, "expanded": 4}},
                  suggester={"spans": 8, "proposable": 1, "sizes": [1, 2, 3]}),
             _run("genia-small", "flat", 0.5, design="sparse-epochs", int8_equals_torch=0.99, nerkit_test={"f1": 0.51}, layers=1),
-            _run("genia-small", "nested", 0.6, design="span-head", int8_equals_torch=1.0, onnx_equals_torch=1.0, nerkit_test={"f1": 0.61}, layers=2,
+            _run("genia-small", "nested", 0.6, design=nested.DESIGNS["nested"], int8_equals_torch=1.0, onnx_equals_torch=1.0, nerkit_test={"f1": 0.61}, layers=2,
                  two_kinds={"pairs": 0, "found_both": 0}, decoder="tags+spans"),
             {"ds": "ade", "system": "nested", "error": "boom"}]
     nested.write_report(runs, tmp_path, "nested", "a note", {"cpu": "X"}, "X, 2 cores")
@@ -119,7 +119,8 @@ def test_report_has_a_row_per_run_the_machine_and_per_category_tables(nested, tm
     assert "fp32 ONNX = torch 100.0 %; 2 tag layers; nerkit.json test F1 61.0" in rows[0] and "1 tag layer;" in rows[1]
     assert "span head, decoder tags+spans; inner recall 0.0 %" in rows[0] and "decoder" not in rows[1]
     assert nested._label({"system": "nested"}) == "nested (earlier: tag layers)"  # a cached run of the old design
-    assert nested._label({"system": "nested", "design": "span-head"}) == "nested"
+    assert nested._label({"system": "nested", "design": nested.DESIGNS["nested"]}) == "nested"
+    assert nested._label({"system": "nested", "design": "span-head"}) == "nested (earlier: span-head)"
     assert "| no pairs |  |" in rows[0]  # no gold pair to find; no overlap scored on GENIA
     assert "68.6 (80.0 / 60.0)" in rows[2] and "| 0 of 3 | 2 of 3 |" in rows[2]
     assert "unaligned 1" in rows[2] and "suggester sizes 1-3 reach 1 of 8 test spans" in rows[2]

@@ -112,18 +112,18 @@ def test_distill_loss_is_zero_on_the_teacher_and_adds_gold_where_labelled():
     import torch
 
     torch.manual_seed(0)
-    teacher = torch.randn(2, 5, 2 * 3 + 2 * 4)  # 2 tag layers of 3 classes, span features of width 4
+    teacher = torch.randn(2, 5, 2 * 3 + 2 * 4)  # 2 tag layers of 3 classes, 8 span-feature columns
     where = torch.zeros(2, 5, dtype=torch.bool)
     where[:, 1:4] = True
     unlabelled = torch.full((2, 5, 2), -100)
-    assert float(distill_loss(teacher, teacher, unlabelled, where, 2, 4, 2.0, 0.5)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distill_loss(teacher, teacher, unlabelled, where, 2, 8, 2.0, 0.5)) == pytest.approx(0.0, abs=1e-6)
     student = teacher + torch.randn_like(teacher)
-    soft = float(distill_loss(student, teacher, unlabelled, where, 2, 4, 2.0, 0.5))
+    soft = float(distill_loss(student, teacher, unlabelled, where, 2, 8, 2.0, 0.5))
     assert soft > 0
     gold = unlabelled.clone()
     gold[0, 1] = torch.tensor([1, 0])
-    assert float(distill_loss(student, teacher, gold, where, 2, 4, 2.0, 0.5)) > soft
-    assert float(distill_loss(student, teacher, gold, where, 2, 4, 2.0, 0.0)) == pytest.approx(soft)
+    assert float(distill_loss(student, teacher, gold, where, 2, 8, 2.0, 0.5)) > soft
+    assert float(distill_loss(student, teacher, gold, where, 2, 8, 2.0, 0.0)) == pytest.approx(soft)
 
 
 def test_nested_teacher_gives_a_student_with_its_span_head_and_nested_entities(tmp_path):

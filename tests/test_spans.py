@@ -45,6 +45,29 @@ def test_tags_plus_spans_keeps_the_tagged_entities_and_adds_only_what_lies_insid
         SpanScorer(TYPES, np.zeros((2, 3, 3)), decoder="vote")
 
 
+def test_per_type_thresholds_keep_a_rare_type_at_a_lower_probability_and_survive_saving(tmp_path):
+    from safetensors.numpy import save_file
+
+    from nerkit.spans import load_span_head
+
+    scorer, feats = scorer_for({("LOC", 0, 2): 0.35, ("PER", 3, 5): 0.35}, 6)
+    assert scorer.decode(feats) == []
+    scorer.thresholds = {"PER": 0.3}
+    assert [(t, a, b) for t, a, b, _ in scorer.decode(feats)] == [("PER", 3, 5)]
+    with scorer.remembering(0.1):  # candidates scored once, filtered by the thresholds of the moment
+        assert [e[0] for e in scorer.decode(feats)] == ["PER"]
+        scorer.thresholds = {"LOC": 0.3, "PER": 0.3}
+        assert [e[0] for e in scorer.decode(feats)] == ["LOC", "PER"]
+    path = tmp_path / "span_head.safetensors"
+    save_file({"weight": scorer.weight}, str(path), metadata={"types": json.dumps(TYPES),
+                                                              "thresholds": json.dumps({"PER": 0.3})})
+    assert load_span_head(path).thresholds == {"PER": 0.3}
+    save_file({"weight": scorer.weight}, str(path), metadata={"types": json.dumps(TYPES),
+                                                              "thresholds": json.dumps({"ORG": 0.3})})
+    with pytest.raises(ValueError, match="thresholds"):
+        load_span_head(path)
+
+
 def test_span_columns_come_last_and_are_not_tags():
     from nerkit.iob import layered_labels, unlayered_labels
 
@@ -53,6 +76,79 @@ def test_span_columns_come_last_and_are_not_tags():
     assert unlayered_labels(labels) == (["O", "B-PER", "I-PER"], 2)
     with pytest.raises(ValueError, match="last"):
         split_span_columns(span_columns(3) + ["O"])
+
+
+def test_pooled_columns_come_after_the_edge_features():
+    from nerkit.spans import span_layout
+
+    labels = ["O", "B-PER", "I-PER"] + span_columns(3, 1)
+    assert span_layout(labels) == (labels[:3], 3, 1) and split_span_columns(labels) == (labels[:3], 3)
+    with pytest.raises(ValueError, match="last"):
+        span_layout(["O"] + span_columns(0, 2))  # votes without edge features
+    with pytest.raises(ValueError, match="last"):
+        span_layout(["O"] + span_columns(3, 1)[-1:] + span_columns(3))
+
+
+def _pair_logits(weight, feats, dim, pooled):
+    """Every pair's logit the slow way: the biaffine of the edge words plus the mean vote of the words inside."""
+    from nerkit.spans import gelu
+
+    n, types = len(feats), weight.shape[0]
+    out = np.full((types, n, n), -np.inf)
+    for c in range(types):
+        for i in range(n):
+            for j in range(i, n):
+                s = np.append(gelu(feats[i, :dim]), 1.0)
+                e = np.append(gelu(feats[j, dim:2 * dim]), 1.0)
+                out[c, i, j] = s @ weight[c] @ e + (feats[i:j + 1, 2 * dim + c].mean() if pooled else 0.0)
+    return out
+
+
+def test_a_pooled_head_adds_the_mean_vote_of_the_words_inside_the_span():
+    rng = np.random.default_rng(1)
+    n, dim = 17, 4
+    weight = rng.normal(size=(2, dim + 1, dim + 1))
+    feats = rng.normal(size=(n, 2 * dim + 2)) * 2
+    pooled = SpanScorer(TYPES, weight, pooled=True)
+    slow = _pair_logits(weight, feats, dim, True)
+    got = {(a, b - 1, c): p for a, b, c, p in pooled.candidates(feats, 0.0, block=5)}
+    assert len(got) == 2 * n * (n + 1) // 2
+    for (a, j, c), p in got.items():
+        assert p == pytest.approx(1 / (1 + np.exp(-slow[c, a, j])), abs=1e-5)
+    # the votes decide: the same edges without them score otherwise, and a head reads its own columns only
+    plain = SpanScorer(TYPES, weight)
+    assert plain.candidates(feats[:, :2 * dim], 0.0) != pooled.candidates(feats, 0.0)
+    with pytest.raises(ValueError, match="columns"):
+        plain.candidates(feats, 0.0)
+
+
+def test_the_training_loss_scores_pairs_as_inference_does():
+    import torch
+
+    from nerkit.align import Feature
+    from nerkit.loop import span_loss
+
+    rng = np.random.default_rng(2)
+    n, dim, types = 6, 3, 2
+    weight = rng.normal(size=(types, dim + 1, dim + 1))
+    feats = rng.normal(size=(n, 2 * dim + types))
+    # one window: word positions 1..6 (0 is [CLS]), two sentences (3 words each), gold (0, 2) of type 1
+    f = Feature(input_ids=[0] * (n + 2), token_type_ids=[0] * (n + 2), labels=[-100] * (n + 2),
+                word_positions=list(range(1, n + 1)),
+                spans=[(0, 2, 1)], sentence_ids=[0, 0, 0, 1, 1, 1])
+    x = torch.zeros(1, n + 2, 2 * dim + types)
+    x[0, 1:n + 1] = torch.tensor(feats, dtype=torch.float32)
+    got = float(span_loss(x, [f], torch.tensor(weight, dtype=torch.float32)))
+    slow = _pair_logits(weight, feats, dim, True)
+    want = 0.0
+    for c in range(types):
+        for i in range(n):
+            for j in range(i, n):
+                if (i < 3) == (j < 3):  # pairs within a sentence only
+                    y = float((i, j + 1, c) == (0, 2, 1))
+                    want += float(torch.nn.functional.binary_cross_entropy_with_logits(
+                        torch.tensor(slow[c, i, j]), torch.tensor(y)))
+    assert got == pytest.approx(want / n, rel=1e-4)
 
 
 # The nested model of test_nested (PER inside LOC records, the default head: span): one training for both files.
@@ -70,13 +166,17 @@ def test_a_span_model_saves_its_head_apart_and_finds_nested_entities(nested_mode
     meta = json.loads((out / "nerkit.json").read_text())
     assert meta["nested"]["head"] == "span" and meta["nested"]["decoder"] in ("spans", "tags+spans")
     assert set(meta["nested"]["dev_f1_by_decoder"]) == {"spans", "tags+spans"}
+    # per-type thresholds are chosen on dev after the decoder: never worse than the decoder alone
+    assert meta["metrics"]["dev"]["f1"] * 100 >= max(meta["nested"]["dev_f1_by_decoder"].values()) - 1e-9
     with safe_open(str(out / "model.safetensors"), framework="numpy") as f:
         assert not [k for k in f.keys() if "span" in k]  # transformers loads the file without unexpected weights
     with safe_open(str(out / "span_head.safetensors"), framework="numpy") as f:
         assert json.loads(f.metadata()["types"]) == TYPES and f.get_tensor("weight").shape[0] == 2
-        assert f.metadata()["decoder"] == meta["nested"]["decoder"]
+        assert f.metadata()["decoder"] == meta["nested"]["decoder"] and f.metadata()["pooled"] == "mean"
+        assert json.loads(f.metadata().get("thresholds", "{}")) == meta["nested"].get("thresholds", {})
     tagger = Tagger.load(out, backend="torch", bf16="off")
-    assert tagger.span_dim > 0 and tagger.span_head.decoder == meta["nested"]["decoder"]
+    assert tagger.span_dim > 0 and tagger.span_head.decoder == meta["nested"]["decoder"] and tagger.span_head.pooled
+    assert tagger.span_cols == 2 * tagger.span_dim + len(TYPES)
     ents = {(e.start, e.end, e.label) for e in tagger("mary jones city is in berlin .")}
     assert {(0, 15, "LOC"), (0, 10, "PER")} <= ents
     rep = evaluate(tagger, load(nested_model["dev"]))

@@ -143,6 +143,7 @@ def test_training_goes_on_only_while_dev_f1_still_climbs_steeply():
     h = lambda *f1: [{"dev_f1": x} for x in f1]  # noqa: E731
     assert extension(h(0.013, 0.109), planned=100, steps=100) == 50  # tos-clauses' plan: 1.3 -> 10.9
     assert extension(h(0.9049, 0.9340), planned=264, steps=264) == 0  # CoNLL-2003 full: its tuned plan is kept
+    assert extension(h(0.076, 0.239, 0.50, 0.543), planned=296, steps=588) == 148  # tos-clauses, 4.3 points up
     assert extension(h(0.5, 0.6, 0.55), planned=100, steps=100) == 0  # the last evaluation not the best
     assert extension(h(0.6),  planned=100, steps=100) == 0  # one evaluation: no curve to read
     assert extension(h(0.0, 0.0), planned=100, steps=100) == 0

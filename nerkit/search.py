@@ -7,8 +7,8 @@ rule was within 1.0 test F1 of the best of a 6-point grid in 11, and no other gr
 In all 17 cells that best point was one of these four, so the search starts four trainings and, chosen on your dev
 set only, gets what tuning would. Trained to their ends the four cost about 5x one training (two run twice as long);
 here they take turns instead (successive halving): each runs to a rung, a fixed fraction of its own planned steps
-(``RUNGS``), where the half behind on dev F1 so far stops unless within ``MARGIN`` of the best; the others train to
-their ends and the dev-best of them is kept. On a CPU with several cores the trainings run side by side in threads,
+(``RUNGS``), where the half behind on dev F1 so far stops unless within ``MARGIN`` of the best (at the last rung:
+the best alone goes on); the others train to their ends and the dev-best of them is kept. On a CPU with several cores the trainings run side by side in threads,
 one core each (``cores_for``), and the last one left gets them all. ``decide`` says when the default searches: up
 to 1,000 sentences (``budget.SEARCH_SENTENCES``), a dev set, learning rate and epochs left to the rule;
 ``--search`` / ``--no-search`` force it either way.
@@ -44,12 +44,14 @@ EPOCHS_X = (1.0, 2.0)
 # of each of the 9 CPU benchmark cells (docs/domains.md) was 0.0-8.4 dev F1 below its end (median 1.2), past 40 %
 # 0.0-0.65 (median 0.2): the first rung keeps the top half, the second the best, each with any point within MARGIN.
 # Four full trainings cost 6 x one plan's steps; stopped at the rungs they cost 6 x 0.2, then at most 4 x 0.2, then
-# the rest of the one point left, 0.6 or 1.2: 2.2-3.2 x one plan, more where points within MARGIN go on, less where
-# early stopping ends one sooner (tsa-md at 100 sentences: 2.8 x one training's steps, two x1 points to their ends).
+# the rest of the one point left, 0.6 or 1.2: 2.2-3.2 x one plan, more where points tie at the last rung, less where
+# early stopping ends one sooner.
 RUNGS = (0.2, 0.4)
 # A point within this dev F1 of the best goes on even outside the top half: one training seed moves dev F1 by
 # 0.5-1.5 points at 100-300 sentences (docs/domains.md, seed table), so a gap below 1.0 is no evidence yet; and past
-# 40 % the kept points above still gained up to 0.65.
+# 40 % the kept points above still gained up to 0.65. At the last rung the margin is 0: two points within 1.0 there
+# are as good as each other in expectation (dev at their ends would pick between them by the same noise), and
+# training both to their ends had cost tsa-md at 100 sentences 2.86x one training's wall time.
 MARGIN = 0.01
 # After the last rung the points left train side by side in rounds of this share of the shortest plan: a point that
 # ends (x1 epochs beside x2, or early stopping) hands its core to the others from the next round on. Every round ends
@@ -311,7 +313,7 @@ class _Race:
     def rung(self, fraction: float) -> None:
         """Stop the points behind at this rung (``survivors``); those trained to their end still count."""
         race = [p for p in self.points if p.status in ("running", "done")]
-        keep = survivors([p.best for p in race])
+        keep = survivors([p.best for p in race], MARGIN if fraction < RUNGS[-1] else 0.0)
         for p, go_on in zip(race, keep):
             if not go_on and p.status == "running":
                 p.close("stopped")

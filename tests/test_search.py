@@ -108,15 +108,16 @@ def test_points_behind_at_a_rung_stop_there_and_the_dev_best_of_those_completed_
     # At 20 % (steps 20 and 40): the top half goes on; the other two are more than 1.0 behind and stop there.
     assert by[(2.0, 1.0)].stopped_at == 20 and by[(2.0, 2.0)].stopped_at == 40
     assert trained[(2.0, 1.0)] == 20 and trained[(2.0, 2.0)] == 40
-    # At 40 % (steps 40 and 80): x1 has 0.585, x1/epochs x2 0.59: within 1.0, so both train to their ends.
-    assert by[(1.0, 1.0)].stopped_at is None and by[(1.0, 2.0)].stopped_at is None
-    assert res.best is by[(1.0, 2.0)] and res.best.dev_f1 == 0.66  # the dev-best of the two completed
-    assert [p.dev_f1 for p in res.points] == [0.61, 0.30, 0.66, 0.20]  # stopped: their best so far
-    assert sum(trained.values()) == 100 + 20 + 200 + 40 < 600  # four full runs: 600 steps
+    # At 40 % (steps 40 and 80), the last rung: x1 has 0.585, x1/epochs x2 0.59: the best alone goes on.
+    assert by[(1.0, 1.0)].stopped_at == 40 and by[(1.0, 2.0)].stopped_at is None
+    assert res.best is by[(1.0, 2.0)] and res.best.dev_f1 == 0.66  # the one trained to its end
+    assert [p.dev_f1 for p in res.points] == [0.585, 0.30, 0.66, 0.20]  # stopped: their best so far
+    assert sum(trained.values()) == 40 + 20 + 200 + 40 < 600  # four full runs: 600 steps
     record = res.result.meta.extra["search"]
-    assert record["stopped"] == [{"lr_x": 2.0, "epochs_x": 1.0, "step": 20}, {"lr_x": 2.0, "epochs_x": 2.0, "step": 40}]
+    assert record["stopped"] == [{"lr_x": 1.0, "epochs_x": 1.0, "step": 40}, {"lr_x": 2.0, "epochs_x": 1.0, "step": 20},
+                                 {"lr_x": 2.0, "epochs_x": 2.0, "step": 40}]
     assert record["kept"]["lr_x"] == 1.0 and record["kept"]["epochs_x"] == 2.0 and record["chosen_on"] == "dev"
-    assert [p["steps"] for p in record["points"]] == [100, 20, 200, 40]
+    assert [p["steps"] for p in record["points"]] == [40, 20, 200, 40]
     assert record["points"][1]["curve"] == [[10, 0.20], [20, 0.30]] or record["points"][1]["curve"] == ((10, 0.2), (20, 0.3))
     assert "stopped at step 20" in res.table() and "<- kept" in res.table()
 
@@ -159,7 +160,8 @@ def test_side_by_side_the_last_point_left_gets_every_core_at_a_step_the_data_fix
 
     monkeypatch.setattr(search_mod, "_advance", advance)
     monkeypatch.setattr(search_mod, "cores_for", lambda cfg: (2, True))
-    curves = {(1.0, 1.0): [0.30, 0.50, 0.55, 0.585, 0.60, 0.60, 0.61, 0.61, 0.61, 0.61],
+    # x1 and x1/epochs x2 tie at 40 % (0.59): both go on past the last rung
+    curves = {(1.0, 1.0): [0.30, 0.50, 0.55, 0.59, 0.60, 0.60, 0.61, 0.61, 0.61, 0.61],
               (2.0, 1.0): [0.1] * 10, (1.0, 2.0): [0.40, 0.52, 0.57, 0.59, 0.62, 0.64, 0.65, 0.66, 0.66, 0.66],
               (2.0, 2.0): [0.1] * 10}
     res, trained = _fake_search(monkeypatch, curves)
@@ -380,6 +382,27 @@ def _stopped_search(tiny_model, tmp_path, **kw):
     cfg = TrainConfig(model=str(tiny_model), progress=False)
     # lr x1e-6: a point that learns nothing, its dev curve flat at the random model's score
     return search(str(data["train"]), str(data["dev"]), str(data["dev"]), config=cfg, lr_x=(1.0, 1e-6), **kw)
+
+
+def test_the_last_rung_keeps_the_best_alone_and_the_first_keeps_points_within_the_margin():
+    from nerkit.search import RUNGS, _Race
+
+    class Point:
+        def __init__(self, best):
+            self.best, self.status, self.label, self.stopped_at = best, "running", f"at {best}", None
+
+        def close(self, status):
+            self.status = status
+
+    race = _Race(1, False, progress=False)
+    race.points = [Point(0.5), Point(0.62), Point(0.3), Point(0.615)]
+    race.rung(RUNGS[0])  # the top half goes on
+    assert [p.status for p in race.points] == ["stopped", "running", "stopped", "running"]
+    race.rung(RUNGS[-1])  # 0.5 behind the best at the last rung: no evidence, but no reason to go on either
+    assert [p.status for p in race.points] == ["stopped", "running", "stopped", "stopped"]
+    race.points = [Point(0.5), Point(0.62), Point(0.615), Point(0.618)]
+    race.rung(RUNGS[0])  # at the first rung any point within the margin goes on
+    assert [p.status for p in race.points] == ["stopped", "running", "running", "running"]
 
 
 def test_a_point_whose_dev_curve_is_behind_stops_at_the_first_rung(tiny_model, tmp_path):

@@ -56,8 +56,18 @@ def entity_types(tags: Sequence[str]) -> list[str]:
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    """GELU, tanh form (the training head uses the same)."""
-    return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3)))
+    """GELU, tanh form (the training head uses the same), in place on a copy: ``x ** 3`` on float32 took numpy's
+    slow power path, 217 us against 7 us for a GENIA sentence's features (a tenth of a span model's tagging time)."""
+    y = x * x
+    y *= x
+    y *= 0.044715
+    y += x
+    y *= 0.7978845608028654
+    np.tanh(y, out=y)
+    y += 1.0
+    y *= x
+    y *= 0.5
+    return y
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -106,8 +116,9 @@ class SpanScorer:
         if feats.shape[1] != self.columns:
             raise ValueError(f"the span head reads {self.columns} feature columns a word, not {feats.shape[1]}")
         one = np.ones((len(feats), 1), dtype=np.float32)
-        s = np.concatenate([gelu(feats[:, :self.dim].astype(np.float32)), one], 1)
-        e = np.concatenate([gelu(feats[:, self.dim:2 * self.dim].astype(np.float32)), one], 1)
+        edges = gelu(feats[:, :2 * self.dim].astype(np.float32))
+        s = np.concatenate([edges[:, :self.dim], one], 1)
+        e = np.concatenate([edges[:, self.dim:], one], 1)
         if not self.pooled:
             return s, e, None
         # prefix sums (float64: a long paragraph's running sum must not swallow one word's vote), (types, words + 1)

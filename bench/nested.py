@@ -464,7 +464,7 @@ def markdown(runs: list[dict], note: str, machine_line: str) -> str:
         mine = [r for r in runs if r["ds"] == ds]
         types = sorted({t for r in mine for t in (*r["exact"]["per_type"], *r["overlap"]["per_type"])})
         lines += ["", f"{ds}, per category: exact F1 / overlap F1 (gold test support):", "",
-                  "| category | support | " + " | ".join(r["system"] for r in mine) + " |",
+                  "| category | support | " + " | ".join(_label(r) for r in mine) + " |",
                   "| --- | ---: |" + " ---: |" * len(mine)]
         for t in types:
             support = max(r["overlap"]["per_type"].get(t, {}).get("support", 0) for r in mine)

@@ -7,10 +7,10 @@ rule was within 1.0 test F1 of the best of a 6-point grid in 11, and no other gr
 In all 17 cells that best point was one of these four, so the search starts four trainings and, chosen on your dev
 set only, gets what tuning would. Trained to their ends the four cost about 5x one training (two run twice as long);
 here they take turns instead (successive halving): each runs to a rung, a fixed fraction of its own planned steps
-(``RUNGS``), where the half behind on dev F1 so far stops unless within ``MARGIN`` of the best (at the last rung:
-the best alone goes on); the others train to their ends and the dev-best of them is kept. On a CPU with several cores the trainings run side by side in threads,
-one core each (``cores_for``), and the last one left gets them all. ``decide`` says when the default searches: up
-to 1,000 sentences (``budget.SEARCH_SENTENCES``), a dev set, learning rate and epochs left to the rule;
+(``RUNGS``), where the half behind on dev F1 so far stops unless within ``MARGIN`` of the best (at the last rung
+the best alone goes on, with any point tied with it); those left train to their ends and the dev-best of them is
+kept. On a CPU with several cores the trainings run side by side in threads, one core each (``cores_for``), and
+the last one left gets them all. ``decide`` says when the default searches: up to 1,000 sentences (``budget.SEARCH_SENTENCES``), a dev set, learning rate and epochs left to the rule;
 ``--search`` / ``--no-search`` force it either way.
 """
 from __future__ import annotations
@@ -49,9 +49,10 @@ EPOCHS_X = (1.0, 2.0)
 RUNGS = (0.2, 0.4)
 # A point within this dev F1 of the best goes on even outside the top half: one training seed moves dev F1 by
 # 0.5-1.5 points at 100-300 sentences (docs/domains.md, seed table), so a gap below 1.0 is no evidence yet; and past
-# 40 % the kept points above still gained up to 0.65. At the last rung the margin is 0: two points within 1.0 there
-# are as good as each other in expectation (dev at their ends would pick between them by the same noise), and
-# training both to their ends had cost tsa-md at 100 sentences 2.86x one training's wall time.
+# 40 % the kept points above still gained up to 0.65. At the last rung the best alone goes on: two points within 1.0
+# there are as good as each other in expectation (dev at their ends would pick between them by the same noise), and
+# training two to their ends had cost tsa-md at 100 sentences 2.86x one training's wall time (within the margin)
+# and CoNLL-2003 at 300 3.48x (the top two of three left).
 MARGIN = 0.01
 # After the last rung the points left train side by side in rounds of this share of the shortest plan: a point that
 # ends (x1 epochs beside x2, or early stopping) hands its core to the others from the next round on. Every round ends
@@ -137,11 +138,12 @@ def decide(train, dev=None, config: TrainConfig | None = None, scheme: str | Non
                           "keeping the best on dev; --no-search trains once", base)
 
 
-def survivors(best: Sequence[float], margin: float = MARGIN) -> list[bool]:
+def survivors(best: Sequence[float], margin: float = MARGIN, last: bool = False) -> list[bool]:
     """At a rung: which of the points still in the race (dev F1 so far, in grid order) go on: the top half (ties
-    to the earlier, cheaper point) and any other within ``margin`` of the best."""
+    to the earlier, cheaper point) and any other within ``margin`` of the best; at the ``last`` rung the best alone
+    (and any point tied with it)."""
     order = sorted(range(len(best)), key=lambda i: (-best[i], i))
-    top = set(order[:math.ceil(len(best) / 2)])
+    top = set(order[:1 if last else math.ceil(len(best) / 2)])
     return [i in top or best[order[0]] - f <= margin + 1e-9 for i, f in enumerate(best)]
 
 
@@ -313,7 +315,8 @@ class _Race:
     def rung(self, fraction: float) -> None:
         """Stop the points behind at this rung (``survivors``); those trained to their end still count."""
         race = [p for p in self.points if p.status in ("running", "done")]
-        keep = survivors([p.best for p in race], MARGIN if fraction < RUNGS[-1] else 0.0)
+        last = fraction >= RUNGS[-1]
+        keep = survivors([p.best for p in race], 0.0 if last else MARGIN, last)
         for p, go_on in zip(race, keep):
             if not go_on and p.status == "running":
                 p.close("stopped")

@@ -199,6 +199,8 @@ def test_survivors_keep_the_top_half_and_any_point_within_the_margin():
     assert survivors([0.5, 0.7, 0.5, 0.2], margin=0.0) == [True, True, False, False]  # ties: the earlier
     assert survivors([0.5, 0.3, 0.2], margin=0.0) == [True, True, False]  # three: two go on
     assert survivors([0.4]) == [True] and survivors([]) == []
+    assert survivors([0.5, 0.7, 0.69], margin=0.0, last=True) == [False, True, False]
+    assert survivors([0.7, 0.5, 0.7], margin=0.0, last=True) == [True, False, True]  # a tie goes on
 
 
 def test_search_needs_a_dev_set_and_refuses_a_foreign_output_before_training(tmp_path):
@@ -403,6 +405,8 @@ def test_the_last_rung_keeps_the_best_alone_and_the_first_keeps_points_within_th
     race.points = [Point(0.5), Point(0.62), Point(0.615), Point(0.618)]
     race.rung(RUNGS[0])  # at the first rung any point within the margin goes on
     assert [p.status for p in race.points] == ["stopped", "running", "running", "running"]
+    race.rung(RUNGS[-1])  # three left at the last rung: not the top half (two), the best alone
+    assert [p.status for p in race.points] == ["stopped", "running", "stopped", "stopped"]
 
 
 def test_a_point_whose_dev_curve_is_behind_stops_at_the_first_rung(tiny_model, tmp_path):

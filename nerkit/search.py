@@ -10,8 +10,9 @@ here they take turns instead (successive halving): each runs to a rung, a fixed 
 (``RUNGS``), where the half behind on dev F1 so far stops unless within ``MARGIN`` of the best (at the last rung
 the best alone goes on, with any point tied with it); those left train to their ends and the dev-best of them is
 kept. On a CPU with several cores the trainings run side by side in threads, one core each (``cores_for``), and
-the last one left gets them all. ``decide`` says when the default searches: up to 1,000 sentences (``budget.SEARCH_SENTENCES``), a dev set, learning rate and epochs left to the rule;
-``--search`` / ``--no-search`` force it either way.
+the last one left gets them all. ``decide`` says when the default searches: up to 1,000 sentences
+(``budget.SEARCH_SENTENCES``), a dev set, learning rate and epochs left to the rule; ``--search`` / ``--no-search``
+force it either way.
 """
 from __future__ import annotations
 

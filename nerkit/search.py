@@ -51,9 +51,8 @@ RUNGS = (0.2, 0.4)
 # A point within this dev F1 of the best goes on even outside the top half: one training seed moves dev F1 by
 # 0.5-1.5 points at 100-300 sentences (docs/domains.md, seed table), so a gap below 1.0 is no evidence yet; and past
 # 40 % the kept points above still gained up to 0.65. At the last rung the best alone goes on: two points within 1.0
-# there are as good as each other in expectation (dev at their ends would pick between them by the same noise), and
-# training two to their ends had cost tsa-md at 100 sentences 2.86x one training's wall time (within the margin)
-# and CoNLL-2003 at 300 3.48x (the top two of three left).
+# there are a coin flip (dev at their ends picks by the same noise), and training two to their ends had cost tsa-md
+# 100 2.86x one training's wall time and CoNLL-2003 300 3.47x (docs/domains.md).
 MARGIN = 0.01
 # After the last rung the points left train side by side in rounds of this share of the shortest plan: a point that
 # ends (x1 epochs beside x2, or early stopping) hands its core to the others from the next round on. Every round ends

@@ -846,8 +846,8 @@ SPAN_THRESHOLDS = (0.5, 0.4, 0.3, 0.2, 0.1)  # per type, chosen on dev at the en
 def _choose_thresholds(tagger: WindowTagger, dev: Sequence[Document]) -> tuple[dict, dict]:
     """Per-type span thresholds: each type in turn takes the one of ``SPAN_THRESHOLDS`` with the best dev F1 (a tie
     keeps the higher), set on ``tagger``'s span head; returns them and the dev report. Rare types are recalled at
-    lower probabilities than frequent ones: on tos-clauses this raised test F1 46.2 -> 49.9 (overlap F1
-    57.4 -> 63.2), chosen on dev alone; GENIA and ADE kept within 0.1."""
+    lower probabilities than frequent ones: on tos-clauses the same weights went from test F1 45.7 to 46.8 (overlap
+    F1 54.6 -> 57.8), chosen on dev alone."""
     from nerkit.evaluation import evaluate
 
     head = tagger.span_head
@@ -857,15 +857,12 @@ def _choose_thresholds(tagger: WindowTagger, dev: Sequence[Document]) -> tuple[d
             for thr in SPAN_THRESHOLDS:
                 if thr == head.type_threshold(t):
                     continue
-                old = head.thresholds.get(t)
-                head.thresholds[t] = thr
+                kept, head.thresholds[t] = head.type_threshold(t), thr
                 trial = evaluate(tagger, dev)
                 if trial["f1"] > report["f1"]:
                     report = trial
-                elif old is None:
-                    del head.thresholds[t]
                 else:
-                    head.thresholds[t] = old
+                    head.thresholds[t] = kept
     head.thresholds = {t: p for t, p in head.thresholds.items() if p != head.threshold}
     return dict(head.thresholds), report
 

@@ -50,8 +50,9 @@ class WindowTagger:
         self.tokenizer = tokenizer
         # A nested model's head holds several tag layers (``iob.layered_labels``), decoded one by one, and may end
         # in a span head's feature columns (``spans``), which then decide the entities.
-        tags, self.span_dim, pooled = span_layout(labels)
-        self.span_cols = len(labels) - len(tags)  # the columns after the tags, which the span head reads
+        layout = span_layout(labels)
+        tags, self.span_dim = layout.tags, layout.dim
+        self.span_cols = layout.columns  # the columns after the tags, which the span head reads
         self.labels, self.layers = unlayered_labels(tags)
         self.span_head = span_head
         if self.span_dim and (span_head is None or span_head.columns != self.span_cols):

@@ -16,7 +16,7 @@ logits; the pairs are scored per sentence after the windows are merged, so a spa
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -32,16 +32,29 @@ def span_columns(dim: int, pooled: int = 0) -> list[str]:
             + [f"{SPAN_MARK}m{i}" for i in range(pooled)])
 
 
-def span_layout(labels: Sequence[str]) -> tuple[list[str], int, int]:
-    """The tag labels of a head, the width of its span features (0: no span head) and its pooled columns (one per
-    type, or 0)."""
+class SpanLayout(NamedTuple):
+    """A head's labels split: its tag labels, the width of its span features (0: no span head) and its pooled
+    columns (one per type, or 0)."""
+
+    tags: list[str]
+    dim: int
+    pooled: int
+
+    @property
+    def columns(self) -> int:
+        """The span-feature columns after the tags (what the span head reads)."""
+        return 2 * self.dim + self.pooled
+
+
+def span_layout(labels: Sequence[str]) -> SpanLayout:
+    """How a head's labels divide into tags and span-feature columns (the one place that reads the layout)."""
     tags = [t for t in labels if not t.startswith(SPAN_MARK)]
     extra = list(labels[len(tags):])
     dim = sum(t.startswith(f"{SPAN_MARK}s") for t in extra)
     pooled = sum(t.startswith(f"{SPAN_MARK}m") for t in extra)
     if extra and (not dim or list(labels) != tags + span_columns(dim, pooled)):
         raise ValueError("a span head's columns must come last: first-word features, last-word ones, then pooled ones")
-    return tags, dim, pooled
+    return SpanLayout(tags, dim, pooled)
 
 
 def split_span_columns(labels: Sequence[str]) -> tuple[list[str], int]:

@@ -545,7 +545,7 @@ class _Prepared:
     @property
     def span_cols(self) -> int:
         """The head's columns after the tags, which feed the span head (0: none)."""
-        return len(self.model_labels) - len(span_layout(self.model_labels)[0])
+        return span_layout(self.model_labels).columns
 
 
 def _span_prior(windows: align.TrainingWindows) -> float:

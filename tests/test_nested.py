@@ -58,6 +58,26 @@ def test_jsonl_with_nested_spans_reads_every_entity_and_writes_it_back(tmp_path)
     assert st["crossing_pairs"] == 0 and st["entities"] == 15
 
 
+def test_stats_name_inner_entities_annotated_in_one_place_and_left_out_in_another(tmp_path):
+    recs = [("the IL-2 gene is on", [(4, 13, "DNA"), (4, 8, "protein")]),
+            ("an IL-2 gene again", [(3, 12, "DNA")]),  # IL-2 inside a DNA entity, not annotated this time
+            ("IL-2 alone", [(0, 4, "protein")]),  # outside any entity: not counted either way
+            ("the NF-kB site", [(4, 14, "DNA")])]  # never annotated inside an entity: not reported
+    p = tmp_path / "g.jsonl"
+    p.write_text("".join(json.dumps({"text": t, "entities": [{"start": a, "end": b, "label": lab}
+                                                             for a, b, lab in e]}) + "\n" for t, e in recs))
+    from nerkit.data import format_stats, inner_consistency
+
+    docs = read_jsonl(p)
+    assert inner_consistency(docs) == [("IL-2", 1, 1)]
+    st = stats(docs)
+    assert st["inner_left_out"] == 1 and st["inner_inconsistent"] == [["IL-2", 1, 1]]
+    assert "'IL-2' 1 of 2" in format_stats(st)
+    flat = tmp_path / "f.jsonl"
+    flat.write_text(json.dumps({"text": "IL-2 gene", "entities": [{"start": 0, "end": 4, "label": "protein"}]}) + "\n")
+    assert "inner_left_out" not in stats(read_jsonl(flat))
+
+
 def test_spans_sharing_a_word_go_on_separate_layers():
     offsets = [(0, 4), (5, 9)]
     layers = spans_to_layers(offsets, [Span(0, 4, "A"), Span(0, 9, "B"), Span(0, 4, "C")])

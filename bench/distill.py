@@ -342,12 +342,9 @@ def retime(job: dict, data: Path, work: Path, threads: int) -> dict:
         taggers[system] = spacy_tagger(run["model"]) if system.startswith("spacy") else nerkit_tagger(Path(run["int8"]),
                                                                                                       threads)
         taggers[system](head[:32])  # warm-up
-    best = {s: float("inf") for s in taggers}
-    for _ in range(RETIME_ROUNDS):
-        for system, tag in taggers.items():
-            t0 = time.perf_counter()
-            tag(head)
-            best[system] = min(best[system], time.perf_counter() - t0)
+    from machine import best_interleaved
+
+    best = best_interleaved({s: (lambda tag=tag: tag(head)) for s, tag in taggers.items()}, RETIME_ROUNDS)
     return {s: round(words_of(head) / b, 1) for s, b in best.items()}
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
+from typing import Callable, Mapping
 
 # The instruction sets that change nerkit's numbers or speed on CPU (bf16 autocast, int8 kernels).
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16")
@@ -49,3 +51,15 @@ def describe(info: dict | None = None) -> str:
     torch = f", torch {info['torch']}" if "torch" in info else ""
     gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
     return f"{info['cpu']}, {info['cores']} cores ({', '.join(info['isa']) or 'no AVX2'}){bf16}{torch}{gpu}"
+
+
+def best_interleaved(runs: Mapping[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Seconds of the fastest of ``rounds`` calls of each function, the calls taking turns (a, b, c, a, b, c, ...) so
+    that every system meets the same machine: runs timed minutes apart wander by 20-30 % on a shared one."""
+    best = {name: float("inf") for name in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best

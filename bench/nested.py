@@ -502,6 +502,8 @@ def speed_side_by_side(datasets: list[str], work: Path, data: Path, settings: di
     """int8 words/s of the nerkit systems' exported models of each data set, measured in one process, passes
     alternating between the systems (best of ``rounds``): the ratio is not disturbed by what else ran when each
     training finished."""
+    from machine import best_interleaved
+
     from nerkit.predict import Tagger
 
     rows = []
@@ -513,12 +515,7 @@ def speed_side_by_side(datasets: list[str], work: Path, data: Path, settings: di
             int8 = work / "models" / ds / split.name / system / "int8"
             if int8.is_dir():
                 taggers[system] = Tagger.load(int8, backend="onnx-int8")
-        best = {s: float("inf") for s in taggers}
-        for _ in range(rounds):
-            for system, tagger in taggers.items():
-                t0 = time.perf_counter()
-                tagger(texts)
-                best[system] = min(best[system], time.perf_counter() - t0)
+        best = best_interleaved({s: (lambda tagger=tagger: tagger(texts)) for s, tagger in taggers.items()}, rounds)
         wps = {s: round(words_of(texts) / t, 1) for s, t in best.items()}
         rows.append({"ds": ds, "words_per_s": wps, "texts": len(texts), "words": words_of(texts),
                      **({"nested_over_flat": round(wps["nested"] / wps["flat"], 3)} if {"nested", "flat"} <= set(wps)

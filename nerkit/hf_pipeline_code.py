@@ -13,7 +13,7 @@ import torch
 from transformers import TokenClassificationPipeline
 
 from .iob import allowed_transitions, best_path, path_entities, unlayered_labels
-from .spans import SPAN_FILE, load_span_head, split_span_columns
+from .spans import SPAN_FILE, load_span_head, span_layout
 from .words import case_type, tokenize, tokenizer_word
 
 MAX_PIECES_PER_WORD = 24  # as nerkit: a pathological "word" (a URL, a base64 blob) keeps its first pieces only
@@ -95,8 +95,8 @@ class NerkitTokenClassificationPipeline(TokenClassificationPipeline):
         return self._span
 
     def postprocess(self, all_outputs, words_only=False, **kwargs):
-        tags, span_dim = split_span_columns([self.model.config.id2label[i]
-                                             for i in range(len(self.model.config.id2label))])
+        layout = span_layout([self.model.config.id2label[i] for i in range(len(self.model.config.id2label))])
+        tags, span_dim = layout.tags, layout.dim
         labels, layers = unlayered_labels(tags)
         sentence = all_outputs[0]["sentence"]
         parts, offsets, feats = [], [], []

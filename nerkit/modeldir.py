@@ -21,7 +21,7 @@ from nerkit.errors import NerkitError
 from nerkit.iob import unlayered_labels
 from nerkit.files import atomic_write_text, follow_umask
 from nerkit.hf_pipeline import PIPELINE_FILES, add_hf_pipeline
-from nerkit.spans import SPAN_ATTR, SPAN_FILE, entity_types, span_layout, split_span_columns
+from nerkit.spans import SPAN_ATTR, SPAN_FILE, entity_types, span_layout
 
 log = logging.getLogger("nerkit.modeldir")
 
@@ -150,7 +150,7 @@ def open_model_dir(model_dir: str | os.PathLike) -> ModelDir:
     if not all(isinstance(t, str) and t for t in labels):
         raise NerkitError(f"{path / 'config.json'}: id2label holds a label that is not a non-empty string")
     try:
-        span_dim = split_span_columns(labels)[1]
+        span_dim = span_layout(labels).dim
     except ValueError as exc:
         raise NerkitError(f"{path / 'config.json'}: {exc}") from None
     if span_dim and not (path / SPAN_FILE).is_file():

@@ -57,12 +57,6 @@ def span_layout(labels: Sequence[str]) -> SpanLayout:
     return SpanLayout(tags, dim, pooled)
 
 
-def split_span_columns(labels: Sequence[str]) -> tuple[list[str], int]:
-    """The tag labels of a head and the width of its span features (0: no span head)."""
-    tags, dim, _ = span_layout(labels)
-    return tags, dim
-
-
 def entity_types(tags: Sequence[str]) -> list[str]:
     """The entity types of one tag layer's labels in the order the span head scores them."""
     return list(dict.fromkeys(t[2:] for t in tags if t != "O"))

@@ -51,10 +51,17 @@ def tagger(model_dir):
 
 
 def load_bench(name: str):
-    """A script of bench/ as a module (bench/ is not a package): its pure parts are tested without running it."""
+    """A script of bench/ as a module (bench/ is not a package): its pure parts are tested without running it. Its
+    sibling ``machine`` is loaded as the script's ``import machine`` finds it (bench/ is not put on sys.path, where
+    its script names would shadow packages such as dask's ``distributed``)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", Path(__file__).resolve().parent.parent / "bench" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    def load(module: str, stem: str):
+        spec = importlib.util.spec_from_file_location(module, Path(__file__).resolve().parent.parent / "bench" / f"{stem}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    if "machine" not in sys.modules:
+        sys.modules["machine"] = load("machine", "machine")
+    return load(f"bench_{name}", name)

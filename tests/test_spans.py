@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from nerkit.errors import NerkitError
-from nerkit.spans import SpanScorer, span_columns, split_span_columns
+from nerkit.spans import SpanScorer, span_columns, span_layout
 
 TYPES = ["LOC", "PER"]
 
@@ -72,17 +72,16 @@ def test_span_columns_come_last_and_are_not_tags():
     from nerkit.iob import layered_labels, unlayered_labels
 
     labels = layered_labels(["O", "B-PER", "I-PER"], 2) + span_columns(3)
-    assert split_span_columns(labels) == (labels[:6], 3)
+    assert span_layout(labels)[:2] == (labels[:6], 3)
     assert unlayered_labels(labels) == (["O", "B-PER", "I-PER"], 2)
     with pytest.raises(ValueError, match="last"):
-        split_span_columns(span_columns(3) + ["O"])
+        span_layout(span_columns(3) + ["O"])
 
 
 def test_pooled_columns_come_after_the_edge_features():
-    from nerkit.spans import span_layout
 
     labels = ["O", "B-PER", "I-PER"] + span_columns(3, 1)
-    assert span_layout(labels) == (labels[:3], 3, 1) and split_span_columns(labels) == (labels[:3], 3)
+    assert span_layout(labels) == (labels[:3], 3, 1) and span_layout(labels).columns == 7
     with pytest.raises(ValueError, match="last"):
         span_layout(["O"] + span_columns(0, 2))  # votes without edge features
     with pytest.raises(ValueError, match="last"):

@@ -19,7 +19,7 @@ from nerkit import files, words
 from nerkit.errors import DataError, NerkitError
 from nerkit.files import atomic_write_text
 from nerkit.scheme import LabelScheme, chunks, convert, detect_scheme, split_tag, validate
-from nerkit.layers import nesting, spans_to_layers
+from nerkit.layers import inner_occurrences, nesting, spans_to_layers
 from nerkit.types import Document, Sentence, Span
 
 DOCSTART = "-DOCSTART-"
@@ -443,25 +443,9 @@ def inner_consistency(docs: Iterable[Document]) -> list[tuple[str, int, int]]:
     not), the most frequent first. A model learns such a text as inner only as often as it was annotated: on
     genia-small's training split "NF-kappa B" was annotated 46 times inside an entity and left out 34."""
     sents = [s for d in docs for s in d.sentences if s.tags is not None]
-    ranges = [{(a, b) for layer in s.all_tags() for _, a, b in chunks(layer)} for s in sents]
-    inner: set[tuple[str, ...]] = set()
-    for s, rs in zip(sents, ranges):
-        inner.update(tuple(s.words[a:b]) for a, b in rs if any(x <= a and b <= y and (x, y) != (a, b) for x, y in rs))
-    lengths: dict[str, set[int]] = {}  # first word -> lengths of the inner texts it starts
-    for w in inner:
-        lengths.setdefault(w[0], set()).add(len(w))
-    yes: Counter = Counter()
-    no: Counter = Counter()
-    for s, rs in zip(sents, ranges):
-        seen = set()
-        for x, y in rs:
-            for a in range(x, y):
-                for n in lengths.get(s.words[a], ()):
-                    b = a + n
-                    if b <= y and (a, b) != (x, y) and (a, b) not in seen and tuple(s.words[a:b]) in inner:
-                        seen.add((a, b))
-                        (yes if (a, b) in rs else no)[tuple(s.words[a:b])] += 1
-    mixed = [(" ".join(w), yes[w], no[w]) for w in yes if no[w]]
+    found = inner_occurrences((s.words, {(a, b) for layer in s.all_tags() for _, a, b in chunks(layer)})
+                              for s in sents)
+    mixed = [(" ".join(w), len(yes), len(no)) for w, (yes, no) in found.items() if yes and no]
     return sorted(mixed, key=lambda t: (-(t[1] + t[2]), t[0]))
 
 

@@ -398,7 +398,8 @@ def _plan(teacher: Teacher, cfg: DistillConfig, data: DistillData, layers: int) 
                        batch_tokens=cfg.batch_tokens, seed=cfg.seed, context=context, bf16=cfg.bf16,
                        early_stopping=cfg.early_stopping, label_all_subwords=bool(args.get("label_all_subwords")),
                        head_lr_scale=1.0,  # the head is the teacher's, not new: no faster learning rate for it
-                       progress=cfg.progress)
+                       # span targets as the teacher had them (models before this setting: negative)
+                       unannotated_inner=args.get("unannotated_inner", "negative"), progress=cfg.progress)
     tcfg.check()
     student, kept = student_from_teacher(teacher.model, layers)
     docs = data.labelled + data.unlabelled

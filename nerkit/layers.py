@@ -70,3 +70,33 @@ def relayered(tags: Sequence[Sequence[str]], inner_first: bool) -> list[list[str
     spans = {Span(s, e, label) for layer in tags for label, s, e in chunks(layer)}
     n = len(tags[0]) if tags else 0
     return spans_to_layers([(i, i + 1) for i in range(n)], spans, inner_first)
+
+
+Key = Sequence  # one word's identity: its text, or its subword pieces
+InnerOccurrences = dict[tuple, tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]]
+
+
+def inner_occurrences(items: Iterable[tuple[Sequence[Key], Iterable[tuple[int, int]]]]) -> InnerOccurrences:
+    """Where texts annotated as an entity inside another lie inside an entity: for each such text (a tuple of word
+    keys), the (item, first word, last + 1) where it is annotated and where it is not. ``items`` are (word keys,
+    gold word ranges) of sentences; only texts annotated as an inner entity at least once are reported."""
+    items = [(list(keys), {tuple(r) for r in ranges}) for keys, ranges in items]
+    inner: set[tuple] = set()
+    for keys, rs in items:
+        inner.update(tuple(keys[a:b]) for a, b in rs
+                     if any(x <= a and b <= y and (x, y) != (a, b) for x, y in rs))
+    lengths: dict = {}  # first word -> lengths of the inner texts it starts
+    for t in inner:
+        lengths.setdefault(t[0], set()).add(len(t))
+    found: InnerOccurrences = {}
+    for i, (keys, rs) in enumerate(items):
+        seen = set()
+        for x, y in rs:
+            for a in range(x, y):
+                for n in lengths.get(keys[a], ()):
+                    b = a + n
+                    text = tuple(keys[a:b])
+                    if b <= y and (a, b) != (x, y) and (a, b) not in seen and text in inner:
+                        seen.add((a, b))
+                        found.setdefault(text, ([], []))[0 if (a, b) in rs else 1].append((i, a, b))
+    return found

@@ -236,9 +236,10 @@ class Feature:
     # target word (spans never cross sentences: pairs across them are not scored).
     spans: list[tuple[int, int, int]] = field(default_factory=list)
     sentence_ids: list[int] = field(default_factory=list)
-    # Pairs (first target word, last + 1) left out of the span loss: inside a gold entity, unannotated here, their
-    # words annotated as an inner entity elsewhere in the training data (train._add_span_targets).
-    unsure: list[tuple[int, int]] = field(default_factory=list)
+    # Pairs (first target word, last + 1, type id or -1 for every type) left out of the span loss: inside a gold
+    # entity, unannotated here, their words annotated as an inner entity elsewhere in the training data
+    # (train._mark_unsure); of a gold span's type and near it, the same long entity with other edges (_mark_near).
+    unsure: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 def window_feature(doc: EncodedDoc, w: Window, cls_id: int, sep_id: int, case_signal: bool,

@@ -90,15 +90,15 @@ def span_loss(feats, windows: Sequence[align.Feature], weight):
     idx = torch.zeros(len(windows), n, dtype=torch.long)
     sent = torch.full((len(windows), n), -1, dtype=torch.long)
     target = torch.zeros(len(windows), n, n, weight.shape[0])
-    unsure = torch.zeros(len(windows), n, n, dtype=torch.bool)
+    unsure = torch.zeros(len(windows), n, n, weight.shape[0], dtype=torch.bool)
     for b, f in enumerate(windows):
         k = len(f.word_positions)
         idx[b, :k] = torch.tensor(f.word_positions)
         sent[b, :k] = torch.tensor(f.sentence_ids)
         for a, e, c in f.spans:
             target[b, a, e - 1, c] = 1.0
-        for a, e in f.unsure:
-            unsure[b, a, e - 1] = True
+        for a, e, c in f.unsure:
+            unsure[b, a, e - 1, slice(None) if c < 0 else c] = True
     x = feats.float().gather(1, idx.to(feats.device)[..., None].expand(-1, -1, feats.shape[-1]))
     one = torch.ones(*x.shape[:2], 1, device=x.device)
     s = torch.cat([torch.nn.functional.gelu(x[..., :dim], approximate="tanh"), one], -1)
@@ -112,9 +112,8 @@ def span_loss(feats, windows: Sequence[align.Feature], weight):
     sent = sent.to(x.device)
     mask = (sent[:, :, None] == sent[:, None, :]) & (sent[:, :, None] >= 0)
     mask &= torch.ones(n, n, dtype=torch.bool, device=x.device).triu()
-    mask &= ~unsure.to(x.device)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target.to(x.device), reduction="none")
-    return (bce * mask[..., None]).sum() / (sent >= 0).sum().clamp(min=1)
+    return (bce * (mask[..., None] & ~unsure.to(x.device))).sum() / (sent >= 0).sum().clamp(min=1)
 
 
 def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindows, pad_id: int, class_weights,

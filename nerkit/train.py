@@ -429,6 +429,8 @@ def build_features(encoded: Sequence[align.EncodedDoc], tokenizer, cfg: TrainCon
         if cfg.unannotated_inner == "unsure":
             _mark_unsure(feats, wins, encoded)
         _mark_near(feats)
+        for f in feats:  # a pair near two gold spans of its type is marked twice
+            f.unsure = sorted(set(f.unsure))
     return align.TrainingWindows(feats, [len(f.input_ids) for f in feats], meta)
 
 
@@ -458,8 +460,6 @@ def _mark_unsure(feats: Sequence[align.Feature], wins: Sequence[align.Window],
     for _, left_out in found.values():
         for i, a, b in left_out:
             feats[i].unsure.append((a, b, -1))
-    for f in feats:
-        f.unsure.sort()
 
 
 def _mark_near(feats: Sequence[align.Feature]) -> None:
@@ -469,15 +469,20 @@ def _mark_near(feats: Sequence[align.Feature]) -> None:
     for f in feats:
         gold = set(f.spans)
         for x, y, c in f.spans:
+            if not near(x + 1, y, x, y):
+                continue  # too short: one word less is already another entity, every other pair is further
             k = int((1 - NEAR_IOU) * (y - x)) + 1  # how far an edge can move and stay near
-            if (y - x) * NEAR_IOU > y - x - 1:
-                continue  # too short: every other pair is further
             for a in range(max(0, x - k), x + k + 1):
                 for b in range(max(a + 1, y - k), min(len(f.sentence_ids), y + k) + 1):
                     if ((a, b, c) not in gold and near(a, b, x, y)
                             and f.sentence_ids[a] == f.sentence_ids[b - 1]):
                         f.unsure.append((a, b, c))
-        f.unsure.sort()
+
+
+def unsure_pairs(windows: align.TrainingWindows) -> tuple[int, int]:
+    """How many pairs the span loss leaves out: unannotated inner entities (every type), near neighbours (one)."""
+    marks = [c for f in windows.features for *_, c in f.unsure]
+    return sum(c < 0 for c in marks), sum(c >= 0 for c in marks)
 
 
 def make_optimizer(model, cfg: TrainConfig, total_steps: int, device) -> tuple[Any, Any]:
@@ -619,7 +624,7 @@ def _prepare(cfg: TrainConfig, data: Datasets, tokenizer, talk: bool) -> _Prepar
     span_width = None
     if span_dim:
         add_span_head(model, len(entity_types(data.labels)), span_dim, _span_prior(windows))
-        unsure = sum(c < 0 for f in windows.features for *_, c in f.unsure)
+        unsure = unsure_pairs(windows)[0]
         if unsure and talk:
             print(f"span loss: {unsure:,} unannotated occurrences inside entities of texts annotated as inner entities "
                   "elsewhere are left out (annotators disagree there; --unannotated-inner negative trains them as "
@@ -946,8 +951,7 @@ def _finish(run: _Run, prep: _Prepared, data: Datasets, eval_tagger, model, toke
     if prep.span_dim:
         meta.extra["nested"].update(head="span", span_dim=prep.span_dim, decoder=eval_tagger.span_head.decoder,
                                     max_width=prep.span_width, unannotated_inner=run.cfg.unannotated_inner,
-                                    unsure_pairs=sum(c < 0 for f in prep.windows.features for *_, c in f.unsure),
-                                    near_pairs=sum(c >= 0 for f in prep.windows.features for *_, c in f.unsure))
+                                    **dict(zip(("unsure_pairs", "near_pairs"), unsure_pairs(prep.windows))))
         if decoder:
             meta.extra["nested"]["dev_f1_by_decoder"] = decoder[2]
         if thresholds:

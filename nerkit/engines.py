@@ -16,7 +16,7 @@ import numpy as np
 
 from nerkit.errors import NerkitError
 from nerkit.modeldir import (INT8_FILE, ONNX_FILE, ModelDir, ModelMeta, check_torch_weights, first_line,
-                             open_model_dir)
+                             load_token_classifier, open_model_dir)
 
 log = logging.getLogger("nerkit.engines")
 BACKENDS = ("auto", "onnx-int8", "onnx", "torch")
@@ -242,13 +242,10 @@ def load_engine(model: ModelDir | str | os.PathLike, backend: str = "auto", *, t
 
 def _torch_engine(model: ModelDir, threads: int | None, device: str | None, bf16: str | bool) -> TorchEngine:
     """A ``TorchEngine`` on the directory's safetensors weights, refused where they do not match config.json."""
-    from transformers import AutoModelForTokenClassification
-
     check_torch_weights(model.path)
     set_torch_threads(threads)
     try:
-        net, info = AutoModelForTokenClassification.from_pretrained(model.path, use_safetensors=True,
-                                                                    output_loading_info=True)
+        net, info = load_token_classifier(model.path)
     except Exception as exc:  # noqa: BLE001 - torch, safetensors and transformers each raise their own
         raise NerkitError(f"{model.path}: cannot load the model ({first_line(exc)})") from None
     bad = [k for kind in ("missing_keys", "mismatched_keys") for k in info.get(kind) or ()]

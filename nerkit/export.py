@@ -44,7 +44,8 @@ from nerkit.errors import NerkitError
 from nerkit.hf_pipeline import PIPELINE_FILES
 from nerkit.spans import SPAN_FILE
 from nerkit.modeldir import (INT8_FILE, META_FILE, ONNX_FILE, WORD_TOKENIZER_FILE, ModelDir, ModelMeta,
-                             check_output, open_model_dir, probe_writable, read_meta, write_meta)
+                             check_output, load_token_classifier, open_model_dir, probe_writable, read_meta,
+                             write_meta)
 
 log = logging.getLogger("nerkit.export")
 
@@ -89,10 +90,7 @@ def _dummy_inputs(config, batch: int = 2, seq: int = 16, seed: int = 0) -> dict[
 
 def _load_model(model_dir: Path):
     """The fp32 token classifier with eager attention: plain matrix operations that trace into ONNX cleanly."""
-    from transformers import AutoModelForTokenClassification
-
-    return AutoModelForTokenClassification.from_pretrained(model_dir, use_safetensors=True,
-                                                           attn_implementation="eager").float().eval()
+    return load_token_classifier(model_dir, attn_implementation="eager")[0].float().eval()
 
 
 def _torch_export(model, onnx_path: Path) -> None:

@@ -171,6 +171,36 @@ def check_torch_weights(model_dir: str | os.PathLike) -> None:
     raise NerkitError(f"{path}: no model weights (model.safetensors)")
 
 
+def load_token_classifier(source: str | os.PathLike, **kwargs) -> tuple[Any, dict]:
+    """``AutoModelForTokenClassification.from_pretrained(source, use_safetensors=True, **kwargs)`` and its loading
+    info (missing, unexpected, mismatched keys), without transformers' console output for it: its load report (every
+    base encoder "misses" the classifier nerkit is about to train, and printed it with colour codes in `nerkit demo`)
+    and, for a local directory, its weight-loading bar. Callers judge the keys themselves."""
+    from transformers import AutoModelForTokenClassification
+    from transformers.utils import logging as hf_logging
+
+    # A filter, not a raised level: transformers 5 checks a tensor-parallel plan, and warns about it, exactly when
+    # this logger's own level is WARNING or above.
+    report, quiet = logging.getLogger("transformers.modeling_utils"), _NoLoadReport()
+    bars = hf_logging.is_progress_bar_enabled()
+    local = Path(source).is_dir()  # a hub id downloads here: keep its progress bars
+    report.addFilter(quiet)
+    if local:
+        hf_logging.disable_progress_bar()
+    try:
+        return AutoModelForTokenClassification.from_pretrained(source, use_safetensors=True, output_loading_info=True,
+                                                               **kwargs)
+    finally:
+        report.removeFilter(quiet)
+        if local and bars:
+            hf_logging.enable_progress_bar()
+
+
+class _NoLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+
 def is_nerkit_model_dir(path: str | os.PathLike) -> bool:
     """True if ``path`` is a model directory that nerkit wrote (config.json and a nerkit.json naming its version)."""
     path = Path(path)

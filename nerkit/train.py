@@ -43,7 +43,7 @@ from nerkit.errors import DataError, NerkitError
 from nerkit.layers import inner_occurrences, relayered
 from nerkit.loop import (LinearSchedule, LoopState, Progress, add_span_head, epoch_batches, epoch_subset, eval_due,
                          make_train_step, train_while_improving)
-from nerkit.modeldir import ModelMeta, check_output, save_model_dir
+from nerkit.modeldir import ModelMeta, check_output, load_token_classifier, save_model_dir
 from nerkit.iob import LAYER_MARK, layered_labels, unlayered_labels
 from nerkit.scheme import chunks, iob2_labels, labels_of
 from nerkit.spans import (DECODERS, NEAR_IOU, SPAN_ATTR, SpanScorer, entity_types, near, span_columns,
@@ -379,7 +379,7 @@ def load_model(cfg: TrainConfig, labels: Sequence[str], tokenizer) -> tuple[Any,
     """The encoder with a token-classification head for ``labels`` (rows of a NER model's head reused by label
     name: transfer); whether it reads word casing (the token-type embedding widened to carry it); the transfer
     record (None from a plain encoder)."""
-    from transformers import AutoConfig, AutoModelForTokenClassification
+    from transformers import AutoConfig
 
     label2id = {t: i for i, t in enumerate(labels)}
     try:
@@ -390,11 +390,11 @@ def load_model(cfg: TrainConfig, labels: Sequence[str], tokenizer) -> tuple[Any,
             for name in names if value is not None else ():
                 if hasattr(mconfig, name):
                     setattr(mconfig, name, value)
-        model = AutoModelForTokenClassification.from_pretrained(
-            cfg.model, config=mconfig, use_safetensors=True,
-            ignore_mismatched_sizes=True)  # a NER model with other labels gets a new head
+        # A NER model with other labels gets a new head (ignore_mismatched_sizes).
+        model, info = load_token_classifier(cfg.model, config=mconfig, ignore_mismatched_sizes=True)
     except (OSError, ValueError) as exc:
         raise NerkitError(f"cannot load model {cfg.model!r}: {str(exc).splitlines()[0]}") from None
+    _say_missing_encoder_weights(cfg.model, model, info)
     transfer = None
     src_labels = source_labels(cfg.model)
     if src_labels is not None:
@@ -405,6 +405,18 @@ def load_model(cfg: TrainConfig, labels: Sequence[str], tokenizer) -> tuple[Any,
     if case_signal is None:
         case_signal = bool(getattr(tokenizer, "do_lower_case", False)) or _lowercases(tokenizer)
     return model, bool(case_signal and _add_case_types(model)), transfer
+
+
+def _say_missing_encoder_weights(source, model, info: dict) -> None:
+    """One line where the encoder itself (not the classifier head nerkit trains anew) starts from random weights: a
+    checkpoint of another architecture or a truncated one; training goes on, as transformers would."""
+    prefix = f"{model.base_model_prefix}."
+    keys = [k[0] if isinstance(k, tuple) else k for kind in ("missing_keys", "mismatched_keys")
+            for k in info.get(kind) or ()]
+    lost = sorted(k for k in keys if k.startswith(prefix))
+    if lost:
+        print(f"warning: {source}: {len(lost)} encoder weights are not in the checkpoint or have another shape "
+              f"(e.g. {lost[0]}); they start random", file=sys.stderr, flush=True)
 
 
 def build_features(encoded: Sequence[align.EncodedDoc], tokenizer, cfg: TrainConfig, labels: Sequence[str],

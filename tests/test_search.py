@@ -456,3 +456,36 @@ def test_points_side_by_side_in_threads_stop_and_keep_as_one_at_a_time(tiny_mode
     # the same data and seed: the same run, every point's steps and dev curve
     assert [(p.steps, p.stopped_at, p.curve) for p in runs[0].points] == \
         [(p.steps, p.stopped_at, p.curve) for p in runs[1].points]
+
+
+def test_x2_epochs_points_wait_as_many_epochs_for_a_dev_gain_as_one_training(monkeypatch):
+    import dataclasses
+
+    import nerkit.search as search_mod
+    from nerkit.budget import plan_budget
+    from nerkit.search import _patience
+
+    for sentences, tokens in ((100, 1_500), (300, 4_500), (300, 9_000), (1_000, 20_000)):
+        base = dataclasses.asdict(plan_budget(sentences, tokens))
+        span = base["early_stopping"] / base["evals_per_epoch"]  # epochs one training waits
+        x2 = plan_budget(sentences, tokens, epochs=base["epochs"] * 2)
+        assert x2.early_stopping / x2.evals_per_epoch > span  # derived for its own length it would wait longer
+        p = _patience(base, base["epochs"] * 2)
+        assert p / x2.evals_per_epoch >= span and (p == 2 or (p - 1) / x2.evals_per_epoch < span)
+        assert _patience(base, base["epochs"]) is None  # the plan itself keeps its derived patience
+    mine = dataclasses.asdict(plan_budget(300, 4_500, early_stopping=7))
+    assert _patience(mine, mine["epochs"] * 2) is None  # a patience the user chose is kept
+    # The search gives it to its x2-epochs points.
+    base = dataclasses.asdict(plan_budget(300, 4_500))
+    monkeypatch.setattr(search_mod, "budget_for", lambda *a, **k: base)
+    seen = {}
+
+    def fake_start(train, cfg, output=None, annotators=None, talk=True):
+        seen[(round(cfg.lr / base["lr"], 6), round(cfg.epochs / base["epochs"], 6))] = cfg.early_stopping
+        return _FakeTraining([0.5] * 10, 20, 2, [])
+
+    monkeypatch.setattr(search_mod, "start_training", fake_start)
+    data = Datasets(_docs(["Ann", "Lee"], ["B-PER", "I-PER"]), _docs(["Bo"], ["B-PER"]), [], ["O", "B-PER", "I-PER"])
+    search_mod.search(data, config=TrainConfig(model="m", progress=False))
+    assert seen == {(1.0, 1.0): None, (2.0, 1.0): None, (1.0, 2.0): _patience(base, base["epochs"] * 2),
+                    (2.0, 2.0): _patience(base, base["epochs"] * 2)}

@@ -489,3 +489,9 @@ def test_x2_epochs_points_wait_as_many_epochs_for_a_dev_gain_as_one_training(mon
     search_mod.search(data, config=TrainConfig(model="m", progress=False))
     assert seen == {(1.0, 1.0): None, (2.0, 1.0): None, (1.0, 2.0): _patience(base, base["epochs"] * 2),
                     (2.0, 2.0): _patience(base, base["epochs"] * 2)}
+    # --early-stopping given: every point keeps it.
+    base.clear()
+    base.update(dataclasses.asdict(plan_budget(300, 4_500, early_stopping=5)))
+    seen.clear()
+    search_mod.search(data, config=TrainConfig(model="m", progress=False, early_stopping=5))
+    assert set(seen.values()) == {5} and len(seen) == 4

@@ -371,9 +371,9 @@ def _start_point(data: Datasets, cfg: TrainConfig, base: dict, a: float, b: floa
                  annotators: Sequence[str] | None, say: Callable[[str], None]) -> _Point:
     """One point set up (seeded as a training of its own would be), its loop not started."""
     epochs = max(1.0, round(base["epochs"] * b, 2))
-    patience = _patience(base, epochs)  # None: the user's, or derived for the point as for one training
+    patience = _patience(base, epochs)  # None: the user's (cfg's), or derived for the point as for one training
     point_cfg = dataclasses.replace(cfg, lr=base["lr"] * a, epochs=epochs,
-                                    **({"early_stopping": patience} if patience is not None else {}))
+                                    early_stopping=cfg.early_stopping if patience is None else patience)
     # Its budget line would repeat the search's; its dev lines are named by the point.
     training = start_training(data, point_cfg, annotators=annotators, talk=False)
     watch = _Stopwatch()

@@ -65,7 +65,7 @@ class WordTokenizer:
                    special["pad_token_id"], special.get("unk_token_id"))
 
     def __call__(self, words: Sequence[Sequence[str]], is_split_into_words: bool = True,
-                 add_special_tokens: bool = False) -> "_Encodings":
+                 add_special_tokens: bool = False, verbose: bool = False) -> "_Encodings":
         if not is_split_into_words or add_special_tokens:
             raise ValueError("WordTokenizer encodes pre-split words without special tokens only")
         return _Encodings(self.backend.encode_batch([list(w) for w in words], is_pretokenized=True,
@@ -98,7 +98,10 @@ def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, in
         for sent in doc.sentences:
             if sent.words:
                 flat_words.append([tokenizer_word(w) for w in sent.words])  # invisible characters dropped
-    enc = tokenizer(flat_words, is_split_into_words=True, add_special_tokens=False) if flat_words else None
+    # verbose=False: a sentence longer than the model's 512 positions is cut into windows below, so transformers'
+    # "will result in indexing errors" warning (printed by `nerkit predict` on a long text) is wrong here.
+    enc = (tokenizer(flat_words, is_split_into_words=True, add_special_tokens=False, verbose=False)
+           if flat_words else None)
     unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
     out, k = [], 0
     for doc in docs:

@@ -44,7 +44,9 @@ class NerkitTokenClassificationPipeline(TokenClassificationPipeline):
         words, offsets = tokenize(sentence)
         pieces = []
         if words:
-            enc = tok([tokenizer_word(w) for w in words], is_split_into_words=True, add_special_tokens=False)
+            # windowed below: transformers' "longer than the maximum sequence length" warning does not apply
+            enc = tok([tokenizer_word(w) for w in words], is_split_into_words=True, add_special_tokens=False,
+                      verbose=False)
             pieces = [[] for _ in words]
             for tid, w in zip(enc["input_ids"], enc.word_ids()):
                 if w is not None and len(pieces[w]) < MAX_PIECES_PER_WORD:

@@ -77,6 +77,27 @@ def test_long_text_is_predicted_in_full(tiny_model):
     assert all(text[e.start:e.end] == e.text for e in ents)
 
 
+def test_a_text_longer_than_the_model_gets_no_indexing_warning(tiny_model):
+    # transformers warns that a sequence over model_max_length "will result in indexing errors"; nerkit windows it.
+    import logging
+
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    log = logging.getLogger("transformers")
+    log.addHandler(handler)
+    try:
+        tagger = Tagger.load(tiny_model, backend="torch")
+        tagger.tokenizer.model_max_length = 64
+        tagger.tokenizer.deprecation_warnings.clear()  # it warns once per tokenizer
+        assert tagger(TEXTS[-1])
+        assert not [m for m in said if "indexing errors" in m]
+        tagger.tokenizer(["w"] * 100, is_split_into_words=True)  # the check above can fail: the warning is there
+        assert [m for m in said if "indexing errors" in m]
+    finally:
+        log.removeHandler(handler)
+
+
 def test_evaluate_equals_seqeval_and_support_equals_gold(tiny_model, tmp_path):
     from seqeval.metrics import f1_score
 

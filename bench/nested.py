@@ -51,6 +51,8 @@ from collections import Counter
 from itertools import combinations
 from pathlib import Path
 
+from nerkit.evaluation import OVERLAP, covers, overlap_scores  # noqa: F401  (overlap_scores: this bench's scorer)
+
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ["genia-small", "ade", "tos-clauses"]
 SYSTEMS = ["nested", "layers", "flat", "spancat"]
@@ -61,7 +63,6 @@ SYSTEMS = ["nested", "layers", "flat", "spancat"]
 # span-head-unsure before it: unannotated inner entities left out of the loss.)
 DESIGNS = {"nested": "span-head-near", "layers": "tag-layers", "flat": "sparse-epochs"}
 OVERLAP_DATASETS = ("tos-clauses",)  # long clauses: edges are a matter of taste, coverage is what a reader needs
-OVERLAP = 0.5
 EQUAL_TEXTS = 200  # int8 against torch on the first 200 test texts
 SPANS_KEY = "sc"  # spancat's default spans_key
 SETTINGS = ("limit", "dev_limit", "test_limit", "steps", "seed")  # what makes two runs of one system comparable
@@ -135,39 +136,6 @@ def exact_scores(gold: list[set[Span]], pred: list[set[Span]]) -> dict:
     return {k: rep[k] for k in ("precision", "recall", "f1", "per_type", "nested")}
 
 
-def _covers(p: Span, g: Span, threshold: float) -> bool:
-    """Whether ``p`` has ``g``'s type and covers at least ``threshold`` of ``g``'s characters."""
-    inter = min(p[2], g[2]) - max(p[1], g[1])
-    return p[0] == g[0] and inter > 0 and inter >= threshold * (g[2] - g[1])
-
-
-def _prf(tp_gold: int, n_gold: int, tp_pred: int, n_pred: int) -> dict:
-    p = tp_pred / n_pred if n_pred else 0.0
-    r = tp_gold / n_gold if n_gold else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "support": n_gold}
-
-
-def overlap_scores(gold: list[set[Span]], pred: list[set[Span]], threshold: float = OVERLAP) -> dict:
-    """Overlap P/R/F1, micro and per type. Recall: the share of gold spans covered to at least ``threshold`` of their
-    characters by a predicted span of their type (in the same record); precision: the share of predicted spans that
-    cover at least ``threshold`` of the characters of some gold span of their type. A gold span of zero length is
-    never found."""
-    if len(gold) != len(pred):
-        raise ValueError("gold and predicted span sets differ in number")
-    c: dict[str, Counter] = {"tp_gold": Counter(), "gold": Counter(), "tp_pred": Counter(), "pred": Counter()}
-    for g, p in zip(gold, pred):
-        for x in g:
-            c["gold"][x[0]] += 1
-            c["tp_gold"][x[0]] += any(_covers(y, x, threshold) for y in p)
-        for y in p:
-            c["pred"][y[0]] += 1
-            c["tp_pred"][y[0]] += any(_covers(y, x, threshold) for x in g)
-    total = {k: sum(v.values()) for k, v in c.items()}
-    types = sorted(set(c["gold"]) | set(c["pred"]))
-    return {**_prf(total["tp_gold"], total["gold"], total["tp_pred"], total["pred"]), "threshold": threshold,
-            "per_type": {t: _prf(c["tp_gold"][t], c["gold"][t], c["tp_pred"][t], c["pred"][t]) for t in types}}
-
-
 def two_kinds(gold: list[set[Span]], pred: list[set[Span]], threshold: float | None = None) -> dict:
     """Gold pairs of spans with the same range and two types, and how many were found as both: exactly, and (given
     ``threshold``) each of the two covered by a prediction of its type as in ``overlap_scores``. A range with three
@@ -182,7 +150,7 @@ def two_kinds(gold: list[set[Span]], pred: list[set[Span]], threshold: float | N
                 pairs += 1
                 found += (s, a, b) in p and (t, a, b) in p
                 if threshold is not None:
-                    found_overlap += all(any(_covers(y, (k, a, b), threshold) for y in p) for k in (s, t))
+                    found_overlap += all(any(covers(y, (k, a, b), threshold) for y in p) for k in (s, t))
     out = {"pairs": pairs, "found_both": found}
     if threshold is not None:
         out["found_both_overlap"] = found_overlap

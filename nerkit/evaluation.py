@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 from typing import Sequence
 
 from nerkit.data import check_labelled
@@ -18,30 +19,75 @@ def error_breakdown(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
     return _breakdown([set(chunks(g)) for g in gold], [set(chunks(p)) for p in pred])
 
 
+def error_items(gold: set[Chunk], pred: set[Chunk]) -> list[tuple[str, Chunk | None, list[Chunk]]]:
+    """One sentence's errors as (kind, gold entity or None, the predictions it concerns): each gold entity not
+    predicted exactly is missed (no prediction overlaps it), or found with the wrong type, the wrong boundary or
+    both (the overlapping predictions); a prediction that overlaps no gold entity is spurious."""
+    exact = gold & pred
+    p_rest = pred - exact
+    items: list[tuple[str, Chunk | None, list[Chunk]]] = []
+    matched: set[Chunk] = set()
+    for g in sorted(gold - exact, key=lambda c: (c[1], c[2], c[0])):
+        gl, gs, ge = g
+        overlaps = sorted((c for c in p_rest if c[1] < ge and gs < c[2]), key=lambda c: (c[1], c[2], c[0]))
+        if not overlaps:
+            kind = "missed"
+        else:
+            same_bounds = [c for c in overlaps if (c[1], c[2]) == (gs, ge)]
+            same_label = [c for c in overlaps if c[0] == gl]
+            kind = "wrong_type" if same_bounds else "wrong_boundary" if same_label else "wrong_type_and_boundary"
+            matched.update(overlaps)
+        items.append((kind, g, overlaps))
+    items += [("spurious", None, [c]) for c in sorted(p_rest - matched, key=lambda c: (c[1], c[2], c[0]))]
+    return items
+
+
 def _breakdown(gold: Sequence[set[Chunk]], pred: Sequence[set[Chunk]]) -> dict:
     """``error_breakdown`` over entity sets (one per sentence; entities may nest)."""
     counts: Counter = Counter()
     by_type: dict[str, Counter] = {}
     for g, p in zip(gold, pred):
-        exact = g & p
-        g_rest, p_rest = g - exact, p - exact
-        matched_p = set()
-        for gl, gs, ge in sorted(g_rest, key=lambda c: c[1]):
-            overlaps = [c for c in p_rest if c[1] < ge and gs < c[2]]
-            if not overlaps:
-                kind = "missed"
-            else:
-                same_bounds = [c for c in overlaps if (c[1], c[2]) == (gs, ge)]
-                same_label = [c for c in overlaps if c[0] == gl]
-                kind = "wrong_type" if same_bounds else "wrong_boundary" if same_label else "wrong_type_and_boundary"
-                matched_p.update(overlaps)
+        for kind, gc, ps in error_items(g, p):
+            label = gc[0] if gc else ps[0][0]
             counts[kind] += 1
-            by_type.setdefault(gl, Counter())[kind] += 1
-        for c in p_rest - matched_p:
-            counts["spurious"] += 1
-            by_type.setdefault(c[0], Counter())["spurious"] += 1
+            by_type.setdefault(label, Counter())[kind] += 1
     return {"total": {k: counts[k] for k in ERROR_KINDS},
             "per_type": {t: {k: c[k] for k in ERROR_KINDS} for t, c in sorted(by_type.items())}}
+
+
+OVERLAP = 0.5  # a gold entity counts as found by a prediction of its type covering at least half of it
+
+
+def covers(p: Chunk, g: Chunk, threshold: float = OVERLAP) -> bool:
+    """Whether ``p`` has ``g``'s type and covers at least ``threshold`` of ``g``'s extent (words or characters)."""
+    inter = min(p[2], g[2]) - max(p[1], g[1])
+    return p[0] == g[0] and inter > 0 and inter >= threshold * (g[2] - g[1])
+
+
+def overlap_scores(gold: Sequence[set[Chunk]], pred: Sequence[set[Chunk]], threshold: float = OVERLAP) -> dict:
+    """Overlap P/R/F1, micro and per type, for entities whose edges are a matter of taste (a clause with or without
+    its last sentence). Recall: the share of gold entities covered to at least ``threshold`` of their extent by a
+    prediction of their type (in the same sentence); precision: the share of predictions that cover ``threshold``
+    of some gold entity of their type. The units are those of the sets: words, or characters (a gold entity of zero
+    length is never found)."""
+    if len(gold) != len(pred):
+        raise ValueError("gold and predicted entity sets differ in number")
+    c: dict[str, Counter] = {"tp_gold": Counter(), "gold": Counter(), "tp_pred": Counter(), "pred": Counter()}
+    for g, p in zip(gold, pred):
+        for x in g:
+            c["gold"][x[0]] += 1
+            c["tp_gold"][x[0]] += any(covers(y, x, threshold) for y in p)
+        for y in p:
+            c["pred"][y[0]] += 1
+            c["tp_pred"][y[0]] += any(covers(y, x, threshold) for x in g)
+
+    def prf(t: str | None = None) -> dict:
+        n = {k: (v[t] if t else sum(v.values())) for k, v in c.items()}
+        p = n["tp_pred"] / n["pred"] if n["pred"] else 0.0
+        r = n["tp_gold"] / n["gold"] if n["gold"] else 0.0
+        return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "support": n["gold"]}
+
+    return {**prf(), "threshold": threshold, "per_type": {t: prf(t) for t in sorted(set(c["gold"]) | set(c["pred"]))}}
 
 
 def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
@@ -61,6 +107,7 @@ def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
         "support": int(micro["support"]), "per_type": per_type,
         "sentences": len(gold), "words": sum(len(s) for s in gold),
         "errors": error_breakdown(gold, pred),
+        "overlap": overlap_scores([set(chunks(g)) for g in gold], [set(chunks(p)) for p in pred]),
     }
 
 
@@ -105,14 +152,39 @@ def score_sets(gold: Sequence[set[Chunk]], pred: Sequence[set[Chunk]]) -> dict:
         report["nested"][name] = {"precision": prec, "recall": rec,
                                   "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0, "support": c["gold"]}
     report["errors"] = _breakdown(gold, pred)
+    report["overlap"] = overlap_scores(gold, pred)
     return report
 
 
-def evaluate(tagger, docs: Sequence[Document], name: str | None = None) -> dict:
+@dataclass
+class Compared:
+    """One evaluated sentence: its text and the gold and predicted entities as (type, start, end) character offsets
+    in that text (what an error report shows)."""
+
+    doc: str
+    text: str
+    gold: set[Chunk]
+    pred: set[Chunk]
+
+
+def _compared(doc: str, s: Sentence, gold: set[Chunk], pred: set[Chunk], words: bool = True) -> Compared:
+    """``Compared`` from entity sets over the words of ``s`` (``words``) or over character offsets of its text."""
+    text, off = s.surface()
+    base, end = (off[0][0], off[-1][1]) if off else (0, 0)
+
+    def chars(c: Chunk) -> Chunk:
+        a, b = (off[c[1]][0], off[c[2] - 1][1]) if words else (c[1], c[2])
+        return (c[0], a - base, b - base)
+
+    return Compared(doc, text[base:end], {chars(c) for c in gold}, {chars(c) for c in pred})
+
+
+def evaluate(tagger, docs: Sequence[Document], name: str | None = None,
+             compared: list[Compared] | None = None) -> dict:
     """Tag every sentence of labelled documents with ``tagger`` (document context, windows merged) and score it.
 
     Read files first with ``nerkit.formats.load`` (any format nerkit reads); ``name`` is recorded as the report's
-    ``data``.
+    ``data``; a ``compared`` list receives each sentence's gold and predicted entities (``Compared``).
     """
     if isinstance(docs, (str, os.PathLike)):
         raise TypeError("evaluate() takes documents: read the file with nerkit.formats.load(path) first")
@@ -121,13 +193,15 @@ def evaluate(tagger, docs: Sequence[Document], name: str | None = None) -> dict:
     nested = getattr(tagger, "layers", 1) > 1 or any(s.layers for d in docs for s in d.sentences)
     plain = as_read(docs)
     if plain is not None:
-        report = _score_characters(tagger, docs, plain)
+        report = _score_characters(tagger, docs, plain, compared)
     elif not nested:  # flat: seqeval's figures, exactly
         gold, pred = [], []
         for doc, p_doc in zip(docs, tagger.tag_documents(docs)):
             for s, p in zip(doc.sentences, p_doc):
                 gold.append(s.tags)
                 pred.append(p)
+                if compared is not None:
+                    compared.append(_compared(doc.id, s, set(chunks(s.tags)), set(chunks(p))))
         report = score(gold, pred)
     else:
         gold_sets, pred_sets, words = [], [], 0
@@ -136,6 +210,8 @@ def evaluate(tagger, docs: Sequence[Document], name: str | None = None) -> dict:
                 gold_sets.append({c for tags in s.all_tags() for c in chunks(tags)})
                 pred_sets.append({c for tags in p_layers for c in chunks(tags)})
                 words += len(s.words)
+                if compared is not None:
+                    compared.append(_compared(doc.id, s, gold_sets[-1], pred_sets[-1]))
         report = {**score_sets(gold_sets, pred_sets), "sentences": len(gold_sets), "words": words}
     if name is not None:
         report["data"] = str(name)
@@ -162,7 +238,8 @@ def as_read(docs: Sequence[Document]) -> list[Document] | None:
     return out if changed else None
 
 
-def _score_characters(tagger, docs: Sequence[Document], plain: Sequence[Document]) -> dict:
+def _score_characters(tagger, docs: Sequence[Document], plain: Sequence[Document],
+                      compared: list[Compared] | None = None) -> dict:
     """Exact (type, first character, end character) sets: gold from ``docs``, predictions on ``plain`` (``as_read``)."""
     gold_sets, pred_sets, words, split = [], [], 0, 0
     for doc, p_doc, layers_doc in zip(docs, plain, tagger.tag_documents_layered(plain)):
@@ -172,21 +249,30 @@ def _score_characters(tagger, docs: Sequence[Document], plain: Sequence[Document
             pred_sets.append({(t, p_off[a][0], p_off[b - 1][1]) for tags in p_layers for t, a, b in chunks(tags)})
             words += len(ps.words)
             split += ps.words != s.words
+            if compared is not None:
+                compared.append(_compared(doc.id, s, gold_sets[-1], pred_sets[-1], words=False))
     return {**score_sets(gold_sets, pred_sets), "sentences": len(gold_sets), "words": words,
             "scored_on": f"character offsets of the texts as tokenized unseen ({split} sentences' words had been "
                          "split at entity edges when read)"}
 
 
 def format_report(report: dict) -> str:
-    """A plain-text table of a report: per type, micro average, then the error breakdown."""
-    lines = [f"{'type':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
-    for t, v in report["per_type"].items():
-        lines.append(f"{t:<16}{v['precision'] * 100:>10.2f}{v['recall'] * 100:>10.2f}{v['f1'] * 100:>10.2f}{v['support']:>10}")
-    lines.append(f"{'micro avg':<16}{report['precision'] * 100:>10.2f}{report['recall'] * 100:>10.2f}"
-                 f"{report['f1'] * 100:>10.2f}{report['support']:>10}")
-    for part, v in report.get("nested", {}).items():
-        lines.append(f"{part:<16}{v['precision'] * 100:>10.2f}{v['recall'] * 100:>10.2f}{v['f1'] * 100:>10.2f}"
-                     f"{v['support']:>10}")
+    """A plain-text table of a report: per type, micro average (outermost and inner entities apart where they nest,
+    and the overlap score), then the error breakdown."""
+    names = [*report["per_type"], "micro avg", "overlap >= 50 %"]
+    w = max(16, *(len(t) + 2 for t in names))
+
+    def row(name: str, v: dict) -> str:
+        # with no gold entity of the row, recall and F1 are undefined ("-"), not 0
+        r, f = ((f"{v['recall'] * 100:>10.2f}", f"{v['f1'] * 100:>10.2f}") if v["support"] else (f"{'-':>10}",) * 2)
+        return f"{name:<{w}}{v['precision'] * 100:>10.2f}{r}{f}{v['support']:>10}"
+
+    lines = [f"{'type':<{w}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    lines += [row(t, v) for t, v in report["per_type"].items()]
+    lines.append(row("micro avg", report))
+    lines += [row(part, v) for part, v in report.get("nested", {}).items()]
+    if "overlap" in report:
+        lines.append(row(f"overlap >= {round(report['overlap']['threshold'] * 100)} %", report["overlap"]))
     e = report["errors"]["total"]
     lines.append("errors: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items()))
     lines.append(f"({report['sentences']} sentences, {report['words']} words, all evaluated)")

@@ -1073,7 +1073,8 @@ def _lowercases(tokenizer) -> bool:
 
 
 def _summary(report: dict) -> dict:
-    return {k: report[k] for k in ("precision", "recall", "f1", "support", "per_type", "nested", "errors") if k in report}
+    keys = ("precision", "recall", "f1", "support", "per_type", "nested", "overlap", "errors")
+    return {k: report[k] for k in keys if k in report}
 
 
 def _model_name(model: str) -> str:

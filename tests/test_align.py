@@ -33,7 +33,7 @@ class FakeTok:
     """Each word becomes len(word) // 3 + 1 pieces; ids are stable per piece."""
     unk_token_id, cls_token_id, sep_token_id, pad_token_id = 1, 2, 3, 0
 
-    def __call__(self, batch, is_split_into_words, add_special_tokens):
+    def __call__(self, batch, is_split_into_words, add_special_tokens, verbose=True):
         ids, wids = [], []
         for words in batch:
             i, w = [], []

@@ -18,6 +18,7 @@ STAGES = [
     {"nerkit.engines", "nerkit.decode"},
     {"nerkit.budget", "nerkit.transfer", "nerkit.checkpoint", "nerkit.loop"},  # budget rule, head transfer, checkpoints: used by train
     {"nerkit.evaluation"},  # entity scores of a tagger on documents
+    {"nerkit.report"},  # an evaluation as people read it: every error in its sentence, an HTML page
     {"nerkit.train"},  # train scores dev data with evaluation
     {"nerkit.search", "nerkit.curve"},  # several trainings: around the derived budget (dev-best kept), on growing subsets
     {"nerkit.predict"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from nerkit.cli._util import (add_annotator, add_backend, add_scheme, add_source_options, add_training_options,
                               non_negative, positive, source_options, training_config)
@@ -70,13 +71,26 @@ def evaluate(a: argparse.Namespace) -> None:
     """Print the entity-level evaluation of a model on labelled data."""
     from nerkit import formats
     from nerkit.evaluation import evaluate, format_report
+    from nerkit.files import check_not_input, check_writable
     from nerkit.predict import Tagger
 
+    for out in (a.html, a.errors):  # refused before any work
+        if out:
+            check_writable(out)
+            check_not_input(out, [a.data], "--html" if out == a.html else "--errors")
     tagger = Tagger.load(a.model_dir, backend=a.backend)
     with source_options(a, [(a.data, None)]):
         docs = formats.load(a.data, scheme=a.scheme, annotators=a.annotator)
-    report = evaluate(tagger, docs, name=a.data)
+    compared: list = []
+    report = evaluate(tagger, docs, name=a.data, compared=compared)
     print(json.dumps(report, indent=2) if a.json else format_report(report))
+    if a.html or a.errors:
+        from nerkit.report import write_reports
+
+        write_reports(report, compared, a.html, a.errors, f"{Path(a.model_dir).name} on {Path(a.data).name}")
+        for out in (a.html, a.errors):
+            if out:
+                print(f"wrote {out}", file=sys.stderr)
 
 
 def predict(a: argparse.Namespace) -> None:
@@ -175,6 +189,10 @@ def register(sub) -> None:
     e.add_argument("model_dir")
     e.add_argument("data")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--html", metavar="FILE", help="also write an HTML page: scores as bars, errors by kind and type, "
+                   "every sentence with an error, gold and predicted entities marked")
+    e.add_argument("--errors", metavar="FILE", help="also write each sentence with an error as JSONL (gold "
+                   "\"entities\", \"predicted\", \"errors\"); it reads back as nerkit JSONL to correct the gold")
     add_scheme(e)
     add_annotator(e, _ANNOTATOR_HELP)
     add_source_options(e)

@@ -1,0 +1,111 @@
+"""Entity scores over nested sets, the overlap score and the report table (no model: hand-made entity sets)."""
+from nerkit.evaluation import format_report, overlap_scores, score, score_sets
+
+
+def test_overlap_score_counts_a_clause_found_with_other_edges():
+    gold = [{("Clause", 0, 10), ("Clause", 20, 30)}, {("Law", 0, 4)}]
+    pred = [{("Clause", 0, 6), ("Clause", 21, 40), ("Law", 20, 30)}, {("Law", 2, 4)}]
+    ov = overlap_scores(gold, pred)
+    # both clauses covered >= 50 % (6 of 10, 9 of 10); "Law" 20-30 has the wrong type; 2 of 4 characters is half
+    assert (ov["recall"], ov["precision"], ov["support"]) == (1.0, 0.75, 3)
+    assert ov["per_type"]["Law"]["precision"] == 0.5 and ov["per_type"]["Clause"]["f1"] == 1.0
+    assert overlap_scores(gold, pred, threshold=0.7)["per_type"]["Clause"]["recall"] == 0.5
+    exact = score_sets(gold, pred)
+    assert exact["f1"] == 0.0 and exact["overlap"] == ov  # the exact score stays beside it
+
+
+def test_flat_report_keeps_seqeval_scores_and_adds_the_overlap_score():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"]]
+    pred = [["B-PER", "O", "O", "B-LOC"]]
+    rep = score(gold, pred)
+    assert rep["f1"] == 0.5 and rep["overlap"]["f1"] == 1.0  # "John" covers half of "John Smith"
+
+
+def test_report_table_fits_long_type_names_and_leaves_undefined_recall_blank():
+    gold = [{("LimitationOfLiability", 0, 30)}]
+    pred = [{("LimitationOfLiability", 0, 30), ("PER", 2, 3), ("LimitationOfLiability", 5, 9)}]
+    table = format_report({**score_sets(gold, pred), "sentences": 1, "words": 30})
+    lines = table.splitlines()
+    widths = {len(x) for x in lines[:lines.index(next(x for x in lines if x.startswith("errors")))]}
+    assert len(widths) == 1, table  # every row of the table lines up
+    per = next(x for x in lines if x.startswith("PER ")).split()
+    assert per[1:] == ["0.00", "-", "-", "0"], table  # a type with no gold entity: recall and F1 undefined
+    inner = next(x for x in lines if x.startswith("inner")).split()
+    assert inner[1:] == ["0.00", "-", "-", "0"] and "overlap >= 50 %" in table, table
+
+
+def test_error_items_name_each_error_and_add_up_to_the_breakdown():
+    from nerkit.evaluation import error_items
+
+    gold = {("PER", 0, 2), ("LOC", 3, 4), ("ORG", 5, 6), ("PER", 7, 8)}
+    pred = {("PER", 0, 1), ("ORG", 3, 4), ("LOC", 6, 7), ("PER", 7, 8)}
+    items = error_items(gold, pred)
+    assert items == [("wrong_boundary", ("PER", 0, 2), [("PER", 0, 1)]), ("wrong_type", ("LOC", 3, 4), [("ORG", 3, 4)]),
+                     ("missed", ("ORG", 5, 6), []), ("spurious", None, [("LOC", 6, 7)])]
+    total = score_sets([gold], [pred])["errors"]["total"]
+    assert sum(total.values()) == len(items) and total["wrong_type_and_boundary"] == 0
+
+
+def test_marks_nest_inside_their_container_and_a_crossing_span_is_left_to_the_list():
+    from nerkit.report import _marked
+
+    text = "the IL-2 gene promoter"
+    spans = [("DNA", 4, 13), ("protein", 4, 8), ("DNA", 4, 22), ("RNA", 9, 22)]  # RNA crosses "IL-2 gene"
+    out = _marked(text, spans, {}, {("protein", 4, 8)})
+    assert out.count("<mark") == 3 and "RNA" not in out
+    assert out.index(">DNA<") > out.index(">protein<")  # the inner mark closes first
+    assert out.startswith("the <mark") and '<mark class="x"' in out and out.endswith("</mark>")
+
+
+def _gold_file(path):
+    rows = []
+    for _ in range(6):
+        rows += ["john B-PER", "smith I-PER", "visited O", "paris B-LOC", ". O", ""]
+        rows += ["he O", "met O", "mary B-PER", "jones I-PER", ""]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_evaluate_writes_an_error_page_and_errors_that_read_back(tiny_model, tmp_path, capsys):
+    import json
+
+    from nerkit import formats
+    from nerkit.cli import main
+
+    data = _gold_file(tmp_path / "gold.conll")
+    page, errs = tmp_path / "report.html", tmp_path / "errors.jsonl"
+    assert main(["evaluate", str(tiny_model), str(data), "--json", "--html", str(page), "--errors", str(errs),
+                 "--backend", "torch"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    records = [json.loads(x) for x in errs.read_text().splitlines()]
+    total = sum(report["errors"]["total"].values())
+    assert total and sum(len(r["errors"]) for r in records) == total  # a random model errs; every error is listed
+    for r in records:
+        assert all(r["text"][e["start"]:e["end"]] == e["text"] for e in r["entities"] + r["predicted"])
+        assert r["doc"] and r["sentence"] >= 1
+    back = formats.load(errs)  # the gold "entities" read back as nerkit JSONL
+    assert len(back) == len(records) and sum(len(s.words) for d in back for s in d.sentences)
+    html = page.read_text()
+    assert html.count('<div class="s"') == len(records) and 'id="kind"' in html and "micro avg" in html
+
+
+def test_evaluate_refuses_a_report_path_it_cannot_write_before_any_work(tiny_model, tmp_path, capsys):
+    from nerkit.cli import main
+
+    data = _gold_file(tmp_path / "gold.conll")
+    before = data.read_bytes()
+    assert main(["evaluate", str(tiny_model), str(data), "--html", str(data)]) != 0
+    assert "is the input" in capsys.readouterr().err and data.read_bytes() == before
+    assert main(["evaluate", str(tiny_model), str(data), "--errors", str(tmp_path / "no" / "e.jsonl")]) != 0
+    assert "no directory" in capsys.readouterr().err
+
+
+def test_type_confusions_count_gold_entities_read_as_another_type():
+    from nerkit.evaluation import Compared
+    from nerkit.report import confusions, report_html
+
+    cs = [Compared("d", "John Smith in Paris", {("PER", 0, 10), ("LOC", 14, 19)}, {("ORG", 0, 4), ("LOC", 14, 19)}),
+          Compared("d", "Acme Paris", {("ORG", 0, 4)}, {("PER", 0, 4), ("LOC", 5, 10)})]
+    assert confusions(cs) == {("PER", "ORG"): 1, ("ORG", "PER"): 1}  # the spurious LOC is no confusion
+    page = report_html(score_sets([c.gold for c in cs], [c.pred for c in cs]) | {"words": 6}, cs)
+    assert "Types confused" in page and page.count('<div class="s"') == 2

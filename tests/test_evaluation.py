@@ -109,3 +109,30 @@ def test_type_confusions_count_gold_entities_read_as_another_type():
     assert confusions(cs) == {("PER", "ORG"): 1, ("ORG", "PER"): 1}  # the spurious LOC is no confusion
     page = report_html(score_sets([c.gold for c in cs], [c.pred for c in cs]) | {"words": 6}, cs)
     assert "Types confused" in page and page.count('<div class="s"') == 2
+
+
+def test_reusing_runs_the_network_once_on_the_words_scored(tiny_model, tmp_path, monkeypatch):
+    import json
+
+    from nerkit import formats
+    from nerkit.evaluation import as_read, evaluate, reusing
+    from nerkit.predict import Tagger
+
+    path = tmp_path / "gold.jsonl"  # "Smith-induced": the gold span ends inside a word, so scoring re-reads it
+    text = "John Smith-induced rash in Paris ."
+    path.write_text(json.dumps({"text": text, "entities": [{"start": 0, "end": 10, "label": "PER"},
+                                                           {"start": 27, "end": 32, "label": "LOC"}]}) + "\n")
+    docs = formats.load(path)
+    assert as_read(docs) is not None
+    tagger = Tagger.load(tiny_model, backend="torch")
+    calls = []
+    real = tagger._word_logprobs_steps
+    monkeypatch.setattr(tagger, "_word_logprobs_steps", lambda d: calls.append(d) or real(d))
+    alone = evaluate(tagger, docs)
+    with reusing(tagger, docs):
+        assert evaluate(tagger, docs) == alone and evaluate(tagger, docs) == alone
+    assert len(calls) == 2 and tagger._read is None  # once alone, once for both inside the block
+    whole = formats.load(_gold_file(tmp_path / "gold.conll"))  # nothing re-read: the documents themselves
+    with reusing(tagger, whole):
+        assert evaluate(tagger, whole) == evaluate(tagger, whole)
+    assert len(calls) == 3

@@ -98,6 +98,9 @@ def test_evaluate_refuses_a_report_path_it_cannot_write_before_any_work(tiny_mod
     assert "is the input" in capsys.readouterr().err and data.read_bytes() == before
     assert main(["evaluate", str(tiny_model), str(data), "--errors", str(tmp_path / "no" / "e.jsonl")]) != 0
     assert "no directory" in capsys.readouterr().err
+    same = str(tmp_path / "r.html")
+    assert main(["evaluate", str(tiny_model), str(data), "--html", same, "--errors", same]) != 0
+    assert "same file" in capsys.readouterr().err and not (tmp_path / "r.html").exists()
 
 
 def test_type_confusions_count_gold_entities_read_as_another_type():

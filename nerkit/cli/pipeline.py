@@ -71,13 +71,16 @@ def evaluate(a: argparse.Namespace) -> None:
     """Print the entity-level evaluation of a model on labelled data."""
     from nerkit import formats
     from nerkit.evaluation import evaluate, format_report
-    from nerkit.files import check_not_input, check_writable
+    from nerkit.errors import NerkitError
+    from nerkit.files import check_not_input, check_writable, same_file
     from nerkit.predict import Tagger
 
     for out in (a.html, a.errors):  # refused before any work
         if out:
             check_writable(out)
             check_not_input(out, [a.data], "--html" if out == a.html else "--errors")
+    if a.html and a.errors and same_file(a.html, a.errors):
+        raise NerkitError(f"--html and --errors are the same file ({a.html}); give two")
     tagger = Tagger.load(a.model_dir, backend=a.backend)
     with source_options(a, [(a.data, None)]):
         docs = formats.load(a.data, scheme=a.scheme, annotators=a.annotator)

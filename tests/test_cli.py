@@ -59,3 +59,19 @@ def test_the_parser_loads_without_optional_extras_or_torch():
     r = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "sentences" in r.stdout
+
+
+def test_the_command_line_shows_a_data_warning_as_one_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "gold.jsonl"  # a span ending inside a word: read, split there, and said
+    path.write_text(json.dumps({"text": "John Smith-induced rash", "entities": [
+        {"start": 0, "end": 10, "label": "PER"}]}) + "\n")
+    run = subprocess.run([sys.executable, "-m", "nerkit.cli", "stats", str(path)], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert run.returncode == 0
+    said = [x for x in run.stderr.splitlines() if x.strip()]
+    assert said and all(x.startswith("nerkit: warning: ") for x in said), run.stderr
+    assert f"{path}:1" in said[0] and "DataWarning" not in run.stderr and "nerkit/data.py" not in run.stderr

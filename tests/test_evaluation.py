@@ -139,3 +139,4 @@ def test_reusing_runs_the_network_once_on_the_words_scored(tiny_model, tmp_path,
     with reusing(tagger, whole):
         assert evaluate(tagger, whole) == evaluate(tagger, whole)
     assert len(calls) == 3
+

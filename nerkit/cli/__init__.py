@@ -10,9 +10,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from nerkit.cli import annotating, corpus, pipeline, serving
+from nerkit.data import DataWarning
 from nerkit.errors import NerkitError
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """nerkit's own warnings as one line (their message names the file and line of the data; where in nerkit's code
+    they were raised, and that source line, only confused: "/.../nerkit/data.py:360: DataWarning: ..."); others as
+    Python shows them."""
+    if issubclass(category, DataWarning):
+        print(f"nerkit: warning: {message}", file=file or sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 def _is_unicode(text: str) -> bool:
@@ -43,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.func(args)
     except NerkitError as exc:
         print(f"nerkit: error: {exc}", file=sys.stderr)
         return 2

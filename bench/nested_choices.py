@@ -1,5 +1,5 @@
 """Wall time of a nested model's end-of-training choices on dev (the decoder, then each type's threshold), with the
-network's dev outputs reused (``evaluation.reusing``) against a network run a trial (what training did from session
+network's dev outputs reused (``WindowTagger.reusing``) against a network run a trial (what training did from session
 12 to 14, when a copy of the dev list missed the tagger's cache). Same model, same choices both ways; alternating
 passes, alone on the machine.
 
@@ -19,23 +19,21 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=2)
     a = ap.parse_args()
 
-    import nerkit.evaluation as ev
     from nerkit import train
     from nerkit.formats import load
     from nerkit.predict import Tagger
 
     dev = load(a.dev)
-    reusing = ev.reusing
     for mode in ("a run a trial", "reused") * a.passes:
         tagger = Tagger.load(a.model, backend="torch")
         tagger.span_head.thresholds = {}
-        ev.reusing = reusing if mode == "reused" else (lambda tagger, docs: contextlib.nullcontext())
+        if mode != "reused":
+            tagger.reusing = contextlib.nullcontext
         t0 = time.perf_counter()
         decoder = train._choose_decoder(tagger, dev)[0]
         thresholds, report = train._choose_thresholds(tagger, dev)
         print(f"{mode:14} {time.perf_counter() - t0:7.1f} s  decoder {decoder}  thresholds {thresholds}  "
               f"dev F1 {100 * report['f1']:.2f}", flush=True)
-    ev.reusing = reusing
 
 
 if __name__ == "__main__":

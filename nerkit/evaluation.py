@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -106,12 +104,12 @@ def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
     per_type = {t: {"precision": float(v["precision"]), "recall": float(v["recall"]), "f1": float(v["f1-score"]),
                     "support": int(v["support"])}
                 for t, v in rep.items() if not t.endswith(" avg")}
+    g_sets, p_sets = [set(chunks(g)) for g in gold], [set(chunks(p)) for p in pred]
     return {
         "precision": float(micro["precision"]), "recall": float(micro["recall"]), "f1": float(micro["f1-score"]),
         "support": int(micro["support"]), "per_type": per_type,
         "sentences": len(gold), "words": sum(len(s) for s in gold),
-        "errors": error_breakdown(gold, pred),
-        "overlap": overlap_scores([set(chunks(g)) for g in gold], [set(chunks(p)) for p in pred]),
+        "errors": _breakdown(g_sets, p_sets), "overlap": overlap_scores(g_sets, p_sets),
     }
 
 
@@ -192,11 +190,10 @@ def evaluate(tagger, docs: Sequence[Document], name: str | None = None,
     """
     if isinstance(docs, (str, os.PathLike)):
         raise TypeError("evaluate() takes documents: read the file with nerkit.formats.load(path) first")
-    read = getattr(tagger, "_read", None)  # set by ``reusing``: tag the very list whose network outputs it keeps
-    docs = read[0] if read is not None and read[0] is docs else list(docs)
+    docs = list(docs)
     check_labelled(docs, "evaluation")
     nested = getattr(tagger, "layers", 1) > 1 or any(s.layers for d in docs for s in d.sentences)
-    plain = read[1] if read is not None and read[0] is docs else as_read(docs)
+    plain = as_read(docs)
     if plain is not None:
         report = _score_characters(tagger, docs, plain, compared)
     elif not nested:  # flat: seqeval's figures, exactly
@@ -221,20 +218,6 @@ def evaluate(tagger, docs: Sequence[Document], name: str | None = None,
     if name is not None:
         report["data"] = str(name)
     return report
-
-
-@contextmanager
-def reusing(tagger, docs: Sequence[Document]) -> Iterator[None]:
-    """Within the block, ``evaluate(tagger, docs)`` (the same list) runs the network once, on the words it scores
-    (``as_read``'s where reading split words at entity edges): decoders and thresholds compared on dev. With the
-    tagger's own ``reusing(docs)`` instead, ADE's dev set (re-read) ran the network again in each of 15 trials."""
-    plain = as_read(docs)
-    with tagger.reusing(docs if plain is None else plain):
-        tagger._read = (docs, plain)
-        try:
-            yield
-        finally:
-            tagger._read = None
 
 
 def as_read(docs: Sequence[Document]) -> list[Document] | None:

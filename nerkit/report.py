@@ -29,10 +29,11 @@ def error_records(compared: Sequence[Compared]) -> list[dict]:
     """One record per sentence with an error: its document and number there (from 1), text, gold ``entities`` (so the
     file reads back as nerkit JSONL, to correct the annotation), ``predicted`` entities and the ``errors`` (kind, gold
     entity, predictions)."""
-    return [r for _, r in _with_errors(compared)]
+    return [r for _, r, _ in _with_errors(compared)]
 
 
-def _with_errors(compared: Sequence[Compared]) -> list[tuple[Compared, dict]]:
+def _with_errors(compared: Sequence[Compared]) -> list[tuple[Compared, dict, list]]:
+    """Each sentence with an error, its record (``error_records``) and its ``error_items``."""
     out, seen = [], {}
     for c in compared:
         n = seen[c.doc] = seen.get(c.doc, 0) + 1  # the sentence's number in its document
@@ -43,7 +44,7 @@ def _with_errors(compared: Sequence[Compared]) -> list[tuple[Compared, dict]]:
                     "entities": [_entity(c.text, g) for g in _order(c.gold)],
                     "predicted": [_entity(c.text, p) for p in _order(c.pred)],
                     "errors": [{"kind": k, "gold": _entity(c.text, g) if g else None,
-                                "predicted": [_entity(c.text, p) for p in ps]} for k, g, ps in items]}))
+                                "predicted": [_entity(c.text, p) for p in ps]} for k, g, ps in items]}, items))
     return out
 
 
@@ -146,8 +147,7 @@ def report_html(report: dict, compared: Sequence[Compared], title: str = "Evalua
               '</select><select id="type"><option value="">every type</option>',
               *(f'<option value="{html.escape(t)}">{html.escape(t)}</option>' for t in types),
               '</select> <span id="shown"></span></p>']
-    for c, r in records:
-        items = error_items(c.gold, c.pred)
+    for c, r, items in records:
         wrong = {g for _, g, _ in items if g} | {p for _, _, ps in items for p in ps}
         ks = json.dumps(sorted({k for k, _, _ in items}))
         ts = json.dumps(sorted({x[0] for _, g, ps in items for x in ([g] if g else []) + ps}), ensure_ascii=False)

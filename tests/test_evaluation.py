@@ -118,7 +118,7 @@ def test_reusing_runs_the_network_once_on_the_words_scored(tiny_model, tmp_path,
     import json
 
     from nerkit import formats
-    from nerkit.evaluation import as_read, evaluate, reusing
+    from nerkit.evaluation import as_read, evaluate
     from nerkit.predict import Tagger
 
     path = tmp_path / "gold.jsonl"  # "Smith-induced": the gold span ends inside a word, so scoring re-reads it
@@ -132,11 +132,11 @@ def test_reusing_runs_the_network_once_on_the_words_scored(tiny_model, tmp_path,
     real = tagger._word_logprobs_steps
     monkeypatch.setattr(tagger, "_word_logprobs_steps", lambda d: calls.append(d) or real(d))
     alone = evaluate(tagger, docs)
-    with reusing(tagger, docs):
+    with tagger.reusing():
         assert evaluate(tagger, docs) == alone and evaluate(tagger, docs) == alone
-    assert len(calls) == 2 and tagger._read is None  # once alone, once for both inside the block
+    assert len(calls) == 2 and tagger._memo is None  # once alone, once for both inside the block
     whole = formats.load(_gold_file(tmp_path / "gold.conll"))  # nothing re-read: the documents themselves
-    with reusing(tagger, whole):
+    with tagger.reusing():
         assert evaluate(tagger, whole) == evaluate(tagger, whole)
     assert len(calls) == 3
 

@@ -189,11 +189,12 @@ def read_conll(path: str | Path, scheme: LabelScheme | str | None = None, tag_co
     return read_conll_with_report(path, scheme, tag_columns)[0]
 
 
-def write_conll(docs: Iterable[Document], path: str | Path) -> None:
+def write_conll(docs: Iterable[Document], path: str | Path, columns: int | None = None) -> None:
     """Write documents as two-column CoNLL (``word tag``), each document opened by a ``-DOCSTART- O`` line; nested
-    entities as further tag columns, one per layer, outermost first (read back with ``tag_columns``)."""
+    entities as further tag columns, one per layer, outermost first (read back with ``tag_columns``): ``columns``
+    of them (at least as many as the deepest sentence needs), else as many as that."""
     docs = list(docs)
-    width = 1 + max((len(s.layers) for d in docs for s in d.sentences), default=0)
+    width = max(columns or 1, 1 + max((len(s.layers) for d in docs for s in d.sentences), default=0))
 
     def out_lines() -> Iterator[str]:
         for doc in docs:

@@ -277,7 +277,8 @@ def format_report(report: dict) -> str:
         lines.append(row(f"overlap >= {round(report['overlap']['threshold'] * 100)} %", report["overlap"]))
     e = report["errors"]["total"]
     lines.append("errors: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items()))
-    lines.append(f"({report['sentences']} sentences, {report['words']} words, all evaluated)")
+    if "sentences" in report:  # (a training's summary leaves the counts out)
+        lines.append(f"({report['sentences']} sentences, {report['words']} words, all evaluated)")
     if report.get("scored_on"):
         lines.append(f"scored on {report['scored_on']}")
     return "\n".join(lines)

@@ -199,7 +199,7 @@ def test_cli_distills_with_train_and_dev_given(flat, tmp_path, capsys):
     shutil.copytree(flat["teacher"], moved)
     out = tmp_path / "student"
     assert main(["distill", str(moved), "--output", str(out), "--train", str(flat["train"]), "--dev", str(flat["dev"]),
-                 "--max-steps", "4", "--temperature", "1.5", "--alpha", "0"]) == 0
+                 "--max-steps", "4", "--temperature", "1.5", "--alpha", "0", "--json"]) == 0
     cap = capsys.readouterr()
     assert "distilling teacher (2 layers" in cap.err and "into 1 layer" in cap.err
     assert "dev" in json.loads(cap.out)

@@ -344,3 +344,38 @@ def test_evaluate_scores_raw_words_where_reading_split_words_at_entity_edges(nes
     # exactly the raw-text predictions, scored against the gold character spans
     assert rep["precision"] == pytest.approx(len(found & gold) / len(found)) and "22, 28" not in str(found)
     assert rep["recall"] == pytest.approx(len(found & gold) / 3) and "1 sentences" in rep["scored_on"]
+
+
+def test_convert_writes_and_reads_layered_columns(tmp_path, capsys):
+    from nerkit.cli import main
+
+    src = tmp_path / "nested.jsonl"  # three levels: a DNA region holding a protein holding a protein
+    text = "the IL-2 receptor alpha gene is active ."
+    ents = [{"start": 4, "end": 28, "label": "DNA"}, {"start": 4, "end": 23, "label": "protein"},
+            {"start": 4, "end": 8, "label": "protein"}]
+    src.write_text(json.dumps({"text": text, "entities": ents}) + "\n", encoding="utf-8")
+    # one tag column (the default): the inner spans are dropped, counted, and the way to keep them is said
+    assert main(["convert", str(src), str(tmp_path / "flat.conll")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 1 records with 1 spans" in out and "2  overlapping span dropped" in out and "--tag-columns N" in out
+    # three columns: every level written, and read back with the same option gives the same entities
+    assert main(["convert", str(src), str(tmp_path / "three.iob2"), "--tag-columns", "3"]) == 0
+    assert "wrote 1 records with 3 spans" in capsys.readouterr().out
+    lines = (tmp_path / "three.iob2").read_text(encoding="utf-8").splitlines()
+    assert "IL-2 B-DNA B-protein B-protein" in lines and "gene I-DNA O O" in lines and "is O O O" in lines
+    assert main(["convert", str(tmp_path / "three.iob2"), str(tmp_path / "back.jsonl"), "--tag-columns", "3"]) == 0
+    assert "read 1 records with 3 spans" in capsys.readouterr().out
+    back = json.loads((tmp_path / "back.jsonl").read_text(encoding="utf-8"))
+    assert sorted((back["text"][e["start"]:e["end"]], e["label"]) for e in back["entities"]) == sorted(
+        (text[e["start"]:e["end"]], e["label"]) for e in ents)
+    # fewer columns than levels: the deepest level is dropped, counted and named
+    assert main(["convert", str(src), str(tmp_path / "two.iob2"), "--tag-columns", "2", "--details", "-1"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 1 records with 2 spans" in out and "1  span nested deeper than the tag columns dropped" in out
+    assert "[4, 8) protein 'IL-2' on nesting level 3 of 2 columns" in out
+    # more columns than levels: the file still has them all (a reader of N columns reads it)
+    assert main(["convert", str(src), str(tmp_path / "four.iob2"), "--tag-columns", "4"]) == 0
+    assert "IL-2 B-DNA B-protein B-protein O" in (tmp_path / "four.iob2").read_text(encoding="utf-8").splitlines()
+    capsys.readouterr()
+    assert main(["convert", str(src), str(tmp_path / "x.json"), "--to", "labelstudio", "--tag-columns", "2"]) == 2
+    assert "--tag-columns applies to conll files" in capsys.readouterr().err

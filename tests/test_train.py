@@ -152,3 +152,32 @@ def test_the_tiny_test_model_reads_words_not_unknowns(tiny_model):
     tok = AutoTokenizer.from_pretrained(str(tiny_model))
     ids = tok(["john", "smith", "lives", "in", "paris"], is_split_into_words=True, add_special_tokens=False)["input_ids"]
     assert tok.unk_token_id not in ids and len(set(ids)) == 5
+
+
+def test_cli_train_prints_score_tables_or_json(tiny_model, tmp_path, capsys):
+    from nerkit.cli import main
+
+    data = small_corpus(tmp_path, n_train=6)
+    args = ["train", "--train", str(data["train"]), "--dev", str(data["dev"]), "--test", str(data["dev"]),
+            "--model", str(tiny_model), "--max-steps", "2", "--batch-tokens", "256"]
+    assert main([*args, "--output", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    # the tables `nerkit evaluate` prints, one per scored set and named by its file, not a page of JSON
+    assert f"dev ({data['dev']}):" in out and f"test ({data['dev']}):" in out and "{" not in out
+    assert sum(line.startswith("micro avg") for line in out.splitlines()) == 2
+    assert main([*args, "--output", str(tmp_path / "b"), "--json"]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads(out[out.index("{"):])
+    assert set(metrics) == {"dev", "test"} and metrics["dev"]["support"] > 0
+
+
+def test_cli_predict_refuses_a_file_given_as_text(tiny_model, tmp_path, capsys):
+    from nerkit.cli import main
+
+    texts = tmp_path / "in.jsonl"
+    texts.write_text('{"text": "John Smith visited Paris."}\n', encoding="utf-8")
+    assert main(["predict", str(tiny_model), str(texts)]) == 2
+    err = capsys.readouterr().err
+    assert f"is the file {texts}: tag the texts in it with --input {texts}" in err and "Traceback" not in err
+    assert main(["predict", str(tiny_model), "--input", str(texts), "--backend", "torch"]) == 0
+    assert json.loads(capsys.readouterr().out)["text"] == "John Smith visited Paris."

@@ -34,7 +34,7 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
                         '<Text value="$NAME"> (default: text, else the only string field)')
     p.add_argument("--tag-columns", type=int, metavar="N",
                    help="a layered CoNLL file: its last N columns are tag layers, one per nesting level, outermost "
-                        "first (GENIA .iob2, GermEval-2014)")
+                        "first (GENIA .iob2, GermEval-2014); convert writes a CoNLL output so too")
 
 
 @contextmanager

@@ -48,13 +48,20 @@ def labelstudio_config(a: argparse.Namespace) -> None:
 
 def convert(a: argparse.Namespace) -> None:
     """Convert annotations between formats; print what changed."""
+    from nerkit import formats
     from nerkit.files import check_not_input
     from nerkit.formats import convert as convert_file
 
     check_not_input(a.output, [a.input], "output")  # `convert a.txt a.txt` dropped columns and said "no changes"
+    # --tag-columns N: a CoNLL input's tag columns, and a CoNLL output's (nested spans one level a column)
+    columns = 1
+    if a.tag_columns is not None and formats.format_of(a.output, a.dst).startswith("conll"):
+        columns = max(1, a.tag_columns)
+        if not formats.format_of(a.input, a.src).startswith("conll"):
+            a.tag_columns = None  # for the output only: nothing to read with it
     with source_options(a, [(a.input, a.src)]):
         report = convert_file(a.input, a.output, a.src, a.dst, misaligned=a.misaligned, strict=a.strict,
-                              annotators=a.annotator)
+                              annotators=a.annotator, tag_columns=columns)
     _print_report(report, a.details)
     print(f"wrote {a.output}")
 

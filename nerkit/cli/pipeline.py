@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -47,11 +48,24 @@ def _train(a: argparse.Namespace) -> None:
         found = search(data, None, None, a.output, cfg, annotators=a.annotator, budget=budget)
         if found.result.main:
             print(found.table(), file=sys.stderr)
-            print(json.dumps(found.result.metrics, indent=2))
+            _print_metrics(found.result.metrics, a)
         return
     result = fit(data, output=a.output, config=cfg, annotators=a.annotator)
     if result.main:  # under torchrun, the other processes print nothing
-        print(json.dumps(result.metrics, indent=2))
+        _print_metrics(result.metrics, a)
+
+
+def _print_metrics(metrics: dict, a: argparse.Namespace) -> None:
+    """A trained model's dev and test scores: the tables `nerkit evaluate` prints, or (``--json``) the JSON."""
+    if a.json:
+        print(json.dumps(metrics, indent=2))
+        return
+    from nerkit.evaluation import format_report
+
+    files = {"dev": a.dev, "test": a.test}
+    parts = [f"{split}{f' ({files[split]})' if files[split] else ''}:\n{format_report(metrics[split])}"
+             for split in ("dev", "test") if split in metrics]
+    print("\n\n".join(parts) if parts else "no --dev or --test: nothing scored")
 
 
 def distill(a: argparse.Namespace) -> None:
@@ -64,7 +78,7 @@ def distill(a: argparse.Namespace) -> None:
                         hidden=a.hidden_weight, seed=a.seed,
                         bf16=a.bf16, scheme=a.scheme, text_column=a.text_column)
     result = run(a.teacher, a.output, cfg)
-    print(json.dumps(result.metrics, indent=2))
+    _print_metrics(result.metrics, a)
 
 
 def evaluate(a: argparse.Namespace) -> None:
@@ -104,6 +118,10 @@ def predict(a: argparse.Namespace) -> None:
     from nerkit.predict import Tagger, read_records
 
     records = [{"text": check_text(t, f"text argument {i}")} for i, t in enumerate(a.text, 1)]  # main checks argv
+    for i, t in enumerate(a.text, 1):
+        if "\n" not in t and os.path.isfile(t):  # `predict MODEL data.jsonl` tagged the file's name, not its texts
+            raise NerkitError(f"text argument {i} is the file {t}: tag the texts in it with --input {t} "
+                              "(a text argument is tagged as it is)")
     if a.input:
         found = read_records(a.input)
         if not found:
@@ -181,6 +199,7 @@ def register(sub) -> None:
                         "17 benchmark cells of 100-1,000 sentences (up to +3.2), for about 2-3x the time of one "
                         "training. Default: on for up to 1,000 training sentences with --dev and no --lr, --epochs or "
                         "--max-steps; --no-search trains once (docs/domains.md)")
+    t.add_argument("--json", action="store_true", help="print the dev and test scores as JSON (default: tables)")
     add_scheme(t)
     add_annotator(t, _ANNOTATOR_HELP)
     add_source_options(t)
@@ -248,5 +267,6 @@ def _register_distill(sub) -> None:
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
     t.add_argument("--text-column", default="text", help="the text field of unlabelled .jsonl/.parquet files")
+    t.add_argument("--json", action="store_true", help="print the dev and test scores as JSON (default: tables)")
     add_scheme(t)
     t.set_defaults(func=distill)

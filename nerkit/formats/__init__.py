@@ -172,7 +172,7 @@ def read(path: str | os.PathLike, fmt: str | None = None, log: ChangeLog | None 
     spans_key, text_field = _option("spans_key", spans_key), _option("text_field", text_field)
     if fmt.startswith("conll"):
         scheme = None if fmt == "conll" else fmt.split("-")[1].upper()
-        return conll.read(path, log, scheme)
+        return conll.read(path, log, scheme, _READING.get().get("tag_columns") or 1)
     if fmt == "spacy-json":
         return docbin.read_json(path, log, spans_key)
     if fmt == "docbin":
@@ -204,18 +204,25 @@ def read_labelled(path: str | os.PathLike, fmt: str | None = None, log: ChangeLo
 
 
 def write(records: Sequence[Record], path: str | os.PathLike, fmt: str | None = None, log: ChangeLog | None = None,
-          misaligned: str = "split") -> None:
-    """Write records in a format (guessed from the path when None); changes needed by the format are reported."""
+          misaligned: str = "split", tag_columns: int = 1) -> None:
+    """Write records in a format (guessed from the path when None); changes needed by the format are reported.
+    ``tag_columns`` > 1: CoNLL with that many tag columns, one per nesting level (GENIA's layered layout)."""
     fmt = _check_format(fmt or detect_format(path))
+    if tag_columns > 1 and not fmt.startswith("conll"):
+        raise NerkitError(f"tag columns are for CoNLL output; {path} is written as {fmt}")
     log = log if log is not None else ChangeLog()
     for r in records:  # an empty label would be unreadable in every format
         if any(not s.label.strip() for s in r.spans):
             raise NerkitError(f"{r.source}: empty label")
     if fmt.startswith("conll"):
         target = write_scheme(records, None if fmt == "conll" else fmt.split("-")[1].upper(), log)
-        written = [s for d in conll.write(records, path, log, target, misaligned) for s in d.sentences]
+        before = log.counts()["overlap"]
+        written = [s for d in conll.write(records, path, log, target, misaligned, tag_columns) for s in d.sentences]
+        if tag_columns == 1 and log.counts()["overlap"] > before:
+            log.note("one tag column holds one layer of entities: --tag-columns N writes nested spans as N tag "
+                     "columns, one per nesting level (GENIA's layout)")
         log.records_out += len(written)
-        log.spans_out += sum(len(chunks(s.tags, LabelScheme(target))) for s in written)
+        log.spans_out += sum(len(chunks(t, LabelScheme(target))) for s in written for t in s.all_tags())
         return
     if fmt == "spacy-json":
         raise NerkitError("writing spaCy's JSON training format is not supported; write a DocBin (--to docbin)")
@@ -300,12 +307,12 @@ def one_per_text(records: Sequence[Record], log: ChangeLog) -> list[Record]:
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, src_fmt: str | None = None, dst_fmt: str | None = None,
             misaligned: str = "split", strict: bool = False, annotators: Sequence[str] | None = None,
-            spans_key: str | None = None, text_field: str | None = None) -> ChangeLog:
+            spans_key: str | None = None, text_field: str | None = None, tag_columns: int = 1) -> ChangeLog:
     """Convert an annotation file between formats (one annotation per task: see ``select_annotations``); the log
-    counts every change made."""
+    counts every change made. ``tag_columns``: a CoNLL output's tag columns, one per nesting level."""
     log = ChangeLog(strict=strict)
     records = select_annotations(read_labelled(src, src_fmt, log, spans_key, text_field), log, annotators, src)
-    write(records, dst, dst_fmt, log, misaligned=misaligned)
+    write(records, dst, dst_fmt, log, misaligned=misaligned, tag_columns=tag_columns)
     return log
 
 

@@ -8,6 +8,7 @@ from typing import Iterable, Sequence
 from nerkit.formats.records import ChangeLog, Record, doc_groups, flatten, trim
 from nerkit.data import sentence_spans, spans_to_layers, spans_to_tags, split_words, tokenize
 from nerkit.errors import NerkitError
+from nerkit.scheme import chunks
 from nerkit.types import Document, Sentence, Span
 
 
@@ -21,11 +22,12 @@ def _line_ranges(text: str) -> list[tuple[int, int]]:
 
 
 def to_documents(records: Sequence[Record], log: ChangeLog | None = None, misaligned: str = "split",
-                 flat: bool = True) -> list[Document]:
+                 flat: bool = True, max_layers: int | None = None) -> list[Document]:
     """IOB2 documents for records: words from ``meta["words"]`` (offsets) or ``data.tokenize``, split (or spans expanded) where an edge falls
     inside a word, one sentence per ``meta["sents"]`` range or else per line of text, consecutive records of one
     ``meta["doc"]`` in one document. ``flat`` (token formats written out) keeps the longer of overlapping spans,
-    counted; else nested and overlapping spans go on further tag layers (``Sentence.layers``), none dropped."""
+    counted; else nested and overlapping spans go on further tag layers (``Sentence.layers``), none dropped, or at
+    most ``max_layers`` of them in all (a layered file's tag columns): the spans of deeper layers are counted."""
     if misaligned not in ("split", "expand"):
         raise NerkitError(f"misaligned must be 'split' or 'expand', got {misaligned!r}")
     log = log if log is not None else ChangeLog()
@@ -63,10 +65,22 @@ def to_documents(records: Sequence[Record], log: ChangeLog | None = None, misali
                 tags, *layers = spans_to_layers(offs, sent_spans) if not flat else [spans_to_tags(offs, sent_spans)]
                 src = (rec.source if len(ranges) == 1 else f"{rec.source} sentence {n}" if sents
                        else f"{rec.source} line {rec.text.count(chr(10), 0, a) + 1}")
+                if max_layers is not None and len(layers) >= max_layers:
+                    _drop_deeper(layers[max_layers - 1:], offs, a, rec.text, src, max_layers, log)
+                    layers = layers[:max_layers - 1]
                 doc.sentences.append(Sentence(words[lo:hi], tags, doc.id, src, rec.text[a:b], offs, layers=layers))
         if doc.sentences:
             docs.append(doc)
     return docs
+
+
+def _drop_deeper(deeper: Sequence[Sequence[str]], offs: Sequence[tuple[int, int]], base: int, text: str, where: str,
+                 columns: int, log: ChangeLog) -> None:
+    """Count each span of the tag layers beyond ``columns`` (dropped: the file has no column for them)."""
+    for level, tags in enumerate(deeper, columns + 1):
+        for label, i, j in chunks(tags):
+            x, y = base + offs[i][0], base + offs[j - 1][1]
+            log.add("deeper", where, f"[{x}, {y}) {label} {text[x:y]!r} on nesting level {level} of {columns} columns")
 
 
 def _expand(rec: Record, spans: list[Span], offsets: list[tuple[int, int]], where: dict, log: ChangeLog,

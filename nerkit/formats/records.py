@@ -26,6 +26,7 @@ CHANGES: dict[str, str] = {
     "multi-label": "region with several labels split into one span per label",
     "discontinuous": "discontinuous brat span replaced by its covering range",
     "overlap": "overlapping span dropped (the longer one kept)",
+    "deeper": "span nested deeper than the tag columns dropped",
     "trimmed": "whitespace trimmed from span edges",
     "word-split": "word split at a span edge",
     "expanded": "span expanded to word boundaries",

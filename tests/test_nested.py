@@ -379,3 +379,14 @@ def test_convert_writes_and_reads_layered_columns(tmp_path, capsys):
     capsys.readouterr()
     assert main(["convert", str(src), str(tmp_path / "x.json"), "--to", "labelstudio", "--tag-columns", "2"]) == 2
     assert "--tag-columns applies to conll files" in capsys.readouterr().err
+
+
+def test_agree_reads_every_tag_column_of_layered_files(tmp_path, capsys):
+    from nerkit.cli import main
+
+    a, b = tmp_path / "a.iob2", tmp_path / "b.iob2"  # b leaves the inner protein out
+    a.write_text("IL-2\tB-DNA\tB-protein\ngene\tI-DNA\tO\nexpression\tO\tO\n\n", encoding="utf-8")
+    b.write_text("IL-2\tB-DNA\tO\ngene\tI-DNA\tO\nexpression\tO\tO\n\n", encoding="utf-8")
+    assert main(["agree", str(a), str(b), "--tag-columns", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)  # (it read the last column alone: no entity at all, F1 undefined)
+    assert result["exact_f1"] == pytest.approx(2 / 3) and set(result["per_type"]) == {"DNA", "protein"}

@@ -14,6 +14,7 @@ CoNLL columns and nerkit JSONL are read by ``nerkit.data`` (strict: a problem st
 below reads any source (those two, Hugging Face datasets, spaCy files, annotation-tool exports) as IOB2 documents
 for train, evaluate and the CLI.
 """
+# size: the one door of every format (detection, read, write, convert, load for training); each format its own module.
 from __future__ import annotations
 
 import os

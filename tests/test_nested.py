@@ -376,7 +376,15 @@ def test_convert_writes_and_reads_layered_columns(tmp_path, capsys):
     # more columns than levels: the file still has them all (a reader of N columns reads it)
     assert main(["convert", str(src), str(tmp_path / "four.iob2"), "--tag-columns", "4"]) == 0
     assert "IL-2 B-DNA B-protein B-protein O" in (tmp_path / "four.iob2").read_text(encoding="utf-8").splitlines()
-    capsys.readouterr()
+    # a crossing span has no column where it nests: counted, and the file reads back (its columns nest)
+    crossing = tmp_path / "crossing.jsonl"
+    crossing.write_text(json.dumps({"text": "new york city hall", "entities": [
+        {"start": 0, "end": 13, "label": "LOC"}, {"start": 9, "end": 18, "label": "FAC"}]}) + "\n", encoding="utf-8")
+    assert main(["convert", str(crossing), str(tmp_path / "crossing.iob2"), "--tag-columns", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "1  span crossing another dropped" in out and "[9, 18) FAC 'city hall' on nesting level 2" in out
+    assert main(["convert", str(tmp_path / "crossing.iob2"), str(tmp_path / "c.jsonl"), "--tag-columns", "2"]) == 0
+    assert "read 1 records with 1 spans" in capsys.readouterr().out
     assert main(["convert", str(src), str(tmp_path / "x.json"), "--to", "labelstudio", "--tag-columns", "2"]) == 2
     assert "--tag-columns applies to conll files" in capsys.readouterr().err
 

@@ -65,13 +65,34 @@ def to_documents(records: Sequence[Record], log: ChangeLog | None = None, misali
                 tags, *layers = spans_to_layers(offs, sent_spans) if not flat else [spans_to_tags(offs, sent_spans)]
                 src = (rec.source if len(ranges) == 1 else f"{rec.source} sentence {n}" if sents
                        else f"{rec.source} line {rec.text.count(chr(10), 0, a) + 1}")
-                if max_layers is not None and len(layers) >= max_layers:
-                    _drop_deeper(layers[max_layers - 1:], offs, a, rec.text, src, max_layers, log)
-                    layers = layers[:max_layers - 1]
+                if max_layers is not None:  # a layered file's columns: they nest, and there are so many
+                    tags, *layers = _nesting_columns([tags, *layers], offs, a, rec.text, src, log)
+                    if len(layers) >= max_layers:
+                        _drop_deeper(layers[max_layers - 1:], offs, a, rec.text, src, max_layers, log)
+                        layers = layers[:max_layers - 1]
                 doc.sentences.append(Sentence(words[lo:hi], tags, doc.id, src, rec.text[a:b], offs, layers=layers))
         if doc.sentences:
             docs.append(doc)
     return docs
+
+
+def _nesting_columns(cols: list[list[str]], offs: Sequence[tuple[int, int]], base: int, text: str, where: str,
+                     log: ChangeLog) -> list[list[str]]:
+    """Tag layers as a layered file's columns, each span inside one of the column before: a span that crosses one
+    instead (no column can hold it nested) is counted, and its column left without it."""
+    out = [cols[0]]
+    for level, tags in enumerate(cols[1:], 2):
+        outer = chunks(out[-1])
+        kept = ["O"] * len(tags)
+        for label, i, j in chunks(tags):
+            if any(x <= i and j <= y for _, x, y in outer):
+                kept[i:j] = tags[i:j]
+            else:
+                x, y = base + offs[i][0], base + offs[j - 1][1]
+                log.add("crossing", where, f"[{x}, {y}) {label} {text[x:y]!r} on nesting level {level}")
+        if any(t != "O" for t in kept):
+            out.append(kept)
+    return out
 
 
 def _drop_deeper(deeper: Sequence[Sequence[str]], offs: Sequence[tuple[int, int]], base: int, text: str, where: str,

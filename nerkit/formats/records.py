@@ -27,6 +27,7 @@ CHANGES: dict[str, str] = {
     "discontinuous": "discontinuous brat span replaced by its covering range",
     "overlap": "overlapping span dropped (the longer one kept)",
     "deeper": "span nested deeper than the tag columns dropped",
+    "crossing": "span crossing another dropped (the tag columns of a layered file nest)",
     "trimmed": "whitespace trimmed from span edges",
     "word-split": "word split at a span edge",
     "expanded": "span expanded to word boundaries",

@@ -76,6 +76,7 @@ def find_inputs(inputs: Sequence[str | os.PathLike], exclude: str | os.PathLike 
     """Files named by ``inputs`` (files, folders searched recursively, or globs), in a stable order, no repeats."""
     found: dict[Path, None] = {}  # ordered, and fast membership for folders of many files
     skip = Path(exclude).resolve() if exclude is not None else None
+    skipped: list[Path] = []
     for item in inputs:
         item = str(item)
         p = Path(item)
@@ -97,8 +98,12 @@ def find_inputs(inputs: Sequence[str | os.PathLike], exclude: str | os.PathLike 
         for q in matches:
             r = q.resolve()
             if skip is not None and (r == skip or skip in r.parents):
+                skipped.append(q)
                 continue  # never read our own output back as input
             found.setdefault(r)
+    if not found and skipped:  # `tag-corpus MODEL a.txt --output a.txt` said "no input files" of an existing file
+        raise NerkitError(f"{skipped[0]} is --output {exclude} or lies in it, and nerkit never reads its own output "
+                          "back: give --output a new folder")
     if not found:
         raise NerkitError("no input files")
     return list(found)

@@ -177,6 +177,9 @@ def test_folders_globs_and_files(corpus, tmp_path, monkeypatch):
     (corpus / "out").mkdir()
     (corpus / "out" / "x.txt").write_text("x\n", encoding="utf-8")
     assert "x.txt" not in names(find_inputs([corpus], exclude=corpus / "out"))
+    # ...and when it is the only input, the message says so (it said "no input files" of an existing file)
+    with pytest.raises(NerkitError, match=r"a\.txt is --output .*a\.txt or lies in it.*give --output a new folder"):
+        find_inputs(["a.txt"], exclude="a.txt")
 
 
 def test_tag_table_and_tag_batch_helper(onnx_model):

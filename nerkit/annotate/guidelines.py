@@ -12,7 +12,9 @@ A guidelines file is a YAML or JSON file naming each entity type with a descript
         description: Places.
         examples: [Paris, the Alps]
 
-(``types`` may also be a list of ``{name, description, examples}``; ``counterexamples`` and ``color`` are optional.)
+(``types`` may also be a list of ``{name, description, examples}``; ``counterexamples``, ``color`` and ``inside`` are
+optional. ``inside: [DNA, RNA]`` is the nesting rule: the types an entity of this type may be annotated inside, as
+"IL-2" inside "IL-2 gene"; ``validate`` reports the other nestings.)
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from xml.sax.saxutils import quoteattr
 from nerkit.errors import DataError
 from nerkit.types import Span
 
-TYPE_KEYS = {"name", "description", "examples", "counterexamples", "color"}
+TYPE_KEYS = {"name", "description", "examples", "counterexamples", "color", "inside"}
 # Abbreviations whose period does not end a sentence (checked case-insensitively, without the period).
 ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "mt", "ft", "inc", "ltd", "co", "corp", "jr", "sr", "no",
                  "vs", "etc", "gen", "col", "lt", "sgt", "gov", "sen", "rep", "rev", "hon", "dept", "univ", "ave",
@@ -47,6 +49,7 @@ class EntityType:
     counterexamples: list[str] = field(default_factory=list)
     color: str | None = None
     line: int | None = None  # where the type is defined in the schema file
+    inside: list[str] = field(default_factory=list)  # the types it may be annotated inside (nested entities)
 
 
 @dataclass
@@ -166,9 +169,15 @@ def load_guidelines(path: str | os.PathLike) -> Guidelines:
         if not examples:
             raise DataError(where, None, f"type {name} has no examples")
         types[name] = EntityType(name, desc.strip(), examples, _strings(e.get("counterexamples"), where,
-                                 f"type {name}: counterexamples"), e.get("color"), line)
+                                 f"type {name}: counterexamples"), e.get("color"), line,
+                                 _strings(e.get("inside"), where, f"type {name}: inside"))
     if not types:
         raise DataError(p, None, "the schema lists no entity types")
+    for t in types.values():
+        unknown = [x for x in t.inside if x not in types]
+        if unknown:
+            raise DataError(f"{p}:{t.line}" if t.line else p, None,
+                            f"type {t.name}: inside names {unknown[0]!r}, which is not a type of the schema")
     return Guidelines(types, str(p), doc.get("name"))
 
 
@@ -262,11 +271,28 @@ def check_records(records: Sequence, schema: Guidelines | None = None) -> tuple[
             for other, _ in spans[i + 1:]:
                 if other.start >= span.end:
                     break
-                nested = other.end <= span.end
-                findings.append(Finding("warning", "nested" if nested else "overlap", where,
-                                        f"span {piece!r} ({span.label}) {'contains' if nested else 'overlaps'} "
-                                        f"{rec.text[other.start:other.end]!r} ({other.label})"))
+                found = _overlapping(rec.text, span, other, schema)
+                if found is not None:
+                    findings.append(Finding("warning", found[0], where, found[1]))
     return findings, per_label
+
+
+def _overlapping(text: str, a: Span, b: Span, schema: Guidelines | None) -> tuple[str, str] | None:
+    """What to say of two overlapping spans: "nested" (one inside the other, or one range with two types) unless
+    the schema's ``inside`` allows it, "overlap" when they cross; None when the schema allows the nesting."""
+    def say(s: Span) -> str:
+        return f"{text[s.start:s.end]!r} ({s.label})"
+
+    if not (a.start <= b.start and b.end <= a.end) and not (b.start <= a.start and a.end <= b.end):
+        return "overlap", f"span {say(a)} crosses {say(b)} (neither lies inside the other)"
+    outer, inner = (a, b) if a.start <= b.start and b.end <= a.end else (b, a)
+    rules = {t.name: t.inside for t in schema.types.values()} if schema is not None else {}
+    if outer.label in rules.get(inner.label, ()) or (inner.start == outer.start and inner.end == outer.end
+                                                    and inner.label in rules.get(outer.label, ())):
+        return None
+    hint = (f"; the schema's nesting rule does not allow {inner.label} inside {outer.label} (add it to "
+            f"{inner.label}'s inside: if it is meant)") if any(rules.values()) else ""
+    return "nested", f"span {say(outer)} contains {say(inner)}{hint}"
 
 
 def validate(schema: Guidelines | str | os.PathLike, data: str | os.PathLike | Iterable[str | os.PathLike],
@@ -285,11 +311,8 @@ def validate(schema: Guidelines | str | os.PathLike, data: str | os.PathLike | I
         for c in report.changes:
             severity = "error" if c.kind in _READ_ERRORS else "warning"
             findings.append(Finding(severity, c.kind, c.where, formats.CHANGES[c.kind] + (f": {c.detail}" if c.detail else "")))
+        # Nested and crossing spans are warnings in every format: nerkit trains on them (a nested model).
         found, per_label = check_records(records, schema)
-        if (fmt or formats.detect_format(path)) == "nerkit":
-            # nerkit's own JSONL is what `nerkit train` reads, and it refuses overlapping entities: so does validate.
-            found = [Finding("error", f.kind, f.where, f.message) if f.kind in ("overlap", "nested") else f
-                     for f in found]
         findings += found
         total += per_label
     for name in schema.labels():

@@ -239,3 +239,19 @@ def test_the_search_replayed_on_the_dev_curves_of_four_full_runs(domains):
     assert "| lr x1, epochs x2† | lr x2, epochs x1 at 20%, lr x2, epochs x2 at 20% | 90.0 (lr x2, epochs x2) | -45.0 |" in \
         domains.markdown([row], "note")
     assert domains.replay_search([{k: v for k, v in r.items() if k != "dev_curve"} for r in runs]) is None
+
+
+def test_search_rung_replay_follows_the_search_rule():
+    replay = load_bench("search_rungs").replay
+    # four points (plans 100/100/200/200 steps), evaluations every tenth of a plan; dev F1 rises to a ceiling
+    def curve(plan: int, top: float, upto: int | None = None) -> list:
+        return [(s, top * min(1.0, s / (0.6 * plan))) for s in range(plan // 10, (upto or plan) + 1, plan // 10)]
+
+    points = {(1.0, 1.0): (curve(100, 0.50, 20), 100, 20, 20), (2.0, 1.0): (curve(100, 0.60), 100, 100, None),
+              (1.0, 2.0): (curve(200, 0.55, 40), 200, 40, 40), (2.0, 2.0): (curve(200, 0.58, 80), 200, 80, 80)}
+    # at 20 % (steps 20 and 40): (2,1) 0.200, (2,2) 0.193, (1,2) 0.183, (1,1) 0.167: the top half goes on, and no
+    # other is within MARGIN (0.01); at 40 % (steps 40 and 80) the best alone, (2,1), trains to its end
+    what, (kept, steps) = replay(points, (0.2, 0.4))
+    assert what == "kept" and kept == (2.0, 1.0) and steps == 20 + 100 + 40 + 80
+    # a rung past where a stopped point's curve was recorded: said to be unknown, not guessed
+    assert replay(points, (0.3, 0.4))[0] == "unknown"  # at 30 % (1,2) would be judged at step 60 (stopped at 40)

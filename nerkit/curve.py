@@ -49,7 +49,7 @@ def subsets(docs: Sequence[Document], fractions: Sequence[float], seed: int = 42
 
 def _count(docs: Sequence[Document]) -> tuple[int, int, int]:
     sents = [s for d in docs for s in d.sentences]
-    return len(sents), sum(len(s) for s in sents), sum(len(chunks(s.tags)) for s in sents if s.tags)
+    return len(sents), sum(len(s) for s in sents), sum(len(chunks(t)) for s in sents for t in s.all_tags())
 
 
 def learning_curve(train, dev, fractions: Sequence[float], output: str | os.PathLike, config=None,

@@ -183,6 +183,13 @@ def test_learning_curve_with_a_stub_trainer(tmp_path):
         learning_curve(_docs(4), None, [1.0], tmp_path / "x", fit=fake_fit)
 
 
+def test_learning_curve_counts_inner_entities_too(tmp_path):
+    nested = [Document("n", [Sentence(["IL-2", "gene"], ["B-DNA", "I-DNA"], layers=[["B-protein", "O"]])])]
+    rows = learning_curve(nested, nested, [1.0], tmp_path / "c",
+                          fit=lambda train, dev=None, output=None, config=None: {"metrics": {"dev": {"f1": 1.0}}})
+    assert rows[0]["entities"] == 2  # the DNA and the protein inside it (it counted the outermost layer only)
+
+
 def test_learning_curve_trains_a_tiny_model(tmp_path, model_dir):
     from nerkit.train import TrainConfig
 

@@ -47,6 +47,7 @@ def test_fit_logs_and_records_the_budget(tiny_model, tmp_path, capsys):
     import re
 
     assert re.search(r"training budget: \d sentences, [\d,]+ tokens: \d+ epochs of 256-token batches", err), err
+    assert "; --max-steps 3: training stops there" in err  # not only the derived "~N steps"
     meta = json.loads((out / "nerkit.json").read_text())
     assert meta["train_args"]["batch_tokens"] == 256 and meta["train_args"]["epochs"] > 2
     assert "batch tokens" in meta["budget"]["chosen"]

@@ -69,15 +69,17 @@ class Budget:
         small data whose learning rate and epochs were both derived (a user who chose them keeps them)."""
         return self.sentences <= SEARCH_SENTENCES and {"learning rate", "epochs"} <= set(self.chosen)
 
-    def describe(self) -> str:
-        """One line for the log: the data's size and what it led to."""
+    def describe(self, max_steps: int | None = None) -> str:
+        """One line for the log: the data's size and what it led to (and where ``max_steps`` stops it: the budget
+        is derived whatever --max-steps says, so its "~N steps" alone would promise more)."""
         steps = self.steps_per_epoch() * self.epochs
         every = (f"{self.evals_per_epoch:g} evaluations per epoch" if self.evals_per_epoch >= 1
                  else f"evaluation every {1 / self.evals_per_epoch:g} epochs")
         derived = f" (derived: {', '.join(self.chosen)})" if self.chosen else " (all given)"
         return (f"{self.sentences:,} sentences, {self.tokens:,} tokens: {self.epochs:g} epochs of "
                 f"{self.batch_tokens}-token batches, ~{steps:,.0f} steps, learning rate {self.lr:.2g}, "
-                f"{every}, early stopping after {self.early_stopping} without gain{derived}")
+                f"{every}, early stopping after {self.early_stopping} without gain{derived}"
+                + (f"; --max-steps {max_steps}: training stops there" if max_steps is not None else ""))
 
 
 def _pow2(x: float) -> int:

@@ -534,7 +534,7 @@ def _announce(t: Teacher, plan: _Plan, data: DistillData) -> None:
           f"into {n} layer{'s' * (n > 1)} (teacher layer{'s' * (n > 1)} {kept} kept) on "
           f"{sum(len(d.sentences) for d in data.labelled):,} labelled sentences and {len(data.unlabelled):,} "
           f"unlabelled texts; {'; '.join(data.notes)}", file=sys.stderr, flush=True)
-    print(f"distillation budget: {plan.budget.describe()}", file=sys.stderr, flush=True)
+    print(f"distillation budget: {plan.budget.describe(plan.tcfg.max_steps)}", file=sys.stderr, flush=True)
 
 
 def distill(teacher: str | os.PathLike, output: str | os.PathLike, config: DistillConfig | None = None) -> TrainResult:

@@ -646,9 +646,7 @@ def _prepare(cfg: TrainConfig, data: Datasets, tokenizer, talk: bool) -> _Prepar
         span_width = math.ceil(1.5 * max((b - a for f in windows.features for a, b, _ in f.spans), default=1)) + 1
     cfg, budget = resolve_config(cfg, data_size(data.train, windows))
     if talk:
-        # the budget is derived whatever --max-steps says; the line must not promise its ~N steps then
-        cap = f"; --max-steps {cfg.max_steps}: training stops there" if cfg.max_steps is not None else ""
-        print(f"training budget: {budget.describe()}{cap}", file=sys.stderr, flush=True)
+        print(f"training budget: {budget.describe(cfg.max_steps)}", file=sys.stderr, flush=True)
     return _Prepared(layers, model_labels, model, case_signal, transfer, encoded, windows, cfg, budget, span_dim,
                      span_width)
 

@@ -202,6 +202,7 @@ def test_cli_distills_with_train_and_dev_given(flat, tmp_path, capsys):
                  "--max-steps", "4", "--temperature", "1.5", "--alpha", "0", "--json"]) == 0
     cap = capsys.readouterr()
     assert "distilling teacher (2 layers" in cap.err and "into 1 layer" in cap.err
+    assert "; --max-steps 4: training stops there" in cap.err
     assert "dev" in json.loads(cap.out)
     meta = json.loads((out / "nerkit.json").read_text())
     assert meta["distill"]["temperature"] == 1.5 and meta["distill"]["alpha"] == 0.0 and meta["steps"] == 4

@@ -88,8 +88,7 @@ def _nesting_columns(cols: list[list[str]], offs: Sequence[tuple[int, int]], bas
             if any(x <= i and j <= y for _, x, y in outer):
                 kept[i:j] = tags[i:j]
             else:
-                x, y = base + offs[i][0], base + offs[j - 1][1]
-                log.add("crossing", where, f"[{x}, {y}) {label} {text[x:y]!r} on nesting level {level}")
+                log.add("crossing", where, f"{_said(label, i, j, offs, base, text)} on nesting level {level}")
         if any(t != "O" for t in kept):
             out.append(kept)
     return out
@@ -100,8 +99,14 @@ def _drop_deeper(deeper: Sequence[Sequence[str]], offs: Sequence[tuple[int, int]
     """Count each span of the tag layers beyond ``columns`` (dropped: the file has no column for them)."""
     for level, tags in enumerate(deeper, columns + 1):
         for label, i, j in chunks(tags):
-            x, y = base + offs[i][0], base + offs[j - 1][1]
-            log.add("deeper", where, f"[{x}, {y}) {label} {text[x:y]!r} on nesting level {level} of {columns} columns")
+            log.add("deeper", where, f"{_said(label, i, j, offs, base, text)} on nesting level {level} of {columns} "
+                                     "columns")
+
+
+def _said(label: str, i: int, j: int, offs: Sequence[tuple[int, int]], base: int, text: str) -> str:
+    """Words ``[i, j)`` of a sentence starting at ``base`` in ``text``, as a change names a span: its characters."""
+    x, y = base + offs[i][0], base + offs[j - 1][1]
+    return f"[{x}, {y}) {label} {text[x:y]!r}"
 
 
 def _expand(rec: Record, spans: list[Span], offsets: list[tuple[int, int]], where: dict, log: ChangeLog,

@@ -215,6 +215,11 @@ def evaluate(tagger, docs: Sequence[Document], name: str | None = None,
                 if compared is not None:
                     compared.append(_compared(doc.id, s, gold_sets[-1], pred_sets[-1]))
         report = {**score_sets(gold_sets, pred_sets), "sentences": len(gold_sets), "words": words}
+    # A model evaluated on data of other types scores 0 for them and said nothing of why (a CoNLL model on GENIA).
+    known = {t.split("-", 1)[1] for t in getattr(tagger, "labels", ()) if "-" in t}
+    unknown = [t for t, v in report["per_type"].items() if v["support"] and t not in known]
+    if known and unknown:
+        report["unknown_types"] = unknown
     if name is not None:
         report["data"] = str(name)
     return report
@@ -281,4 +286,7 @@ def format_report(report: dict) -> str:
         lines.append(f"({report['sentences']} sentences, {report['words']} words, all evaluated)")
     if report.get("scored_on"):
         lines.append(f"scored on {report['scored_on']}")
+    if report.get("unknown_types"):
+        lines.append(f"note: the model has no type {', '.join(report['unknown_types'])}: those entities can only be "
+                     "missed (a model trained on other types?)")
     return "\n".join(lines)

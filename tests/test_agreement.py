@@ -75,8 +75,21 @@ def test_token_kappa_matches_scikit_learn():
     for i, j in [(0, 1), (0, 2), (1, 2)]:
         assert ag.cohen_kappa(tags[i], tags[j]) == pytest.approx(cohen_kappa_score(tags[i], tags[j]))
     for label in ("LOC", "ORG"):
-        a, b = ag._binary(tags[0], label), ag._binary(tags[1], label)
+        a, b = ag.token_types(al, label)[:2]
+        # on flat data a type's tokens are the tokens its tags mark
+        assert a == [label if t[2:] == label else "O" for t in tags[0]]
         assert ag.cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
+
+
+def test_per_type_kappa_counts_nested_entities():
+    text = "the IL-2 gene is active"  # annotator b leaves out the protein inside the DNA region
+    a = [Record("x", text, [Span(4, 13, "DNA"), Span(4, 8, "protein")])]
+    b = [Record("x", text, [Span(4, 13, "DNA")])]
+    result = ag.agreement(ag.align(["a", "b"], [a, b]))
+    assert result["per_type"]["DNA"]["kappa"]["cohen"] == 1.0
+    assert result["per_type"]["protein"]["kappa"]["cohen"] == 0.0  # one tagged "IL-2" protein, the other nothing
+    assert result["kappa"]["cohen"] == 1.0 and result["kappa_outermost"]  # the tags hold the DNA region only
+    assert "(outermost entities" in ag.format_agreement(result)
 
 
 def test_kappa_on_tokens_split_at_span_edges_matches_scikit_learn():

@@ -140,3 +140,19 @@ def test_reusing_runs_the_network_once_on_the_words_scored(tiny_model, tmp_path,
         assert evaluate(tagger, whole) == evaluate(tagger, whole)
     assert len(calls) == 3
 
+
+
+def test_evaluate_names_the_data_types_the_model_does_not_have(tiny_model):
+    from nerkit.evaluation import evaluate
+    from nerkit.predict import Tagger
+    from nerkit.types import Document, Sentence
+
+    tagger = Tagger.load(tiny_model, backend="torch")
+    assert {"PER", "LOC"} <= {t[2:] for t in tagger.labels if t != "O"}
+    docs = [Document("d", [Sentence(["john", "smith", "in", "paris", "with", "il-2"],
+                                    ["B-PER", "I-PER", "O", "B-LOC", "O", "B-protein"])])]
+    report = evaluate(tagger, docs)
+    assert report["unknown_types"] == ["protein"]  # PER and LOC are the model's: not named
+    assert "note: the model has no type protein: those entities can only be missed" in format_report(report)
+    known = evaluate(tagger, [Document("d", [Sentence(["john", "smith"], ["B-PER", "I-PER"])])])
+    assert "unknown_types" not in known and "note:" not in format_report(known)

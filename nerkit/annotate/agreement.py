@@ -166,23 +166,37 @@ def fleiss_kappa(rows: Sequence[Sequence[str]]) -> float | None:
     return None if pe == 1 else (p_bar - pe) / (1 - pe)
 
 
+def _shared_tokens(recs: Sequence[Record]) -> list[tuple[int, int]]:
+    """The tokens of one item's text, split at every span edge of every annotator (nested spans' too)."""
+    from nerkit.data import tokenize
+
+    words, offsets = tokenize(recs[0].text)
+    return split_words(words, offsets, [c for r in recs for s in r.spans for c in (s.start, s.end)])[1]
+
+
 def token_labels(al: Aligned, report: ChangeLog | None = None) -> list[list[str]]:
     """Per annotator, the IOB2 tag of every shared token of every item (items concatenated)."""
-    from nerkit.data import spans_to_tags, tokenize
+    from nerkit.data import spans_to_tags
 
     report = report if report is not None else ChangeLog()
     out: list[list[str]] = [[] for _ in al.names]
     for recs in al.records:
-        flat = [flatten(r, report) for r in recs]  # token tags hold one layer: nested spans keep the outer one
-        words, offsets = tokenize(recs[0].text)
-        _, offsets, _ = split_words(words, offsets, [c for spans in flat for s in spans for c in (s.start, s.end)])
-        for k, spans in enumerate(flat):
-            out[k] += spans_to_tags(offsets, spans)
+        offsets = _shared_tokens(recs)
+        for k, r in enumerate(recs):  # token tags hold one layer: of nested spans the outer one (counted)
+            out[k] += spans_to_tags(offsets, flatten(r, report))
     return out
 
 
-def _binary(tags: Sequence[str], label: str) -> list[str]:
-    return [label if t != "O" and t[2:] == label else "O" for t in tags]
+def token_types(al: Aligned, label: str) -> list[list[str]]:
+    """Per annotator, for every shared token: ``label`` if it lies in a span of that type (nested ones too), else
+    "O" — a type's tokens, which one tag layer cannot hold where spans nest."""
+    out: list[list[str]] = [[] for _ in al.names]
+    for recs in al.records:
+        offsets = _shared_tokens(recs)
+        for k, r in enumerate(recs):
+            spans = [s for s in r.spans if s.label == label]
+            out[k] += [label if any(s.start <= a and b <= s.end for s in spans) else "O" for a, b in offsets]
+    return out
 
 
 def _kappa(columns: Sequence[Sequence[str]]) -> dict:
@@ -219,7 +233,7 @@ def agreement(al: Aligned, report: ChangeLog | None = None) -> dict:
             "count": {al.names[k]: sum(s.label == label for item in per_ann[k] for s in item) for k in range(n)},
             "exact_f1": _mean(pair_f1(per_ann[i], per_ann[j], label=label)["f1"] for i, j in combinations(range(n), 2)),
             "partial_f1": _mean(pair_f1(per_ann[i], per_ann[j], True, label)["f1"] for i, j in combinations(range(n), 2)),
-            "kappa": _kappa([_binary(t, label) for t in tags]),
+            "kappa": _kappa(token_types(al, label)),
         }
     return {
         "annotators": list(al.names),
@@ -229,9 +243,15 @@ def agreement(al: Aligned, report: ChangeLog | None = None) -> dict:
         "exact_f1": _mean(p["exact"]["f1"] for p in pairs),
         "partial_f1": _mean(p["partial"]["f1"] for p in pairs),
         "kappa": _kappa(tags),
+        "kappa_outermost": any(_nests(r.spans) for recs in al.records for r in recs),
         "pairs": pairs,
         "per_type": per_type,
     }
+
+
+def _nests(spans: Sequence[Span]) -> bool:
+    ordered = sorted(spans)
+    return any(b.start < a.end for a, b in zip(ordered, ordered[1:]))
 
 
 def _fmt(x: float | None) -> str:
@@ -247,10 +267,13 @@ def format_agreement(result: dict) -> str:
     if skipped:
         lines.append("texts not annotated by everyone (left out): " + ", ".join(f"{a} {n}" for a, n in skipped.items()))
     lines.append(f"entity F1 exact {_fmt(result['exact_f1'])}  partial {_fmt(result['partial_f1'])}  (mean over pairs)")
+    outer = ("  (outermost entities: a token's tag holds one; the per-type kappas count nested ones too)"
+             if result.get("kappa_outermost") else "")
     if "cohen" in k:
-        lines.append(f"token Cohen's kappa {_fmt(k['cohen'])}")
+        lines.append(f"token Cohen's kappa {_fmt(k['cohen'])}{outer}")
     else:
-        lines.append(f"token Fleiss' kappa {_fmt(k['fleiss'])}  (mean pairwise Cohen {_fmt(k['mean_pairwise_cohen'])})")
+        lines.append(f"token Fleiss' kappa {_fmt(k['fleiss'])}  (mean pairwise Cohen {_fmt(k['mean_pairwise_cohen'])})"
+                     f"{outer}")
     lines.append("")
     w = max([len(f"{p['a']} / {p['b']}") for p in result["pairs"]] + [4])
     lines.append(f"{'pair':<{w}}  exact  partial  kappa  spans")

@@ -385,6 +385,8 @@ def test_convert_writes_and_reads_layered_columns(tmp_path, capsys):
     assert "1  span crossing another dropped" in out and "[9, 18) FAC 'city hall' on nesting level 2" in out
     assert main(["convert", str(tmp_path / "crossing.iob2"), str(tmp_path / "c.jsonl"), "--tag-columns", "2"]) == 0
     assert "read 1 records with 1 spans" in capsys.readouterr().out
+    assert main(["convert", str(src), str(tmp_path / "zero.conll"), "--tag-columns", "0"]) == 2
+    assert "--tag-columns must be at least 1, got 0" in capsys.readouterr().err
     assert main(["convert", str(src), str(tmp_path / "x.json"), "--to", "labelstudio", "--tag-columns", "2"]) == 2
     assert "--tag-columns applies to conll files" in capsys.readouterr().err
 

@@ -37,6 +37,14 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
                         "first (GENIA .iob2, GermEval-2014); convert writes a CoNLL output so too")
 
 
+def tag_columns(a: argparse.Namespace) -> int | None:
+    """``--tag-columns`` as given (None: not given), checked."""
+    columns = getattr(a, "tag_columns", None)
+    if columns is not None and columns < 1:
+        raise NerkitError(f"--tag-columns must be at least 1, got {columns}")
+    return columns
+
+
 @contextmanager
 def source_options(a: argparse.Namespace, sources: Sequence[tuple[str | None, str | None]]) -> Iterator[None]:
     """Read within the block with ``add_source_options``' options; ``sources``: the (path, format or None) the
@@ -54,9 +62,7 @@ def source_options(a: argparse.Namespace, sources: Sequence[tuple[str | None, st
         if not any(formats.format_of(p, fmt) in kinds for p, fmt in sources if p):
             raise NerkitError(f"{flag} applies to {', '.join(kinds)} files; {', '.join(paths)} "
                               f"{'is' if len(paths) == 1 else 'are'} not")
-    columns = getattr(a, "tag_columns", None)
-    if columns is not None and columns < 1:
-        raise NerkitError(f"--tag-columns must be at least 1, got {columns}")
+    columns = tag_columns(a)
     with formats.reading(getattr(a, "spans_key", None), getattr(a, "text_field", None), columns):
         yield
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from nerkit.cli._util import (FORMAT_HELP, add_annotator, add_backend, add_scheme, add_source_options, add_training_options,
-                              source_options, training_config)
+                              source_options, tag_columns, training_config)
 from nerkit.errors import NerkitError
 
 
@@ -55,8 +55,8 @@ def convert(a: argparse.Namespace) -> None:
     check_not_input(a.output, [a.input], "output")  # `convert a.txt a.txt` dropped columns and said "no changes"
     # --tag-columns N: a CoNLL input's tag columns, and a CoNLL output's (nested spans one level a column)
     columns = 1
-    if a.tag_columns is not None and formats.format_of(a.output, a.dst).startswith("conll"):
-        columns = max(1, a.tag_columns)
+    if tag_columns(a) is not None and formats.format_of(a.output, a.dst).startswith("conll"):
+        columns = a.tag_columns
         if not formats.format_of(a.input, a.src).startswith("conll"):
             a.tag_columns = None  # for the output only: nothing to read with it
     with source_options(a, [(a.input, a.src)]):

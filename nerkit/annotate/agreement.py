@@ -5,6 +5,8 @@ Annotators' files are matched text by text (the n-th occurrence of a text with t
 other files), so ids may differ between tools. Token labels are IOB2 tags over words that are split at every
 annotator's span edges, so each annotator's spans are exactly representable on the shared tokens.
 """
+# size: agreement in one module, in sections: matching texts, entity F1, token kappa (flat and per type, nested
+# spans too), the figures together, the disagreement report and its page.
 from __future__ import annotations
 
 import html

@@ -20,6 +20,7 @@ from typing import Sequence
 from nerkit.errors import NerkitError
 from nerkit.data import split_words
 from nerkit.files import atomic_write_text
+from nerkit.layers import nesting
 from nerkit.formats import (ChangeLog, Record, annotator_rank, flatten, read_labelled,
                                     select_annotations)
 from nerkit.types import Span
@@ -245,15 +246,11 @@ def agreement(al: Aligned, report: ChangeLog | None = None) -> dict:
         "exact_f1": _mean(p["exact"]["f1"] for p in pairs),
         "partial_f1": _mean(p["partial"]["f1"] for p in pairs),
         "kappa": _kappa(tags),
-        "kappa_outermost": any(_nests(r.spans) for recs in al.records for r in recs),
+        "kappa_outermost": any(any(d) or crossing for recs in al.records for r in recs
+                               for d, crossing in [nesting(r.spans)]),
         "pairs": pairs,
         "per_type": per_type,
     }
-
-
-def _nests(spans: Sequence[Span]) -> bool:
-    ordered = sorted(spans)
-    return any(b.start < a.end for a, b in zip(ordered, ordered[1:]))
 
 
 def _fmt(x: float | None) -> str:

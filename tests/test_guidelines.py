@@ -124,6 +124,12 @@ def test_the_schema_nesting_rule_allows_the_nestings_it_names(tmp_path):
     assert "'IL-2 mRNA' (RNA) contains 'IL-2' (protein); the schema's nesting rule does not allow protein inside RNA" \
         in found[0][2]
     assert "crosses" in found[1][2] and "'and c-fos' (DNA)" in found[1][2]
+    both = tmp_path / "both.jsonl"  # one range, two types (a clause of two kinds)
+    both.write_text(json.dumps({"text": "IL-2 rises", "entities": [{"start": 0, "end": 4, "label": "DNA"},
+                                                                    {"start": 0, "end": 4, "label": "RNA"}]}) + "\n",
+                    encoding="utf-8")
+    said = [f.message for f in validate(schema, both) if f.kind == "nested"]
+    assert len(said) == 1 and said[0].startswith("span 'IL-2' is both ")
     schema.write_text(schema.read_text(encoding="utf-8").replace("[DNA]", "[DNA, RNAA]"), encoding="utf-8")
     with pytest.raises(DataError, match=r"s\.yaml:2: type protein: inside names 'RNAA', which is not a type"):
         load_guidelines(schema)

@@ -292,6 +292,8 @@ def _overlapping(text: str, a: Span, b: Span, schema: Guidelines | None) -> tupl
         return None
     hint = (f"; the schema's nesting rule does not allow {inner.label} inside {outer.label} (add it to "
             f"{inner.label}'s inside: if it is meant)") if any(rules.values()) else ""
+    if (inner.start, inner.end) == (outer.start, outer.end):
+        return "nested", f"span {text[a.start:a.end]!r} is both {outer.label} and {inner.label}{hint}"
     return "nested", f"span {say(outer)} contains {say(inner)}{hint}"
 
 

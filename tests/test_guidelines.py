@@ -133,3 +133,12 @@ def test_the_schema_nesting_rule_allows_the_nestings_it_names(tmp_path):
     schema.write_text(schema.read_text(encoding="utf-8").replace("[DNA]", "[DNA, RNAA]"), encoding="utf-8")
     with pytest.raises(DataError, match=r"s\.yaml:2: type protein: inside names 'RNAA', which is not a type"):
         load_guidelines(schema)
+
+
+def test_a_clause_that_is_a_whole_sentence_keeps_its_full_stop():
+    from nerkit.annotate.guidelines import suspicious
+
+    text = "We may end your account at any time. See Paris."
+    clause, name = Span(0, 36, "UnilateralTermination"), Span(42, 48, "LOC")
+    assert suspicious(text, clause) == []  # the sentence's own full stop
+    assert [k for k, _ in suspicious(text, name)] == ["edge-punct"]  # 'Paris.' took the sentence's

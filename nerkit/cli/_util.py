@@ -37,6 +37,11 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
                         "first (GENIA .iob2, GermEval-2014); convert writes a CoNLL output so too")
 
 
+def add_json(p: argparse.ArgumentParser, what: str) -> None:
+    """``--json``: the verb's result as JSON for scripts (default: a table for people)."""
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON (default: tables)")
+
+
 def tag_columns(a: argparse.Namespace) -> int | None:
     """``--tag-columns`` as given (None: not given), checked."""
     columns = getattr(a, "tag_columns", None)

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from nerkit.cli._util import (FORMAT_HELP, add_annotator, add_backend, add_scheme, add_source_options, add_training_options,
-                              source_options, tag_columns, training_config)
+from nerkit.cli._util import (FORMAT_HELP, add_annotator, add_backend, add_json, add_scheme, add_source_options,
+                              add_training_options, source_options, tag_columns, training_config)
 from nerkit.errors import NerkitError
 
 
@@ -217,7 +217,7 @@ def register(sub) -> None:
     g = sub.add_parser("agree", help="inter-annotator agreement of two or more annotators' files")
     g.add_argument("files", nargs="+", help="one file per annotator (or one Label Studio export with several)")
     g.add_argument("--from", dest="fmt")
-    g.add_argument("--json", action="store_true")
+    add_json(g, "the agreement figures")
     g.add_argument("--report", help="write the disagreements as text here (default: print them)")
     g.add_argument("--html", help="write the disagreements as an HTML page here")
     add_annotator(g, "compare only these annotators of a Label Studio export (id or email; repeat)")

@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from nerkit.cli._util import (add_annotator, add_backend, add_scheme, add_source_options, add_training_options,
-                              non_negative, positive, source_options, training_config)
+from nerkit.cli._util import (add_annotator, add_backend, add_json, add_scheme, add_source_options,
+                              add_training_options, non_negative, positive, source_options, training_config)
 
 
 def stats(a: argparse.Namespace) -> None:
@@ -98,7 +98,7 @@ def evaluate(a: argparse.Namespace) -> None:
     tagger = Tagger.load(a.model_dir, backend=a.backend)
     with source_options(a, [(a.data, None)]):
         docs = formats.load(a.data, scheme=a.scheme, annotators=a.annotator)
-    compared: list = []
+    compared: list | None = [] if a.html or a.errors else None  # each sentence kept for the reports only
     report = evaluate(tagger, docs, name=a.data, compared=compared)
     print(json.dumps(report, indent=2) if a.json else format_report(report))
     if a.html or a.errors:
@@ -199,7 +199,7 @@ def register(sub) -> None:
                         "17 benchmark cells of 100-1,000 sentences (up to +3.2), for about 2-3x the time of one "
                         "training. Default: on for up to 1,000 training sentences with --dev and no --lr, --epochs or "
                         "--max-steps; --no-search trains once (docs/domains.md)")
-    t.add_argument("--json", action="store_true", help="print the dev and test scores as JSON (default: tables)")
+    add_json(t, "the dev and test scores")
     add_scheme(t)
     add_annotator(t, _ANNOTATOR_HELP)
     add_source_options(t)
@@ -210,7 +210,7 @@ def register(sub) -> None:
     e = sub.add_parser("evaluate", help="entity-level P/R/F1 of a model on labelled data")
     e.add_argument("model_dir")
     e.add_argument("data")
-    e.add_argument("--json", action="store_true")
+    add_json(e, "the scores and errors")
     e.add_argument("--html", metavar="FILE", help="also write an HTML page: scores as bars, errors by kind and type, "
                    "every sentence with an error, gold and predicted entities marked")
     e.add_argument("--errors", metavar="FILE", help="also write each sentence with an error as JSONL (gold "
@@ -267,6 +267,6 @@ def _register_distill(sub) -> None:
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
     t.add_argument("--text-column", default="text", help="the text field of unlabelled .jsonl/.parquet files")
-    t.add_argument("--json", action="store_true", help="print the dev and test scores as JSON (default: tables)")
+    add_json(t, "the dev and test scores")
     add_scheme(t)
     t.set_defaults(func=distill)

@@ -43,7 +43,7 @@ from nerkit.loop import LoopState, epoch_batches, eval_due, optimizer_step, span
 from nerkit.modeldir import ModelDir, ModelMeta, check_output, open_model_dir
 from nerkit.spans import SPAN_ATTR, SPAN_FILE, SpanScorer, load_span_head, span_layout
 from nerkit.train import (EXTEND_PEAK, TrainConfig, TrainResult, bars_disabled, build_features, data_size,
-                          inner_first, load_tokenizer, make_optimizer, resolve_config, save_or_rescue)
+                          final_scoring, inner_first, load_tokenizer, make_optimizer, resolve_config, save_or_rescue)
 from nerkit.types import Document, Sentence
 
 # Softened distributions carry the teacher's second choices (B-ORG beside B-LOC); 2.0 is the usual start for token
@@ -426,10 +426,11 @@ def planned_steps(plan: _Plan) -> int:
 
 
 def _dev_scorer(teacher: Teacher, student, dev: Sequence[Document], device, bf16: str):
-    """The dev F1 report of the student now, scored as Tagger.load will run it; None without dev data."""
+    """The dev F1 report of the student now, at the training's precision (as `nerkit train` scores dev,
+    ``train._eval_tagger``); None without dev data."""
     if not dev:
         return None, None
-    tagger = WindowTagger(TorchEngine(student, bf16=use_bf16(bf16, device, inference=True)), teacher.tokenizer,
+    tagger = WindowTagger(TorchEngine(student, bf16=use_bf16(bf16, device)), teacher.tokenizer,
                           teacher.dir.labels, teacher.dir.meta.windows, bool(teacher.dir.meta.case_signal),
                           teacher.span_head)
 
@@ -590,9 +591,12 @@ def _finish(t: Teacher, cfg: DistillConfig, plan: _Plan, data: DistillData, stat
     student = plan.student
     if tagger is None and data.test:
         tagger, _ = _dev_scorer(t, student, data.test, next(student.parameters()).device, cfg.bf16)
+    best_dev = state.best_dev
+    if tagger is not None and final_scoring(tagger, cfg.bf16, next(student.parameters()).device):
+        best_dev = None  # the loop's report came at training precision: dev is scored again as Tagger.load runs
     metrics = {}
     if data.dev:
-        metrics["dev"] = _summary(state.best_dev or evaluate(tagger, data.dev))
+        metrics["dev"] = _summary(best_dev or evaluate(tagger, data.dev))
     if data.test:
         metrics["test"] = _summary(evaluate(tagger, data.test))
     if cfg.progress:

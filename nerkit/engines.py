@@ -133,6 +133,12 @@ class TorchEngine:
         # ones (activations stay in cache); GPUs want large batches.
         self.batch_tokens = 1024 if self.device.type == "cpu" else 8192
 
+    def set_bf16(self, on: bool) -> bool:
+        """Autocast to bf16 from now on, or not; True if that changed (what it gave before came at the other
+        precision)."""
+        changed, self.bf16 = self.bf16 != on, on
+        return changed
+
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         torch = self.torch
         inputs = {k: torch.from_numpy(batch[k]).to(self.device) for k in ("input_ids", "attention_mask", "token_type_ids")}

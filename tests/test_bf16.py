@@ -61,3 +61,49 @@ def test_bf16_path_runs_and_stays_close_to_fp32(tiny_model):
     assert np.abs(a[mask] - b[mask]).max() < 0.05 * np.abs(a[mask]).max()
     assert (a.argmax(-1)[mask] == b.argmax(-1)[mask]).mean() >= 0.9
     assert len(bf16(TEXTS)) == 2
+
+
+@pytest.mark.parametrize("env", ["on", "off"])
+def test_dev_is_evaluated_at_training_precision_and_recorded_as_inference_runs(monkeypatch, tiny_model, tmp_path, env):
+    # Training's dev evaluations only compare checkpoints, so they run at the training's precision (bf16 halved their
+    # cost on an AVX512-BF16 CPU); the dev score a model directory records is the inference policy's (fp32 on every
+    # CPU), so where the two differ dev is scored once more at the end, and where they agree the loop's report is kept.
+    from nerkit.engines import TorchEngine
+    from nerkit.evaluation import evaluate
+    from nerkit.formats import as_documents
+    from nerkit.train import TrainConfig, _summary, fit
+    from test_train import small_corpus
+
+    monkeypatch.setenv("NERKIT_BF16", env)
+    calls: list[tuple[str, bool]] = []
+    phase = ["loop"]
+    logits = TorchEngine.logits
+
+    def spy(self, batch):
+        calls.append((phase[0], self.bf16))
+        return logits(self, batch)
+
+    monkeypatch.setattr(TorchEngine, "logits", spy)
+    import nerkit.train as train_mod
+
+    finish = train_mod.Training.finish
+
+    def finishing(self, *a, **k):
+        phase[0] = "finish"
+        return finish(self, *a, **k)
+
+    monkeypatch.setattr(train_mod.Training, "finish", finishing)
+    data = small_corpus(tmp_path, n_train=6)
+    out = tmp_path / "model"
+    res = fit(data["train"], dev=data["dev"], output=out, config=TrainConfig(
+        model=str(tiny_model), max_steps=4, eval_every_steps=2, batch_tokens=256, progress=False))
+    loop = {bf16 for p, bf16 in calls if p == "loop"}
+    final = [bf16 for p, bf16 in calls if p == "finish"]
+    assert loop == {env == "on"}  # the training's precision (NERKIT_BF16 forces it either way on any CPU)
+    if env == "on":
+        assert final and not any(final)  # dev scored again, in fp32
+    else:
+        assert final == []  # the loop's fp32 report of the kept weights is the recorded one: no second pass
+    monkeypatch.setattr(TorchEngine, "logits", logits)
+    again = evaluate(Tagger.load(out, backend="torch"), as_documents(data["dev"]))  # as a user scores it
+    assert res.metrics["dev"] == _summary(again)

@@ -589,10 +589,11 @@ def _finish(t: Teacher, cfg: DistillConfig, plan: _Plan, data: DistillData, stat
             record: dict) -> TrainResult:
     """Score the kept weights on dev and test, write nerkit.json's record, save the model directory."""
     student = plan.student
+    device = next(student.parameters()).device
     if tagger is None and data.test:
-        tagger, _ = _dev_scorer(t, student, data.test, next(student.parameters()).device, cfg.bf16)
+        tagger, _ = _dev_scorer(t, student, data.test, device, cfg.bf16)
     best_dev = state.best_dev
-    if tagger is not None and final_scoring(tagger, cfg.bf16, next(student.parameters()).device):
+    if tagger is not None and final_scoring(tagger, cfg.bf16, device):
         best_dev = None  # the loop's report came at training precision: dev is scored again as Tagger.load runs
     metrics = {}
     if data.dev:

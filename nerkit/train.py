@@ -286,7 +286,9 @@ def load_datasets(train, dev=None, test=None, scheme: str | None = None,
 
 
 EXTEND_PEAK = 0.5  # the learning rate of an extension restarts at half its peak, then decays to 0 again
-SPAN_DIM = 64  # a span head's feature width per word (first-word and last-word features each)
+# A span head's feature width per word (first-word and last-word features each). 128 was no better on genia-small:
+# dev F1 65.73 against 66.20, test 66.69 against 66.63 (two seeds each, session 18).
+SPAN_DIM = 64
 MAX_LAYERS = 4  # GENIA needs 3 (one sentence in 1,527), ADE-Corpus-V2 and tos-clauses 2-3
 
 

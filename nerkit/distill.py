@@ -592,9 +592,7 @@ def _finish(t: Teacher, cfg: DistillConfig, plan: _Plan, data: DistillData, stat
     device = next(student.parameters()).device
     if tagger is None and data.test:
         tagger, _ = _dev_scorer(t, student, data.test, device, cfg.bf16)
-    best_dev = state.best_dev
-    if tagger is not None and final_scoring(tagger, cfg.bf16, device):
-        best_dev = None  # the loop's report came at training precision: dev is scored again as Tagger.load runs
+    best_dev = final_scoring(tagger, cfg.bf16, device, state.best_dev) if tagger is not None else state.best_dev
     metrics = {}
     if data.dev:
         metrics["dev"] = _summary(best_dev or evaluate(tagger, data.dev))

@@ -776,8 +776,7 @@ class Training:
         best_dev = run.state.best_dev
         if self.eval_tagger is not None:
             _refresh_span_head(self.eval_tagger, model)
-            if final_scoring(self.eval_tagger, run.cfg.bf16, self.accelerator.device):
-                best_dev = None  # the loop's report came at training precision: dev is scored again
+            best_dev = final_scoring(self.eval_tagger, run.cfg.bf16, self.accelerator.device, best_dev)
         _check_finite_weights(model, run.state.step, run.cfg)
         if not self.main:  # only the main process scores and saves
             meta = ModelMeta(windows=prep.windows.meta, case_signal=prep.case_signal, labels=prep.model_labels)
@@ -878,10 +877,12 @@ def _eval_tagger(prep: _Prepared, model, tokenizer, cfg: TrainConfig, device) ->
                         _span_scorer(model, prep.model_labels, prep.span_width))
 
 
-def final_scoring(tagger: WindowTagger, setting: str | bool, device) -> bool:
-    """Switch a training's dev tagger to the inference bf16 policy for the scores a model directory records; True if
-    its precision changed (the loop's dev reports are then not the recorded ones)."""
-    return tagger.engine.set_bf16(use_bf16(setting, device, inference=True))
+def final_scoring(tagger: WindowTagger, setting: str | bool, device, loop_dev: dict | None) -> dict | None:
+    """Switch a training's dev tagger to the inference bf16 policy for the scores a model directory records; returns
+    the loop's dev report of the kept weights where it stands (the precision did not change), else None (dev is to be
+    scored again)."""
+    changed = tagger.engine.set_bf16(use_bf16(setting, device, inference=True))
+    return None if changed else loop_dev
 
 
 def _score_dev(tagger: WindowTagger, model, dev: Sequence[Document]) -> dict:

@@ -14,7 +14,6 @@ is an ordinary nerkit model directory: evaluate, export, serve, tag-corpus and t
 # loss and the step, the run (loop, scores, nerkit.json); each a short function.
 from __future__ import annotations
 
-import dataclasses
 
 import math
 import os
@@ -30,7 +29,7 @@ import numpy as np
 
 from nerkit import align
 from nerkit._version import __version__
-from nerkit.budget import MAX_EPOCHS, extension
+from nerkit.budget import extension
 from nerkit.data import check_labelled, tokenize
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, load_engine, set_torch_threads, use_bf16
@@ -409,13 +408,7 @@ def _plan(teacher: Teacher, cfg: DistillConfig, data: DistillData, layers: int) 
     windows = build_features(encoded, teacher.tokenizer, tcfg, teacher.base_labels,
                              bool(teacher.dir.meta.case_signal), max_len, span=bool(teacher.span_cols))
     size = data_size(docs, windows)
-    tcfg, budget = resolve_config(tcfg, size)
-    if "epochs" in budget.chosen:  # derived: a student learns more slowly than a model trains (see DISTILL_EPOCHS_X)
-        epochs = round(min(MAX_EPOCHS, max(budget.epochs, budget.epochs * DISTILL_EPOCHS_X)), 2)
-        longer = dataclasses.replace(tcfg, epochs=epochs, evals_per_epoch=None,
-                                     early_stopping=cfg.early_stopping)
-        tcfg, again = resolve_config(longer, size)
-        budget = dataclasses.replace(again, chosen=tuple(dict.fromkeys(("epochs", *again.chosen))))
+    tcfg, budget = resolve_config(tcfg, size, DISTILL_EPOCHS_X)  # a student learns more slowly than a model trains
     return _Plan(student, kept, windows, tcfg, budget)
 
 

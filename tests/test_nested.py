@@ -400,3 +400,24 @@ def test_agree_reads_every_tag_column_of_layered_files(tmp_path, capsys):
     assert main(["agree", str(a), str(b), "--tag-columns", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)  # (it read the last column alone: no entity at all, F1 undefined)
     assert result["exact_f1"] == pytest.approx(2 / 3) and set(result["per_type"]) == {"DNA", "protein"}
+
+
+def test_a_span_head_trains_twice_the_derived_epochs(nested_model, tmp_path, capsys):
+    from nerkit.budget import plan_budget
+    from nerkit.train import SPAN_EPOCHS_X, TrainConfig, load_datasets, start_training
+
+    # 1,500 records: about 20,000 window tokens, where the rule derives 10 epochs (tiny data is at its cap of 60).
+    data = load_datasets(nested_jsonl(tmp_path / "train.jsonl", n=1500), nested_jsonl(tmp_path / "dev.jsonl", n=10))
+    base = str(nested_model["base"])
+
+    def budget(**kw):
+        return start_training(data, TrainConfig(model=base, batch_tokens=512, **kw).resolved()).run.budget
+
+    span, layers = budget(), budget(nested_head="layers")
+    rule = plan_budget(span.sentences, span.tokens, batch_tokens=512)
+    assert layers.epochs == rule.epochs < span.epochs == rule.epochs * SPAN_EPOCHS_X
+    longer = plan_budget(span.sentences, span.tokens, batch_tokens=512, epochs=span.epochs)
+    assert (span.evals_per_epoch, span.early_stopping) == (longer.evals_per_epoch, longer.early_stopping)
+    assert "epochs" in span.chosen  # derived: training on while dev F1 climbs still applies
+    assert f"epochs x{SPAN_EPOCHS_X:g} the rule's for the span head" in capsys.readouterr().err
+    assert budget(epochs=3).epochs == 3 and budget(early_stopping=7).early_stopping == 7  # given: kept

@@ -14,7 +14,6 @@ is an ordinary nerkit model directory: evaluate, export, serve, tag-corpus and t
 # loss and the step, the run (loop, scores, nerkit.json); each a short function.
 from __future__ import annotations
 
-
 import math
 import os
 import platform

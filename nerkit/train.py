@@ -292,7 +292,8 @@ SPAN_DIM = 64
 # A model with a span head trains twice the derived epochs: the head starts from nothing and learns every pair of a
 # sentence, and genia-small's dev F1 still climbed at the rule's end (65.16 -> 66.08 at 5 epochs, under the 5 %
 # that extends a run). x2, one training each (session 19, docs/nested.md): genia-small dev 66.20 -> 67.40 and test
-# 66.63 -> 67.45 over two seeds, ADE dev 81.49 -> 81.90 and test 78.30 -> 80.22; about twice the training time.
+# 66.63 -> 67.45 over two seeds, ADE dev 81.16 -> 81.38 and test 78.22 -> 79.09 (two seeds: +1.92, -0.18); about
+# twice the training time.
 SPAN_EPOCHS_X = 2.0
 MAX_LAYERS = 4  # GENIA needs 3 (one sentence in 1,527), ADE-Corpus-V2 and tos-clauses 2-3
 

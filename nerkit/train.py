@@ -1081,7 +1081,8 @@ def model_meta(cfg: TrainConfig, sources: tuple, data: Datasets, windows: align.
 def budget_for(train, model: str | None = None, context: int | None = None, scheme: str | None = None,
                config: TrainConfig | None = None, annotators: Sequence[str] | None = None) -> dict:
     """The budget ``config`` (default: the defaults) would train ``train`` (path, documents or ``Datasets``) with,
-    without training (a ``Datasets`` keeps the tokenized documents for ``fit``)."""
+    without training (a ``Datasets`` keeps the tokenized documents for ``fit``): the rule's, as a flat model trains it
+    (the search's base; a model with a span head trains SPAN_EPOCHS_X of derived epochs, ``_prepare``)."""
     from transformers import AutoConfig
 
     cfg = (config or TrainConfig(model=model, context=context)).resolved()

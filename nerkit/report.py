@@ -115,6 +115,18 @@ def _confusion_table(compared: Sequence[Compared]) -> list[str]:
     return [*out, "</table>"]
 
 
+def _seen_table(report: dict) -> list[str]:
+    """Recall by whether training annotates the entity's text (``evaluation.seen_recall``), where measured."""
+    if not report.get("seen"):
+        return []
+    rows = [f'<tr><td>{html.escape(r)}</td><td class="n">{v["found"]}</td><td class="n">{v["support"]}</td>'
+            f'<td class="n">{v["recall"] * 100:.1f}</td><td class="b"><div class="bar" style="width:'
+            f'{v["recall"] * 100:.1f}%"></div></td></tr>' for r, v in report["seen"].items()]
+    return ["<h2>Seen in training</h2><p>Recall of the gold entities whose text (and type) the training data annotates,"
+            " and of the others.</p>", '<table><tr><th></th><th class="n">found</th><th class="n">of</th>'
+            '<th class="n">recall</th><th>recall</th></tr>', *rows, "</table>"]
+
+
 def report_html(report: dict, compared: Sequence[Compared], title: str = "Evaluation") -> str:
     """The self-contained HTML page of an evaluation (scores, error counts, every sentence with an error)."""
     types = sorted({c[0] for x in compared for c in x.gold | x.pred} | set(report["per_type"]))
@@ -140,6 +152,7 @@ def report_html(report: dict, compared: Sequence[Compared], title: str = "Evalua
     parts.append('<tr class="sum"><td>all</td>' + "".join(f'<td class="n">{errors["total"][k]}</td>' for k in kinds)
                  + "</tr></table>")
     parts += _confusion_table(compared)
+    parts += _seen_table(report)
     records = _with_errors(compared)
     parts += [f"<h2>{len(records)} sentences with an error</h2>",
               '<p>Show <select id="kind"><option value="">every kind</option>',

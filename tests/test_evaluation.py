@@ -156,3 +156,49 @@ def test_evaluate_names_the_data_types_the_model_does_not_have(tiny_model):
     assert "note: the model has no type protein: those entities can only be missed" in format_report(report)
     known = evaluate(tagger, [Document("d", [Sentence(["john", "smith"], ["B-PER", "I-PER"])])])
     assert "unknown_types" not in known and "note:" not in format_report(known)
+
+
+def test_seen_recall_splits_found_entities_by_what_training_annotates():
+    from nerkit.evaluation import Compared, seen_recall
+    from nerkit.types import Document, Sentence
+
+    train = [Document("t", [Sentence(["the", "IL-2", "gene", "and", "Mary"], ["O", "B-DNA", "I-DNA", "O", "B-PER"],
+                                     layers=[["O", "B-protein", "O", "O", "O"]])])]
+    text = "an il-2  gene , il-2 , Mary and Paris"
+    gene, inner, alone, mary, paris = ("DNA", 3, 13), ("protein", 3, 7), ("protein", 16, 20), ("PER", 23, 27), \
+        ("LOC", 32, 37)
+    assert text[gene[1]:gene[2]] == "il-2  gene" and text[paris[1]:paris[2]] == "Paris"
+    c = Compared("d", text, {gene, inner, alone, mary, paris, ("PER", 32, 37)}, {gene, alone, paris})
+    got = seen_recall([c], train)
+    # seen: "il-2 gene" as DNA (spacing and case folded), "il-2" as protein (twice), "mary" as PER; the same text
+    # with another type is not seen ("Paris" as PER), nor a text training never annotates
+    assert got["seen"] == {"found": 2, "support": 4, "recall": 0.5}
+    assert got["unseen"] == {"found": 1, "support": 2, "recall": 0.5}
+    assert got["inner seen as inner"] == {"found": 0, "support": 1, "recall": 0.0}  # inside the gene
+    assert "inner other" not in got  # "il-2" alone lies inside no entity here
+
+
+def test_evaluate_seen_reports_recall_by_what_training_annotates(tiny_model, tmp_path, capsys):
+    import json
+
+    from nerkit.cli import main
+
+    data = _gold_file(tmp_path / "gold.conll")
+    train = tmp_path / "train.conll"
+    train.write_text("john B-PER\nsmith I-PER\nvisited O\nrome B-LOC\n")
+    assert main(["evaluate", str(tiny_model), str(data), "--seen", str(train), "--json", "--backend", "torch"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    seen, unseen = report["seen"]["seen"], report["seen"]["unseen"]
+    assert (seen["support"], unseen["support"]) == (6, 12)  # "john smith" x6; "paris", "mary jones" x6 each
+    assert seen["found"] + unseen["found"] == round(report["recall"] * 18)
+    assert main(["evaluate", str(tiny_model), str(data), "--seen", str(train), "--backend", "torch"]) == 0
+    assert "recall by whether training annotates" in capsys.readouterr().out
+    page = tmp_path / "report.html"
+    assert main(["evaluate", str(tiny_model), str(data), "--seen", str(train), "--html", str(page)]) == 0
+    assert "Seen in training" in page.read_text() and "inner" not in capsys.readouterr().out  # flat: no inner rows
+    assert main(["evaluate", str(tiny_model), str(data), "--seen", str(train), "--html", str(train)]) != 0
+    assert "is the input" in capsys.readouterr().err and train.read_text().startswith("john B-PER")
+    raw = tmp_path / "raw.jsonl"  # texts without "entities": unlabelled
+    raw.write_text('{"text": "john smith visited rome"}\n')
+    assert main(["evaluate", str(tiny_model), str(data), "--seen", str(raw)]) != 0
+    assert "--seen (training) data must be labelled" in capsys.readouterr().err

@@ -92,14 +92,15 @@ def evaluate(a: argparse.Namespace) -> None:
     for out in (a.html, a.errors):  # refused before any work
         if out:
             check_writable(out)
-            check_not_input(out, [a.data], "--html" if out == a.html else "--errors")
+            check_not_input(out, [a.data, *([a.seen] if a.seen else [])], "--html" if out == a.html else "--errors")
     if a.html and a.errors and same_file(a.html, a.errors):
         raise NerkitError(f"--html and --errors are the same file ({a.html}); give two")
-    tagger = Tagger.load(a.model_dir, backend=a.backend)
-    with source_options(a, [(a.data, None)]):
+    with source_options(a, [(a.data, None)] + [(a.seen, None)] * bool(a.seen)):
         docs = formats.load(a.data, scheme=a.scheme, annotators=a.annotator)
+        train = formats.load(a.seen, scheme=a.scheme) if a.seen else None
+    tagger = Tagger.load(a.model_dir, backend=a.backend)
     compared: list | None = [] if a.html or a.errors else None  # each sentence kept for the reports only
-    report = evaluate(tagger, docs, name=a.data, compared=compared)
+    report = evaluate(tagger, docs, name=a.data, compared=compared, train=train)
     print(json.dumps(report, indent=2) if a.json else format_report(report))
     if a.html or a.errors:
         from nerkit.report import write_reports
@@ -215,6 +216,8 @@ def register(sub) -> None:
                    "every sentence with an error, gold and predicted entities marked")
     e.add_argument("--errors", metavar="FILE", help="also write each sentence with an error as JSONL (gold "
                    "\"entities\", \"predicted\", \"errors\"); it reads back as nerkit JSONL to correct the gold")
+    e.add_argument("--seen", metavar="TRAIN", help="the training data: also split recall by whether it annotates each "
+                   "entity's text (seen) or not (unseen), and inner entities by whether it annotates them as inner")
     add_scheme(e)
     add_annotator(e, _ANNOTATOR_HELP)
     add_source_options(e)

@@ -191,6 +191,14 @@ def test_evaluate_seen_reports_recall_by_what_training_annotates(tiny_model, tmp
     seen, unseen = report["seen"]["seen"], report["seen"]["unseen"]
     assert (seen["support"], unseen["support"]) == (6, 12)  # "john smith" x6; "paris", "mary jones" x6 each
     assert seen["found"] + unseen["found"] == round(report["recall"] * 18)
+    from nerkit import formats
+    from nerkit.evaluation import Compared, evaluate
+    from nerkit.predict import Tagger
+
+    earlier = [Compared("x", "john smith", {("PER", 0, 10)}, set())]  # a list holding another call's sentence
+    api = evaluate(Tagger.load(tiny_model, backend="torch"), formats.load(data), compared=earlier,
+                   train=formats.load(train))
+    assert api["seen"] == report["seen"] and len(earlier) == 1 + 12  # its 12 sentences added; only they count
     assert main(["evaluate", str(tiny_model), str(data), "--seen", str(train), "--backend", "torch"]) == 0
     assert "recall by whether training annotates" in capsys.readouterr().out
     page = tmp_path / "report.html"

@@ -198,7 +198,7 @@ def evaluate(tagger, docs: Sequence[Document], name: str | None = None,
         train = list(train)
         check_labelled(train, "--seen (training)")
         compared = [] if compared is None else compared
-    first = len(compared) if compared is not None else 0  # a list passed in may hold an earlier call's sentences
+        first = len(compared)  # a list passed in may hold an earlier call's sentences
     nested = getattr(tagger, "layers", 1) > 1 or any(s.layers for d in docs for s in d.sentences)
     plain = as_read(docs)
     if plain is not None:

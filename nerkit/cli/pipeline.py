@@ -89,13 +89,14 @@ def evaluate(a: argparse.Namespace) -> None:
     from nerkit.files import check_not_input, check_writable, same_file
     from nerkit.predict import Tagger
 
+    inputs = [a.data, *([a.seen] if a.seen else [])]
     for out in (a.html, a.errors):  # refused before any work
         if out:
             check_writable(out)
-            check_not_input(out, [a.data, *([a.seen] if a.seen else [])], "--html" if out == a.html else "--errors")
+            check_not_input(out, inputs, "--html" if out == a.html else "--errors")
     if a.html and a.errors and same_file(a.html, a.errors):
         raise NerkitError(f"--html and --errors are the same file ({a.html}); give two")
-    with source_options(a, [(a.data, None)] + [(a.seen, None)] * bool(a.seen)):
+    with source_options(a, [(p, None) for p in inputs]):
         docs = formats.load(a.data, scheme=a.scheme, annotators=a.annotator)
         train = formats.load(a.seen, scheme=a.scheme) if a.seen else None
     tagger = Tagger.load(a.model_dir, backend=a.backend)

@@ -354,7 +354,7 @@ def search(train, dev=None, test=None, output=None, config: TrainConfig | None =
     try:
         for b in epochs_x:
             for a in lr_x:
-                race.add(_start_point(data, cfg, base, a, b, annotators, race.say))
+                race.add(_start_point(data, cfg, base, a, b, annotators, race.say, talk=not race.points))
         race.say(f"search: {len(race.points)} trainings, {min(race.cores, len(race.points)) if race.side_by_side else 1} "
                  f"at a time; those behind on dev stop at {' and '.join(f'{r:.0%}' for r in RUNGS)} of their plan")
         for fraction in RUNGS:
@@ -368,14 +368,16 @@ def search(train, dev=None, test=None, output=None, config: TrainConfig | None =
 
 
 def _start_point(data: Datasets, cfg: TrainConfig, base: dict, a: float, b: float,
-                 annotators: Sequence[str] | None, say: Callable[[str], None]) -> _Point:
-    """One point set up (seeded as a training of its own would be), its loop not started."""
+                 annotators: Sequence[str] | None, say: Callable[[str], None], talk: bool = False) -> _Point:
+    """One point set up (seeded as a training of its own would be), its loop not started. ``talk``: the first
+    point prints what one training says of the data and its budget (a nested model and why, the inner gaps left
+    out, transfer, sparse windows; the plan the other points are multiples of), the others train silently."""
     epochs = max(1.0, round(base["epochs"] * b, 2))
     patience = _patience(base, epochs)  # None: the user's (cfg's), or derived for the point as for one training
     point_cfg = dataclasses.replace(cfg, lr=base["lr"] * a, epochs=epochs,
                                     early_stopping=cfg.early_stopping if patience is None else patience)
-    # Its budget line would repeat the search's; its dev lines are named by the point.
-    training = start_training(data, point_cfg, annotators=annotators, talk=False)
+    # Said once, not four times; its dev lines are named by the point.
+    training = start_training(data, point_cfg, annotators=annotators, talk=talk)
     watch = _Stopwatch()
     training.run.clock = watch
     label = f"lr x{a:g}, epochs x{b:g}"

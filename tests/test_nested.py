@@ -421,3 +421,20 @@ def test_a_span_head_trains_twice_the_derived_epochs(nested_model, tmp_path, cap
     assert "epochs" in span.chosen  # derived: training on while dev F1 climbs still applies
     assert f"epochs x{SPAN_EPOCHS_X:g} the rule's for the span head" in capsys.readouterr().err
     assert budget(epochs=3).epochs == 3 and budget(early_stopping=7).early_stopping == 7  # given: kept
+
+
+def test_the_supply_chain_example_of_the_docs_reads_as_they_show_it():
+    """docs/domains.md walks docs/examples/supply-chain from data to prediction: its files read, nest and are checked
+    as the page says."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "docs" / "examples" / "supply-chain"
+    docs = read_jsonl(root / "train.jsonl")
+    st = stats(docs)
+    assert (st["sentences"], st["entities"], st["inner_entities"], st["nesting_depth"]) == (70, 245, 64, 2)
+    assert st["inner_per_type"] == {"Material": 43, "Location": 20, "Company": 1} and st["crossing_pairs"] == 0
+    assert [x[0] for x in st["inner_inconsistent"]] == ["copper", "chips", "neon"]
+    page = (root.parent.parent / "domains.md").read_text()
+    assert "inner entities             64 (inside another entity)" in page and "docs/examples/supply-chain/" in page
+    dev = stats(read_jsonl(root / "valid.jsonl"))
+    assert dev["sentences"] == 18 and dev["inner_entities"] == 20  # the 20 inner dev entities the page scores

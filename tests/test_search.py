@@ -85,8 +85,8 @@ def _fake_search(monkeypatch, curves, planned=100, **kw):
 
     def fake_start(train, cfg, output=None, annotators=None, talk=True):
         assert train is data and output is None  # every point trains on the data read once; only the kept is saved
-        assert annotators == ["ann"] and not talk
         key = (round(cfg.lr / base["lr"], 6), cfg.epochs / base["epochs"])
+        assert annotators == ["ann"] and talk == (not trained)  # the first point says what one training would
         n = int(planned * key[1])
         return _FakeTraining(curves[key], n, n // 10, trained.setdefault(key, []))
 
@@ -294,6 +294,26 @@ def test_nerkit_train_searches_by_default_on_small_data_and_no_search_trains_onc
     assert main(args + ["--output", str(tmp_path / "b"), "--no-search"]) == 0
     assert len(calls) == 1 and "search" not in json.loads((tmp_path / "b" / "nerkit.json").read_text())
     assert "<- kept" not in capsys.readouterr().err
+
+
+def test_a_search_on_nested_data_says_once_why_it_trains_a_nested_model_and_keeps_one(tiny_model, tmp_path,
+                                                                                      monkeypatch, capsys):
+    from test_nested import nested_jsonl
+
+    import nerkit.search as search_mod
+
+    monkeypatch.setattr(search_mod, "start_training", _short_start(search_mod.start_training))
+    train, dev = nested_jsonl(tmp_path / "train.jsonl", n=20), nested_jsonl(tmp_path / "dev.jsonl", n=5, seed=1)
+    out = tmp_path / "m"
+    assert main(["train", "--train", str(train), "--dev", str(dev), "--model", str(tiny_model), "--output",
+                 str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "trying the derived learning rate and epochs" in err and "<- kept" in err
+    # what one training says of the data, said once by the search (its first point), not four times nor never
+    assert err.count("nested entities: 20 of 60 training entities lie inside or overlap another") == 1, err
+    assert err.count("training budget:") == 1, err
+    meta = json.loads((out / "nerkit.json").read_text())
+    assert meta["nested"]["layers"] == 2 and len(meta["search"]["points"]) == 4 and (out / "span_head.safetensors").exists()
 
 
 def test_nerkit_train_reads_and_tokenizes_each_file_once(tiny_model, tmp_path, monkeypatch, capsys):

@@ -354,7 +354,8 @@ def search(train, dev=None, test=None, output=None, config: TrainConfig | None =
     try:
         for b in epochs_x:
             for a in lr_x:
-                race.add(_start_point(data, cfg, base, a, b, annotators, race.say, talk=not race.points))
+                with race.bar.external_write_mode(file=sys.stderr):  # the first's lines above the bar, not on it
+                    race.add(_start_point(data, cfg, base, a, b, annotators, race.say, talk=not race.points))
         race.say(f"search: {len(race.points)} trainings, {min(race.cores, len(race.points)) if race.side_by_side else 1} "
                  f"at a time; those behind on dev stop at {' and '.join(f'{r:.0%}' for r in RUNGS)} of their plan")
         for fraction in RUNGS:

@@ -315,7 +315,7 @@ def _score_characters(tagger, docs: Sequence[Document], plain: Sequence[Document
                          "split at entity edges when read)"}
 
 
-def _overlap_types(report: dict) -> dict:
+def overlap_by_type(report: dict) -> dict:
     """The overlap score per type, where there are several types (a clause's kind read by overlap: tos-clauses'
     GoverningLaw scored 52.8 exact F1 and 69.0 by overlap: the exact row alone reads as a failure)."""
     per = report.get("overlap", {}).get("per_type", {})
@@ -325,7 +325,7 @@ def _overlap_types(report: dict) -> dict:
 def format_report(report: dict) -> str:
     """A plain-text table of a report: per type, micro average (outermost and inner entities apart where they nest,
     and the overlap score, per type too), then the error breakdown."""
-    names = [*report["per_type"], "micro avg", "overlap >= 50 %", *(f"  {t}" for t in _overlap_types(report))]
+    names = [*report["per_type"], "micro avg", "overlap >= 50 %", *(f"  {t}" for t in overlap_by_type(report))]
     w = max(16, *(len(t) + 2 for t in names))
 
     def row(name: str, v: dict) -> str:
@@ -339,7 +339,7 @@ def format_report(report: dict) -> str:
     lines += [row(part, v) for part, v in report.get("nested", {}).items()]
     if "overlap" in report:
         lines.append(row(f"overlap >= {round(report['overlap']['threshold'] * 100)} %", report["overlap"]))
-        lines += [row(f"  {t}", v) for t, v in _overlap_types(report).items()]
+        lines += [row(f"  {t}", v) for t, v in overlap_by_type(report).items()]
     e = report["errors"]["total"]
     lines.append("errors: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items()))
     if "sentences" in report:  # (a training's summary leaves the counts out)

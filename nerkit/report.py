@@ -9,7 +9,7 @@ import json
 import os
 from collections.abc import Sequence
 
-from nerkit.evaluation import ERROR_KINDS, Compared, _overlap_types, error_items
+from nerkit.evaluation import ERROR_KINDS, Compared, overlap_by_type, error_items
 from nerkit.files import atomic_write_text
 from nerkit.scheme import Chunk
 
@@ -87,7 +87,7 @@ def _bar_rows(report: dict) -> list[str]:
     rows += [row(part, v, "sum") for part, v in report.get("nested", {}).items()]
     if "overlap" in report:
         rows.append(row(f"overlap >= {round(report['overlap']['threshold'] * 100)} %", report["overlap"], "sum"))
-        rows += [row(f"{t} (overlap)", v) for t, v in _overlap_types(report).items()]
+        rows += [row(f"{t} (overlap)", v) for t, v in overlap_by_type(report).items()]
     return rows
 
 

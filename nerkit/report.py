@@ -9,7 +9,7 @@ import json
 import os
 from collections.abc import Sequence
 
-from nerkit.evaluation import ERROR_KINDS, Compared, overlap_by_type, error_items
+from nerkit.evaluation import ERROR_KINDS, Compared, error_items, overlap_by_type
 from nerkit.files import atomic_write_text
 from nerkit.scheme import Chunk
 

@@ -32,18 +32,25 @@ def test_report_table_fits_long_type_names_and_leaves_undefined_recall_blank():
     assert per[1:] == ["0.00", "-", "-", "0"], table  # a type with no gold entity: recall and F1 undefined
     inner = next(x for x in lines if x.startswith("inner")).split()
     assert inner[1:] == ["0.00", "-", "-", "0"] and "overlap >= 50 %" in table, table
-    # the overlap score per type under it: the long clause predicted over 4 of its 30 characters is not found
-    # exactly, but the whole one is; "PER" has no gold entity
-    below = lines[lines.index(next(x for x in lines if x.startswith("overlap"))) + 1:]
-    ovl = {x.split()[0]: x.split()[1:] for x in below if x.startswith("  ")}
-    assert ovl == {"LimitationOfLiability": ["50.00", "100.00", "66.67", "1"], "PER": ["0.00", "-", "-", "0"]}, table
 
 
-def test_report_gives_the_overlap_score_per_type_only_with_several_types():
-    gold = [{("Clause", 0, 30)}]
-    table = format_report({**score_sets(gold, [{("Clause", 0, 20)}]), "sentences": 1, "words": 30})
-    lines = table.splitlines()
-    assert not any(x.startswith("  Clause") for x in lines) and "overlap >= 50 %" in table, table
+def test_report_gives_the_overlap_score_per_type_where_edges_move_the_score():
+    from nerkit.report import report_html
+
+    def rows(gold, pred):
+        report = {**score_sets(gold, pred), "sentences": 1, "words": 50}
+        lines = format_report(report).splitlines()
+        below = lines[lines.index(next(x for x in lines if x.startswith("overlap"))) + 1:]
+        return {x.split()[0]: x.split()[1:] for x in below if x.startswith("  ")}, report
+
+    # the clause predicted over 20 of its 30 characters: missed exactly, found by overlap (exact F1 50, overlap 100)
+    gold = [{("Clause", 0, 30), ("PER", 40, 42)}]
+    found, report = rows(gold, [{("Clause", 0, 20), ("PER", 40, 42), ("Clause", 31, 35)}])
+    assert found == {"Clause": ["50.00", "100.00", "66.67", "1"], "PER": ["100.00", "100.00", "100.00", "1"]}, found
+    assert "<td>Clause (overlap)</td>" in report_html(report, [])  # the page has them too
+    assert rows(gold, [set(gold[0])])[0] == {}  # edges right: the rows would repeat the exact ones
+    assert rows([{("Clause", 0, 30)}], [{("Clause", 0, 20)}])[0] == {}  # one type: its row is the micro one
+    assert "<td>Clause (overlap)</td>" not in report_html(rows(gold, [set(gold[0])])[1], [])
 
 
 def test_error_items_name_each_error_and_add_up_to_the_breakdown():
@@ -99,7 +106,6 @@ def test_evaluate_writes_an_error_page_and_errors_that_read_back(tiny_model, tmp
     assert len(back) == len(records) and sum(len(s.words) for d in back for s in d.sentences)
     html = page.read_text()
     assert html.count('<div class="s"') == len(records) and 'id="kind"' in html and "micro avg" in html
-    assert all(f"<td>{t} (overlap)</td>" in html for t in report["overlap"]["per_type"]), html  # PER and LOC
 
 
 def test_evaluate_refuses_a_report_path_it_cannot_write_before_any_work(tiny_model, tmp_path, capsys):

@@ -328,7 +328,8 @@ def overlap_by_type(report: dict) -> dict:
 def format_report(report: dict) -> str:
     """A plain-text table of a report: per type, micro average (outermost and inner entities apart where they nest,
     and the overlap score, per type too), then the error breakdown."""
-    names = [*report["per_type"], "micro avg", "overlap >= 50 %", *(f"  {t}" for t in overlap_by_type(report))]
+    by_type = overlap_by_type(report)
+    names = [*report["per_type"], "micro avg", "overlap >= 50 %", *(f"  {t}" for t in by_type)]
     w = max(16, *(len(t) + 2 for t in names))
 
     def row(name: str, v: dict) -> str:
@@ -342,7 +343,7 @@ def format_report(report: dict) -> str:
     lines += [row(part, v) for part, v in report.get("nested", {}).items()]
     if "overlap" in report:
         lines.append(row(f"overlap >= {round(report['overlap']['threshold'] * 100)} %", report["overlap"]))
-        lines += [row(f"  {t}", v) for t, v in overlap_by_type(report).items()]
+        lines += [row(f"  {t}", v) for t, v in by_type.items()]
     e = report["errors"]["total"]
     lines.append("errors: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items()))
     if "sentences" in report:  # (a training's summary leaves the counts out)

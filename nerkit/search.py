@@ -20,6 +20,7 @@ force it either way.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import math
 import os
@@ -354,8 +355,9 @@ def search(train, dev=None, test=None, output=None, config: TrainConfig | None =
     try:
         for b in epochs_x:
             for a in lr_x:
-                with race.bar.external_write_mode(file=sys.stderr):  # the first's lines above the bar, not on it
-                    race.add(_start_point(data, cfg, base, a, b, annotators, race.say, talk=not race.points))
+                talk = not race.points  # the first's lines above the bar, not on it; the others print nothing
+                with race.bar.external_write_mode(file=sys.stderr) if talk else contextlib.nullcontext():
+                    race.add(_start_point(data, cfg, base, a, b, annotators, race.say, talk=talk))
         race.say(f"search: {len(race.points)} trainings, {min(race.cores, len(race.points)) if race.side_by_side else 1} "
                  f"at a time; those behind on dev stop at {' and '.join(f'{r:.0%}' for r in RUNGS)} of their plan")
         for fraction in RUNGS:

@@ -1,5 +1,6 @@
 """Pre-annotation, uncertainty sampling and learning curves, on a tiny randomly initialised BERT (seconds on CPU)."""
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 from nerkit.annotate import assist
 from nerkit.cli import main
-from nerkit.curve import learning_curve, parse_fractions, subsets
+from nerkit.curve import format_curve, learning_curve, parse_fractions, per_doubling, subsets
 from nerkit.errors import NerkitError
 from nerkit.formats import ChangeLog, read
 from nerkit.types import Document, Sentence
@@ -181,6 +182,76 @@ def test_learning_curve_with_a_stub_trainer(tmp_path):
     assert json.loads((tmp_path / "curve" / "curve.json").read_text()) == rows
     with pytest.raises(NerkitError, match="--dev"):
         learning_curve(_docs(4), None, [1.0], tmp_path / "x", fit=fake_fit)
+
+
+def _scored_fit(calls):
+    """A stub trainer whose dev figures grow with the subset: exact F1 5 points a doubling, the overlap score 6, the
+    inner entities' recall 5 (sentences 5, 10, 20)."""
+    def fit(train, dev=None, output=None, config=None):
+        k = math.log2(sum(len(d.sentences) for d in train) / 5)
+        calls.append(k)
+        f1, ovl, inner = 0.40 + 0.05 * k, 0.55 + 0.06 * k, 0.20 + 0.05 * k
+        return {"metrics": {"dev": {"f1": f1, "precision": f1, "recall": f1,
+                                    "per_type": {"LOC": {"f1": f1 - 0.1}, "PER": {"f1": f1 + 0.1}},
+                                    "nested": {"outermost": {"recall": f1, "support": 9},
+                                               "inner": {"recall": inner, "support": 3}},
+                                    "overlap": {"f1": ovl}}}}
+    return fit
+
+
+def test_learning_curve_shows_what_a_doubling_buys_by_the_scores_nested_and_long_entities_are_judged_by(tmp_path):
+    rows = learning_curve(_docs(20), _docs(4), [0.25, 0.5, 1.0], tmp_path / "c", fit=_scored_fit([]))
+    assert [r["sentences"] for r in rows] == [5, 10, 20]
+    assert rows[-1]["dev_overlap_f1"] == pytest.approx(0.67) and rows[-1]["dev_inner_recall"] == pytest.approx(0.30)
+    assert rows[0]["dev_f1_per_type"] == {"LOC": pytest.approx(0.30), "PER": pytest.approx(0.50)}
+    table = format_curve(rows).splitlines()
+    assert table[0].split() == ["fraction", "sentences", "entities", "dev", "F1", "overlap", "F1", "inner", "R"]
+    assert table[3].split()[3:] == ["50.00", "67.00", "30.00"]
+    assert table[-1] == ("from 10 to 20 sentences, per doubling of them: dev F1 +5.00, overlap F1 +6.00, "
+                         "inner R +5.00 points")
+    tsv = (tmp_path / "c" / "curve.tsv").read_text().splitlines()
+    assert tsv[0].split("\t")[-4:] == ["dev_overlap_f1", "dev_inner_recall", "dev_f1:LOC", "dev_f1:PER"]
+    assert tsv[3].split("\t")[-2:] == ["0.4000", "0.6000"]
+    assert (tmp_path / "c" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Flat names: the overlap score repeats the exact one and there is no inner entity: dev F1 alone, and its gain.
+    flat = [{**r, "dev_overlap_f1": r["dev_f1"]} for r in rows]
+    for r in flat:
+        del r["dev_inner_recall"]
+    assert format_curve(flat).splitlines()[0].split() == ["fraction", "sentences", "entities", "dev", "F1"]
+    assert format_curve(flat).splitlines()[-1] == "from 10 to 20 sentences, per doubling of them: dev F1 +5.00 points"
+    assert per_doubling(rows[:1]) is None
+
+
+def test_learning_curve_refuses_before_training_to_write_over_what_it_did_not_write(tmp_path):
+    calls = []
+    fit = _scored_fit(calls)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(NerkitError, match="not a directory"):
+        learning_curve(_docs(4), _docs(2), [1.0], a_file, fit=fit)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "curve.png").write_text("a plot of my own")
+    with pytest.raises(NerkitError, match="curve.png that no learning curve of nerkit wrote"):
+        learning_curve(_docs(4), _docs(2), [1.0], theirs, fit=fit)
+    foreign_model = tmp_path / "kept"
+    (foreign_model / "model-1").mkdir(parents=True)
+    (foreign_model / "model-1" / "weights.bin").write_text("not nerkit's")
+    with pytest.raises(NerkitError, match="not a nerkit model"):
+        learning_curve(_docs(4), _docs(2), [0.5, 1.0], foreign_model, keep_models=True, fit=fit)
+    assert calls == [] and a_file.read_text() == "mine" and (theirs / "curve.png").read_text() == "a plot of my own"
+    # A curve nerkit wrote is replaced by the next one.
+    learning_curve(_docs(4), _docs(2), [1.0], tmp_path / "c", fit=fit)
+    rows = learning_curve(_docs(4), _docs(2), [0.5, 1.0], tmp_path / "c", fit=fit)
+    assert json.loads((tmp_path / "c" / "curve.json").read_text()) == rows and len(calls) == 3
+
+
+def test_cli_curve_refuses_a_file_as_its_output_in_one_line(tmp_path, capsys):
+    conll = Path(__file__).parent / "fixtures" / "annotate" / "iob2.conll"
+    (tmp_path / "out").write_text("mine")
+    assert main(["curve", "--train", str(conll), "--dev", str(conll), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exists and is not a directory" in err[0] and (tmp_path / "out").read_text() == "mine"
 
 
 def test_learning_curve_counts_inner_entities_too(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from nerkit.errors import NerkitError
+from nerkit.evaluation import edges_move
 from nerkit.files import atomic_write_text, replacing
 from nerkit.modeldir import check_output
 from nerkit.scheme import chunks
@@ -139,8 +140,8 @@ def learning_curve(train, dev, fractions: Sequence[float], output: str | os.Path
 def _columns(rows: Sequence[dict]) -> list[str]:
     """The extra figures worth a column (``EXTRA``)."""
     cols = []
-    if any(r.get("dev_overlap_f1") is not None and r["dev_f1"] is not None and r["dev_overlap_f1"] - r["dev_f1"] >= 0.01
-           for r in rows):
+    if any(r.get("dev_overlap_f1") is not None and r["dev_f1"] is not None
+           and edges_move(r["dev_f1"], r["dev_overlap_f1"]) for r in rows):
         cols.append("dev_overlap_f1")
     if any(r.get("dev_inner_recall") is not None for r in rows):
         cols.append("dev_inner_recall")

@@ -1,4 +1,4 @@
-"""Wall time of a nested model's end-of-training choices on dev (the decoder, then each type's threshold), with the
+"""Wall time of a nested model's end-of-training choices on dev (each decoder with each type's threshold), with the
 network's dev outputs reused (``WindowTagger.reusing``) against a network run a trial (what training did from session
 12 to 14, when a copy of the dev list missed the tagger's cache). Same model, same choices both ways; alternating
 passes, alone on the machine.
@@ -30,8 +30,7 @@ def main() -> None:
         if mode != "reused":
             tagger.reusing = contextlib.nullcontext
         t0 = time.perf_counter()
-        decoder = train._choose_decoder(tagger, dev)[0]
-        thresholds, report = train._choose_thresholds(tagger, dev)
+        decoder, thresholds, report, _ = train._choose_decoding(tagger, dev)
         print(f"{mode:14} {time.perf_counter() - t0:7.1f} s  decoder {decoder}  thresholds {thresholds}  "
               f"dev F1 {100 * report['f1']:.2f}", flush=True)
 

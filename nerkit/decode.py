@@ -84,7 +84,10 @@ class WindowTagger:
         """Within the block, tagging documents with the same words again runs the network once: decoders and
         thresholds compared on dev. (Keyed by the list's identity until session 15, it never hit: ``evaluate``
         tags a copy, and a re-read one where reading split words at entity edges; tos-clauses' end-of-training
-        choices took 607.5 s instead of 35.9 s, bench/nested_choices.py.)"""
+        choices took 607.5 s instead of 35.9 s, bench/nested_choices.py.) A block inside another reuses the outer's."""
+        if getattr(self, "_memo", None) is not None:
+            yield
+            return
         self._memo: dict | None = {}
         try:
             yield

@@ -174,6 +174,36 @@ def test_hf_pipeline_of_a_nested_model_returns_the_nested_entities(nested_model)
         pipeline("token-classification", model=str(nested_model["dir"]))
 
 
+def test_a_model_saved_with_the_merged_decoder_gives_its_entities_in_every_engine_and_the_hf_pipeline(
+        nested_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+    from safetensors import safe_open
+    from transformers import pipeline
+
+    from nerkit.export import export
+    from nerkit.predict import Tagger
+    from nerkit.spans import SPAN_FILE
+
+    model = tmp_path / "merged"
+    shutil.copytree(nested_model["dir"], model)
+    with safe_open(str(model / SPAN_FILE), framework="numpy") as f:
+        info = dict(f.metadata())
+    save_file(load_file(str(model / SPAN_FILE)), str(model / SPAN_FILE),
+              metadata={**info, "decoder": "merged", "threshold": "0.3"})
+    tagger = Tagger.load(model, backend="torch", bf16="off")
+    assert tagger.span_head.decoder == "merged"
+    spans = lambda result: [[(e.start, e.end, e.label) for e in es] for es in result]  # noqa: E731
+    want = spans(tagger(TEXTS))
+    assert {(0, 15, "LOC"), (0, 10, "PER")} <= set(want[0])
+    export(model, tmp_path / "exported")
+    assert spans(Tagger.load(tmp_path / "exported", backend="onnx")(TEXTS)) == want
+    nlp = pipeline("token-classification", model=str(model), trust_remote_code=True)
+    assert [(e["start"], e["end"], e["entity_group"]) for e in nlp(TEXTS[1])] == want[1]
+
+
 def test_bad_nested_option_is_refused():
     from nerkit.train import TrainConfig
 

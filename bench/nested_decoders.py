@@ -1,13 +1,16 @@
 """A trained nested model's span decoders side by side on the same weights: each one's dev F1 at the default
 threshold (what the dev evaluations during training compare, and what chose the decoder before session 23), then
 with the per-type thresholds dev chooses for it (``train._choose_thresholds``, what training now compares), and its
-test scores with those: exact F1, overlap F1 (P / R) and inner-entity recall. One network run of each file.
+test scores with those: exact F1, overlap F1 (P / R) and inner-entity recall, and the time its span decoding takes a
+test sentence (best of 3, the network's outputs given: what the decoder adds to tagging). One network run of each
+file.
 
     python bench/nested_decoders.py MODEL_DIR DATA_DIR   # DATA_DIR holds valid.jsonl and test.jsonl
 """
 from __future__ import annotations
 
 import argparse
+import time
 import warnings
 from pathlib import Path
 
@@ -18,6 +21,23 @@ def _figures(report: dict) -> str:
     text = (f"exact {report['f1'] * 100:.2f}  overlap {over['f1'] * 100:.2f} (P {over['precision'] * 100:.1f} / "
             f"R {over['recall'] * 100:.1f})")
     return text + (f"  inner R {inner['recall'] * 100:.1f} %" if inner.get("support") else "")
+
+
+def _decoding_us(tagger, docs) -> float:
+    """Microseconds of span decoding a sentence of ``docs`` (network outputs from the tagger's cache), best of 3."""
+    rows = []
+    for doc, lp in zip(docs, tagger._word_logprobs(docs)):
+        k = 0
+        for s in doc.sentences:
+            rows.append(lp[k:k + len(s.words)])
+            k += len(s.words)
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for lp in rows:
+            tagger.span_entities(lp)
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e6 / max(1, len(rows))
 
 
 def main() -> None:
@@ -46,8 +66,10 @@ def main() -> None:
             head.decoder, head.thresholds = name, {}
             plain = evaluate(tagger, dev)["f1"] * 100
             thresholds, report = train._choose_thresholds(tagger, dev)
-            print(f"{name:10}  dev at 0.5 {plain:.2f}  thresholds {thresholds}\n"
-                  f"{'':10}  dev  {_figures(report)}\n{'':10}  test {_figures(evaluate(tagger, test))}", flush=True)
+            tested = evaluate(tagger, test)
+            print(f"{name:10}  dev at 0.5 {plain:.2f}  thresholds {thresholds}\n{'':10}  dev  {_figures(report)}\n"
+                  f"{'':10}  test {_figures(tested)}  decoding {_decoding_us(tagger, test):.0f} us a sentence",
+                  flush=True)
 
 
 if __name__ == "__main__":

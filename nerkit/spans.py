@@ -232,19 +232,23 @@ class SpanScorer:
 
     def _candidates(self, feats: np.ndarray) -> list[tuple[int, int, int, float]]:
         merged = self.decoder == "merged"
-        joined = min(MERGE_FLOOR, self.threshold, *self.thresholds.values())  # a kept reading is always joined
         if self._memo is None:
             if not merged:
                 return self.candidates(feats)
-            found = merge_readings(self.candidates(feats, joined))
+            found = self._merged(feats)
         else:
             memo, floor = self._memo
             key = (feats.__array_interface__["data"][0], feats.shape, feats.strides, feats[:1].tobytes(), merged)
             if key not in memo:
-                memo[key] = merge_readings(self.candidates(feats, joined)) if merged else self.candidates(feats, floor)
+                memo[key] = self._merged(feats) if merged else self.candidates(feats, floor)
             found = memo[key]
         cut = [self.type_threshold(t) for t in self.types]
         return [x for x in found if x[3] >= cut[x[2]]]
+
+    def _merged(self, feats: np.ndarray) -> list[tuple[int, int, int, float]]:
+        """The "merged" decoder's candidates: every reading joined (``merge_readings``), from ``MERGE_FLOOR`` or the
+        lowest threshold in use if lower (a reading that would be kept alone is always joined)."""
+        return merge_readings(self.candidates(feats, min(MERGE_FLOOR, self.threshold, *self.thresholds.values())))
 
     def decode(self, feats: np.ndarray, tagged: Sequence[tuple[str, int, int, float]] = ()
                ) -> list[tuple[str, int, int, float]]:

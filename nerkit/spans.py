@@ -223,7 +223,11 @@ class SpanScorer:
     @contextmanager
     def remembering(self, floor: float) -> Iterator[None]:
         """Within the block, each sentence's candidates at or over ``floor`` are scored once and filtered by the
-        thresholds of the moment (thresholds compared on dev: the features must stay alive and unchanged)."""
+        thresholds of the moment (thresholds compared on dev: the features must stay alive and unchanged). A block
+        inside one remembering from a floor as low keeps the outer's candidates (decoders compared in turn)."""
+        if self._memo is not None and self._memo[1] <= floor:
+            yield
+            return
         self._memo = ({}, floor)
         try:
             yield

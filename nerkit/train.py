@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -968,21 +968,33 @@ def _choose_thresholds(tagger: WindowTagger, dev: Sequence[Document]) -> tuple[d
     return dict(head.thresholds), report
 
 
-def _choose_decoding(tagger: WindowTagger, dev: Sequence[Document]) -> tuple[str, dict, dict, dict]:
+class Decoding(NamedTuple):
+    """The span decoding kept at the end of training: its decoder, per-type thresholds and dev report, and each
+    decoder's dev F1 with its own thresholds."""
+
+    decoder: str
+    thresholds: dict
+    report: dict
+    dev_f1_by_decoder: dict
+
+
+def _choose_decoding(tagger: WindowTagger, dev: Sequence[Document]) -> Decoding:
     """The span decoder and its per-type thresholds with the best dev F1, each decoder with thresholds chosen for it
-    (``_choose_thresholds``), set on ``tagger``: the decoder, the thresholds, the dev report and each decoder's dev
-    F1. A decoder compared at the default thresholds alone can lose to one it beats once each has its own: genia-small
-    (seed 42, AVX-512 bf16) took tags+spans (dev 66.72 against 66.26 and 66.49), whose thresholds gave dev 66.78 and
-    test 65.94, where merged's gave 67.12 and 67.46 (seed 43: 66.93 and 67.29 against 67.48 and 68.09)."""
+    (``_choose_thresholds``), set on ``tagger``. A decoder compared at the default thresholds alone can lose to one
+    it beats once each has its own: genia-small (seed 42, AVX-512 bf16) took tags+spans (dev 66.72 against 66.26 and
+    66.49), whose thresholds gave dev 66.78 and test 65.94, where merged's gave 67.12 and 67.46 (seed 43: 66.93 and
+    67.29 against 67.48 and 68.09)."""
     head = tagger.span_head
     chosen: dict[str, tuple[dict, dict]] = {}
-    with tagger.reusing():  # one network run of dev for every decoder and threshold tried
+    # one network run of dev for every decoder and threshold tried, and one scoring of each sentence's candidates for
+    # the decoders that read them alike ("spans", "tags+spans")
+    with tagger.reusing(), head.remembering(min(SPAN_THRESHOLDS + MERGED_THRESHOLDS)):
         for name in DECODERS:
             head.decoder, head.thresholds = name, {}
             chosen[name] = _choose_thresholds(tagger, dev)
     best = max(DECODERS, key=lambda n: chosen[n][1]["f1"])  # a tie keeps the first: the span head alone
     head.decoder, head.thresholds = best, dict(chosen[best][0])
-    return best, chosen[best][0], chosen[best][1], {n: round(c[1]["f1"] * 100, 2) for n, c in chosen.items()}
+    return Decoding(best, chosen[best][0], chosen[best][1], {n: round(c[1]["f1"] * 100, 2) for n, c in chosen.items()})
 
 
 def _refresh_span_head(tagger: WindowTagger, model) -> None:
@@ -1003,7 +1015,7 @@ def _finish(run: _Run, prep: _Prepared, data: Datasets, eval_tagger, model, toke
     metrics: dict = {}
     decoding = _choose_decoding(eval_tagger, data.dev) if prep.span_dim and data.dev else None
     if data.dev:
-        metrics["dev"] = _summary(decoding[2] if decoding else best_dev or evaluate(eval_tagger, data.dev))
+        metrics["dev"] = _summary(decoding.report if decoding else best_dev or evaluate(eval_tagger, data.dev))
     if data.test:
         metrics["test"] = _summary(evaluate(eval_tagger, data.test))
     meta = model_meta(run.cfg, data.sources, data, prep.windows, prep.case_signal, metrics, run.state, prep.budget,
@@ -1018,7 +1030,7 @@ def _finish(run: _Run, prep: _Prepared, data: Datasets, eval_tagger, model, toke
                                     max_width=prep.span_width, unannotated_inner=run.cfg.unannotated_inner,
                                     **dict(zip(("unsure_pairs", "near_pairs"), unsure_pairs(prep.windows))))
         if decoding:
-            meta.extra["nested"].update(dev_f1_by_decoder=decoding[3], thresholds=decoding[1])
+            meta.extra["nested"].update(dev_f1_by_decoder=decoding.dev_f1_by_decoder, thresholds=decoding.thresholds)
     meta.train_seconds, meta.total_seconds = record["train_seconds"], record["total_seconds"]
     meta.bf16, meta.device = record["bf16"], record["device"]
     if record["processes"] > 1:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import load_bench
+from test_nested import nested_model  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,3 +149,24 @@ def test_steps_need_limit_and_unknown_names_are_refused(nested, capsys):
         with pytest.raises(SystemExit) as exc:
             nested.main(argv)
         assert exc.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_inner_bands_count_every_inner_entity_once_and_agree_with_the_inner_recall(nested_model):
+    from nerkit.evaluation import evaluate
+    from nerkit.formats import load
+    from nerkit.predict import Tagger
+
+    decoders = load_bench("nested_decoders")
+    tagger = Tagger.load(nested_model["dir"], backend="torch", bf16="off")
+    docs = load(nested_model["dev"])
+    inner = evaluate(tagger, docs)["nested"]["inner"]
+    bands = decoders.inner_bands(tagger, docs)
+    assert set(bands) <= set(decoders.BAND_NAMES)
+    assert sum(bands.values()) == inner["support"] > 0
+    assert bands["found"] == round(inner["recall"] * inner["support"]) > 0
+    head = tagger.span_head
+    head.threshold, head.thresholds = 1.5, {}  # nothing is kept: every inner entity is missed, by its probability
+    missed = decoders.inner_bands(tagger, docs)
+    assert missed["found"] == missed["over the threshold, left out"] == 0
+    assert sum(missed.values()) == inner["support"]
+    assert missed["near"] + missed["low"] + missed["none"] == inner["support"]

@@ -44,8 +44,6 @@ def _decoding_us(tagger, docs) -> float:
 
 
 BANDS = (0.05, 0.01)  # under the threshold: "near" down to 0.05, "low" to 0.01, "none" under that
-
-
 BAND_NAMES = ("found", "over the threshold, left out", "near", "low", "none")
 
 

@@ -26,14 +26,18 @@ def _figures(report: dict) -> str:
     return text + (f"  inner R {inner['recall'] * 100:.1f} %" if inner.get("support") else "")
 
 
-def _decoding_us(tagger, docs) -> float:
-    """Microseconds of span decoding a sentence of ``docs`` (network outputs from the tagger's cache), best of 3."""
-    rows = []
+def _sentence_rows(tagger, docs):
+    """Each sentence of ``docs`` with its words' network outputs (from the tagger's cache inside ``reusing``)."""
     for doc, lp in zip(docs, tagger._word_logprobs(docs)):
         k = 0
         for s in doc.sentences:
-            rows.append(lp[k:k + len(s.words)])
+            yield s, lp[k:k + len(s.words)]
             k += len(s.words)
+
+
+def _decoding_us(tagger, docs) -> float:
+    """Microseconds of span decoding a sentence of ``docs`` (network outputs from the tagger's cache), best of 3."""
+    rows = [lp for _, lp in _sentence_rows(tagger, docs)]
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
@@ -55,20 +59,17 @@ def inner_bands(tagger, docs) -> "Counter[str]":
 
     head, tags = tagger.span_head, tagger.layers * len(tagger.labels)
     bands: Counter = Counter()
-    for doc, lp in zip(docs, tagger._word_logprobs(docs)):
-        k = 0
-        for s in doc.sentences:
-            rows, k = lp[k:k + len(s.words)], k + len(s.words)
-            gold = {c for layer in s.all_tags() for c in chunks(layer)}
-            inner = gold - _outermost(gold)
-            if not inner:
-                continue
-            found = {(t, a, b) for t, a, b, _ in tagger.span_entities(rows)}
-            prob = {(head.types[c], a, b): p for a, b, c, p in head.candidates(rows[:, tags:], BANDS[-1])}
-            for e in inner:
-                p = prob.get(e, 0.0)
-                bands["found" if e in found else "over the threshold, left out" if p >= head.type_threshold(e[0])
-                      else "near" if p >= BANDS[0] else "low" if p >= BANDS[1] else "none"] += 1
+    for s, rows in _sentence_rows(tagger, docs):
+        gold = {c for layer in s.all_tags() for c in chunks(layer)}
+        inner = gold - _outermost(gold)
+        if not inner:
+            continue
+        found = {(t, a, b) for t, a, b, _ in tagger.span_entities(rows)}
+        prob = {(head.types[c], a, b): p for a, b, c, p in head.candidates(rows[:, tags:], BANDS[-1])}
+        for e in inner:
+            p = prob.get(e, 0.0)
+            bands["found" if e in found else "over the threshold, left out" if p >= head.type_threshold(e[0])
+                  else "near" if p >= BANDS[0] else "low" if p >= BANDS[1] else "none"] += 1
     return bands
 
 

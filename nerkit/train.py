@@ -988,7 +988,7 @@ def _choose_decoding(tagger: WindowTagger, dev: Sequence[Document]) -> Decoding:
     chosen: dict[str, tuple[dict, dict]] = {}
     # one network run of dev for every decoder and threshold tried, and one scoring of each sentence's candidates for
     # the decoders that read them alike ("spans", "tags+spans")
-    with tagger.reusing(), head.remembering(min(SPAN_THRESHOLDS + MERGED_THRESHOLDS)):
+    with tagger.reusing(), head.remembering(min(MERGED_THRESHOLDS)):  # the widest grid
         for name in DECODERS:
             head.decoder, head.thresholds = name, {}
             chosen[name] = _choose_thresholds(tagger, dev)

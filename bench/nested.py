@@ -63,8 +63,9 @@ SYSTEMS = ["nested", "layers", "flat", "spancat"]
 # span-head-unsure before it: unannotated inner entities left out of the loss; span-head-near-reused: the same
 # model, its dev choices on one network run of dev (7bc6f01: the cache had been dead since 6b124da, so the
 # span-head-near rows' training times are those of a network run per trial); span-head-epochs-x2: the same model
-# trained twice the derived epochs, train.SPAN_EPOCHS_X, session 19.)
-DESIGNS = {"nested": "span-head-epochs-x2", "layers": "tag-layers", "flat": "sparse-epochs"}
+# trained twice the derived epochs, train.SPAN_EPOCHS_X, session 19; span-head-dropout: its encoder trained with
+# dropout 0.1, TrainConfig.span_dropout, session 25, with the merged decoder of session 23.)
+DESIGNS = {"nested": "span-head-dropout", "layers": "tag-layers", "flat": "sparse-epochs"}
 OVERLAP_DATASETS = ("tos-clauses",)  # long clauses: edges are a matter of taste, coverage is what a reader needs
 EQUAL_TEXTS = 200  # int8 against torch on the first 200 test texts
 SPANS_KEY = "sc"  # spancat's default spans_key

@@ -37,7 +37,8 @@ from nerkit.errors import NerkitError
 from nerkit.formats import as_documents
 from nerkit.modeldir import check_output
 from nerkit.train import (Datasets, TrainConfig, Training, TrainingDiverged, TrainResult, bars_disabled, budget_for,
-                          load_datasets, save_or_rescue, start_training)
+                          choose_layers, load_datasets, save_or_rescue, start_training, trains_span_head,
+                          with_span_dropout)
 
 LR_X = (1.0, 2.0)
 EPOCHS_X = (1.0, 2.0)
@@ -254,6 +255,12 @@ def cores_for(cfg: TrainConfig) -> tuple[int, bool]:
     return cores, not (torch.cuda.is_available() or dropout)
 
 
+def race_cores(cfg: TrainConfig, data: Datasets) -> tuple[int, bool]:
+    """``cores_for`` the points as they train on ``data``: a nested model's span head trains with dropout
+    (``TrainConfig.span_dropout``), so its points take turns."""
+    return cores_for(with_span_dropout(cfg, trains_span_head(cfg, choose_layers(cfg.nested, data.train))))
+
+
 class _Race:
     """The points and the workers that advance them, a rung at a time; one progress bar for all."""
 
@@ -351,7 +358,7 @@ def search(train, dev=None, test=None, output=None, config: TrainConfig | None =
     t0, threads = time.time(), torch.get_num_threads()
     data = load_datasets(train, dev, test, scheme, annotators)
     base = budget or budget_for(data, config=cfg)
-    race = _Race(*cores_for(cfg), cfg.progress)
+    race = _Race(*race_cores(cfg, data), cfg.progress)
     try:
         for b in epochs_x:
             for a in lr_x:

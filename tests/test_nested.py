@@ -449,7 +449,9 @@ def test_a_span_head_trains_twice_the_derived_epochs(nested_model, tmp_path, cap
     longer = plan_budget(span.sentences, span.tokens, batch_tokens=512, epochs=span.epochs)
     assert (span.evals_per_epoch, span.early_stopping) == (longer.evals_per_epoch, longer.early_stopping)
     assert "epochs" in span.chosen  # derived: training on while dev F1 climbs still applies
-    assert f"epochs x{SPAN_EPOCHS_X:g} the rule's for the span head" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"epochs x{SPAN_EPOCHS_X:g} the rule's for the span head" in err
+    assert "encoder dropout 0.1 for the span head" in err
     assert budget(epochs=3).epochs == 3 and budget(early_stopping=7).early_stopping == 7  # given: kept
 
 
@@ -468,3 +470,40 @@ def test_the_supply_chain_example_of_the_docs_reads_as_they_show_it():
     assert "inner entities             64 (inside another entity)" in page and "docs/examples/supply-chain/" in page
     dev = stats(read_jsonl(root / "valid.jsonl"))
     assert dev["sentences"] == 18 and dev["inner_entities"] == 20  # the 20 inner dev entities the page scores
+
+
+def test_a_span_head_trains_its_encoder_with_dropout_and_other_models_without(nested_model, tmp_path):
+    import torch
+
+    from nerkit.search import race_cores
+    from nerkit.train import TrainConfig, load_datasets, start_training
+
+    data = load_datasets(nested_model["train"], nested_model["dev"])
+    base = str(nested_model["base"])
+
+    def trained(**kw):
+        cfg = TrainConfig(model=base, batch_tokens=512, max_steps=3, lr=3e-3, progress=False, **kw).resolved()
+        training = start_training(data, cfg, talk=False)
+        for _ in training.steps(lambda m: None):
+            pass
+        run = training.run
+        rates = {m.p for m in run.unwrapped.modules() if isinstance(m, torch.nn.Dropout)}
+        conf = run.unwrapped.config
+        return rates, (conf.hidden_dropout_prob, conf.attention_probs_dropout_prob), run.unwrapped.state_dict()
+
+    rates, conf, with_dropout = trained()
+    assert rates == {0.1} and conf == (0.1, 0.1)
+    for kw in ({"nested": "off"}, {"nested_head": "layers"}, {"span_dropout": None}):
+        rates, conf, _ = trained(**kw)
+        assert rates == {0.0} and conf == (0.0, 0.0), kw
+    assert trained(span_dropout=0.3)[:2] == ({0.3}, (0.3, 0.3))
+    # Dropout is live in training (other weights than without it) and seeded (the same weights again).
+    without, again = trained(span_dropout=0.0)[2], trained()[2]
+    key = next(k for k in with_dropout if k.endswith("query.weight"))
+    assert not torch.equal(with_dropout[key], without[key]) and torch.equal(with_dropout[key], again[key])
+    # A search's points share torch's one generator for dropout: on nested data they take turns.
+    cfg = TrainConfig(model=base).resolved()
+    assert race_cores(cfg, data)[1] is False
+    assert race_cores(TrainConfig(model=base, nested="off").resolved(), data)[1] is (not torch.cuda.is_available())
+    with pytest.raises(NerkitError, match="--span-dropout"):
+        TrainConfig(span_dropout=1.5).resolved()

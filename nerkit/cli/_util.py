@@ -117,9 +117,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="a text annotated as an inner entity in one place and left unannotated inside an entity in "
                         "another: left out of a nested model's span loss there (unsure, default; annotators disagree: "
                         "on genia-small inner recall on dev 34 -> 54 %%) or taught as no entity (negative)")
-    p.add_argument("--span-dropout", type=float, default=0.1,
-                   help="dropout of the encoder (hidden and attention) when a nested model's span head trains; flat "
-                        "models train without (0 turns it off)")
+    p.add_argument("--span-dropout", type=float, default=argparse.SUPPRESS,  # absent: TrainConfig's default
+                   help="dropout of the encoder (hidden and attention) when a nested model's span head trains "
+                        "(default 0.1); flat models train without (0 turns it off)")
     p.add_argument("--early-stopping", type=int, help="stop after N evaluations without dev F1 gain")
     p.add_argument("--evals-per-epoch", type=positive(float),
                    help="dev evaluations (and checkpoints) per epoch; below 1, every 1/N epochs (default: derived)")
@@ -137,8 +137,8 @@ def training_config(a: argparse.Namespace):
                        nested=getattr(a, "nested", "auto"), nested_order=getattr(a, "nested_order", "outer"),
                        nested_weight=getattr(a, "nested_weight", 1.0), nested_head=getattr(a, "nested_head", "span"),
                        unannotated_inner=getattr(a, "unannotated_inner", "unsure"),
-                       span_dropout=getattr(a, "span_dropout", 0.1),
-                       case_signal={"auto": None, "on": True, "off": False}[getattr(a, "case_signal", "auto")])
+                       case_signal={"auto": None, "on": True, "off": False}[getattr(a, "case_signal", "auto")],
+                       **({"span_dropout": a.span_dropout} if "span_dropout" in a else {}))
 
 
 def add_alias(p: argparse.ArgumentParser, old: str, dest: str, **kwargs) -> None:

@@ -167,6 +167,18 @@ def test_nested_teacher_gives_a_student_with_its_span_head_and_nested_entities(t
     got = {(e.start, e.end, e.label) for e in tagger(NESTED_TEXTS[0])}
     assert {(0, 15, "LOC"), (0, 10, "PER")} <= got  # "mary jones" inside "mary jones city"
     assert res.metrics["test"]["nested"]["inner"]["support"] == 10
+    # the span head's features learn slowly in a student too: its derived epochs take the span head's x2 on top
+    from nerkit.budget import plan_budget
+    from nerkit.distill import DISTILL_EPOCHS_X, _plan, distill_epochs_x, load_data, open_teacher
+    from nerkit.train import SPAN_EPOCHS_X
+
+    teacher = open_teacher(tmp_path / "teacher")
+    assert distill_epochs_x(teacher) == DISTILL_EPOCHS_X * SPAN_EPOCHS_X > DISTILL_EPOCHS_X
+    big = nested_jsonl(tmp_path / "big.jsonl", n=2500, seed=2)  # enough text that the rule's epochs x5 stay uncapped
+    cfg = DistillConfig(layers=1, train=[str(big)], progress=False)
+    plan = _plan(teacher, cfg, load_data(teacher, cfg), 1)
+    rule = plan_budget(plan.budget.sentences, plan.budget.tokens)
+    assert plan.tcfg.epochs == round(rule.epochs * DISTILL_EPOCHS_X * SPAN_EPOCHS_X, 2) < 60, (plan.tcfg.epochs, rule)
 
 
 def test_bad_teachers_layers_and_data_are_one_clear_error(flat, tiny_model, tmp_path):
@@ -212,11 +224,12 @@ def test_cli_distills_with_train_and_dev_given(flat, tmp_path, capsys):
 
 def test_derived_distillation_epochs_are_longer_than_training(flat):
     from nerkit.budget import MAX_EPOCHS, plan_budget
-    from nerkit.distill import DISTILL_EPOCHS_X, _plan, load_data, open_teacher
+    from nerkit.distill import DISTILL_EPOCHS_X, _plan, distill_epochs_x, load_data, open_teacher
 
     cfg = DistillConfig(layers=1, progress=False)
     teacher = open_teacher(flat["teacher"])
     plan = _plan(teacher, cfg, load_data(teacher, cfg), 1)
     rule = plan_budget(plan.budget.sentences, plan.budget.tokens)
     assert plan.tcfg.epochs == round(min(MAX_EPOCHS, rule.epochs * DISTILL_EPOCHS_X), 2) > rule.epochs
+    assert distill_epochs_x(teacher) == DISTILL_EPOCHS_X  # a flat teacher: no span head's x2
     assert "epochs" in plan.budget.chosen  # derived: training on while dev F1 climbs still applies

@@ -170,3 +170,28 @@ def test_inner_bands_count_every_inner_entity_once_and_agree_with_the_inner_reca
     assert missed["found"] == missed["over the threshold, left out"] == 0
     assert sum(missed.values()) == inner["support"]
     assert missed["near"] + missed["low"] + missed["none"] == inner["support"]
+
+
+def test_consistency_counts_repeats_inside_entities_of_their_document_and_adds_them_above_the_floor(tmp_path):
+    consistency = load_bench("nested_consistency")
+    recs = [  # doc A names "IL-2" alone, then twice inside a DNA entity (annotated once); doc B never names it alone
+        {"text": "IL-2 is made", "entities": [{"start": 0, "end": 4, "label": "protein"}], "doc": "A"},
+        {"text": "the IL-2 gene and IL-2 promoter", "doc": "A", "entities": [
+            {"start": 4, "end": 13, "label": "DNA"}, {"start": 4, "end": 8, "label": "protein"},
+            {"start": 18, "end": 31, "label": "DNA"}]},
+        {"text": "IL-2 gene", "entities": [{"start": 0, "end": 9, "label": "DNA"}], "doc": "B"},
+    ]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    line = consistency.annotation_consistency(path)
+    assert "2 occurrences" in line and "1 annotated (50.0 %)" in line and "1 of 1 inner entities" in line
+
+    rows = [("A", ["IL-2", "is", "made"], {("protein", 0, 1)}, {("protein", 0, 1)}, {}),
+            ("A", ["the", "IL-2", "gene"], {("DNA", 1, 3), ("protein", 1, 2)}, {("DNA", 1, 3)},
+             {("protein", 1, 2): 0.02}),
+            ("B", ["IL-2", "gene"], {("DNA", 0, 2), ("protein", 0, 1)}, {("DNA", 0, 2)}, {("protein", 0, 1): 0.5})]
+    alone = consistency.propagated(rows, None)
+    assert (alone["added"], alone["inner_recall"], alone["precision"], alone["recall"]) == (0, 0.0, 1.0, 0.6)
+    low = consistency.propagated(rows, 0.01)  # only doc A's repeat: doc B never found "IL-2" alone
+    assert (low["added"], low["inner_recall"], low["precision"], low["recall"]) == (1, 0.5, 1.0, 0.8)
+    assert consistency.propagated(rows, 0.05)["added"] == 0  # the span head gave it 0.02

@@ -385,7 +385,7 @@ class _Plan:
 # (dev 80.66 / test 77.72) reached dev 75.59 / test 72.28 in training's 3 epochs and dev 77.83 / test 75.58 in 8,
 # its dev F1 still climbing at both ends. A span-head teacher's student takes the span head's x2 on top, as its
 # teacher did (train.SPAN_EPOCHS_X): ADE's student of the dropout-trained teacher (dev 82.01 / test 79.70), 7.5 ->
-# 15 epochs: dev 78.83 -> 79.70, test 77.29 -> 78.40, distillation 298 -> 600 s (session 26).
+# 15 epochs: dev 78.83 -> 79.70, test 77.29 -> 78.40, distillation 298 -> 567 s (session 26, bench/distill.py).
 DISTILL_EPOCHS_X = 2.5
 
 

@@ -146,7 +146,7 @@ def test_hidden_loss_matches_each_student_layer_with_the_teacher_layer_it_starte
     assert float(hidden_loss(off, teacher, [1, 3, 5], mask)) == pytest.approx(1 / 5 / 3)
 
 
-def test_nested_teacher_gives_a_student_with_its_span_head_and_nested_entities(tmp_path):
+def test_nested_teacher_gives_a_student_with_its_span_head_and_nested_entities(tmp_path, capsys):
     from tiny import make_tiny_model
 
     from nerkit.train import TrainConfig, fit
@@ -169,16 +169,19 @@ def test_nested_teacher_gives_a_student_with_its_span_head_and_nested_entities(t
     assert res.metrics["test"]["nested"]["inner"]["support"] == 10
     # the span head's features learn slowly in a student too: its derived epochs take the span head's x2 on top
     from nerkit.budget import plan_budget
-    from nerkit.distill import DISTILL_EPOCHS_X, _plan, distill_epochs_x, load_data, open_teacher
+    from nerkit.distill import DISTILL_EPOCHS_X, _announce, _plan, distill_epochs_x, load_data, open_teacher
     from nerkit.train import SPAN_EPOCHS_X
 
     teacher = open_teacher(tmp_path / "teacher")
     assert distill_epochs_x(teacher) == DISTILL_EPOCHS_X * SPAN_EPOCHS_X > DISTILL_EPOCHS_X
     big = nested_jsonl(tmp_path / "big.jsonl", n=2500, seed=2)  # enough text that the rule's epochs x5 stay uncapped
     cfg = DistillConfig(layers=1, train=[str(big)], progress=False)
-    plan = _plan(teacher, cfg, load_data(teacher, cfg), 1)
+    plan = _plan(teacher, cfg, data := load_data(teacher, cfg), 1)
     rule = plan_budget(plan.budget.sentences, plan.budget.tokens)
     assert plan.tcfg.epochs == round(rule.epochs * DISTILL_EPOCHS_X * SPAN_EPOCHS_X, 2) < 60, (plan.tcfg.epochs, rule)
+    capsys.readouterr()
+    _announce(teacher, plan, data)  # the log's budget line says why
+    assert "epochs x2.5 the rule's for a student, x2 again for the span head" in capsys.readouterr().err
 
 
 def test_bad_teachers_layers_and_data_are_one_clear_error(flat, tiny_model, tmp_path):
@@ -215,6 +218,7 @@ def test_cli_distills_with_train_and_dev_given(flat, tmp_path, capsys):
     cap = capsys.readouterr()
     assert "distilling teacher (2 layers" in cap.err and "into 1 layer" in cap.err
     assert "; --max-steps 4: training stops there" in cap.err
+    assert "epochs x2.5 the rule's for a student" in cap.err and "span head" not in cap.err  # a flat teacher
     assert "dev" in json.loads(cap.out)
     meta = json.loads((out / "nerkit.json").read_text())
     assert meta["distill"]["temperature"] == 1.5 and meta["distill"]["alpha"] == 0.0 and meta["steps"] == 4

@@ -66,21 +66,20 @@ def annotation_consistency(path: Path) -> str:
 
 
 def _sentences(tagger, docs, doc_keys):
-    """(document key, words, gold set, predicted set, span probabilities) of each sentence, one network run."""
+    """(document key, words, gold set, predicted set, span probabilities) of each sentence, one network run
+    (``nested_decoders._sentence_rows``)."""
+    from nested_decoders import _sentence_rows
+
     from nerkit.scheme import chunks
 
     head, tags = tagger.span_head, tagger.layers * len(tagger.labels)
+    keys = [key for doc, key in zip(docs, doc_keys) for _ in doc.sentences]
     rows = []
-    with tagger.reusing():
-        for doc, key, lp in zip(docs, doc_keys, tagger._word_logprobs(docs)):
-            k = 0
-            for s in doc.sentences:
-                part = lp[k:k + len(s.words)]
-                k += len(s.words)
-                gold = {c for layer in s.all_tags() for c in chunks(layer)}
-                pred = {(t, a, b) for t, a, b, _ in tagger.span_entities(part)}
-                prob = {(head.types[c], a, b): p for a, b, c, p in head.candidates(part[:, tags:], 1e-4)}
-                rows.append((key, s.words, gold, pred, prob))
+    for key, (s, part) in zip(keys, _sentence_rows(tagger, docs)):
+        gold = {c for layer in s.all_tags() for c in chunks(layer)}
+        pred = {(t, a, b) for t, a, b, _ in tagger.span_entities(part)}
+        prob = {(head.types[c], a, b): p for a, b, c, p in head.candidates(part[:, tags:], 1e-4)}
+        rows.append((key, s.words, gold, pred, prob))
     return rows
 
 

@@ -8,6 +8,7 @@ truncation, and predictions merge back without voting.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import accumulate, chain
 from typing import Sequence
 
 import numpy as np
@@ -117,12 +118,12 @@ def encode_documents(docs: Sequence[Document], tokenizer, label2id: dict[str, in
             k += 1
             per_word: list[list[int]] = [[] for _ in sent.words]
             for tid, w in zip(ids, wids):
-                if w is not None and len(per_word[w]) < MAX_PIECES_PER_WORD:
+                if w is not None:
                     per_word[w].append(tid)
             starts.append(len(pieces))
             for wi, (word, p) in enumerate(zip(sent.words, per_word)):
                 # A word the tokenizer erases (control or zero-width characters) still needs a slot to be predicted.
-                pieces.append(p or [unk])
+                pieces.append(p[:MAX_PIECES_PER_WORD] if len(p) > MAX_PIECES_PER_WORD else p or [unk])
                 cases.append(case_type(word))
                 if label2id is not None and sent.tags is not None:
                     tags.append(label2id.get(sent.tags[wi], IGNORE))
@@ -243,6 +244,21 @@ class Feature:
     # entity, unannotated here, their words annotated as an inner entity elsewhere in the training data
     # (train._mark_unsure); of a gold span's type and near it, the same long entity with other edges (_mark_near).
     unsure: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+def window_inputs(doc: EncodedDoc, w: Window, cls_id: int, sep_id: int, case_signal: bool) -> Feature:
+    """``window_feature`` of a document without labels (inference): the same input ids, casing type ids and target
+    positions, its labels all -100, built without a word-by-word loop (a fifth of the time)."""
+    pieces = doc.pieces[w.ctx_start:w.ctx_end]
+    sizes = [len(p) for p in pieces]
+    ids = [cls_id, *chain.from_iterable(pieces), sep_id]
+    if case_signal:
+        types = [0, *chain.from_iterable([c] * k for c, k in zip(doc.cases[w.ctx_start:w.ctx_end], sizes)), 0]
+    else:
+        types = [0] * len(ids)
+    firsts = list(accumulate(sizes, initial=1))  # each word's first piece, after [CLS]
+    positions = firsts[w.tgt_start - w.ctx_start:w.tgt_end - w.ctx_start]
+    return Feature(ids, types, [IGNORE] * len(ids), positions, [[IGNORE] * len(ids) for _ in doc.layer_tag_ids])
 
 
 def window_feature(doc: EncodedDoc, w: Window, cls_id: int, sep_id: int, case_signal: bool,

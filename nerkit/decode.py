@@ -99,7 +99,7 @@ class WindowTagger:
         encoded = align.encode_documents(docs, self.tokenizer, None)
         windows = align.make_windows(encoded, self.max_tokens, self.target_tokens, self.sentence_level)
         tok = self.tokenizer
-        feats = [align.window_feature(encoded[w.doc], w, tok.cls_token_id, tok.sep_token_id, self.case_signal)
+        feats = [align.window_inputs(encoded[w.doc], w, tok.cls_token_id, tok.sep_token_id, self.case_signal)
                  for w in windows]
         n_tags = self.layers * len(self.labels)
         # A span model's words keep their tag log-probabilities flat, then their span features (``tag_part``).
@@ -141,12 +141,19 @@ class WindowTagger:
     def span_entities(self, lp: np.ndarray) -> list[tuple[str, int, int, float]]:
         """A span model's entities of one sentence from the span head (``spans.SpanScorer.decode``), with the first
         tag layer's entities where its decoder keeps them."""
-        tagged = []
+        return self.span_entities_many([lp])[0]
+
+    def span_entities_many(self, lps: Sequence[np.ndarray]) -> list[list[tuple[str, int, int, float]]]:
+        """``span_entities`` of many sentences, their spans scored together (``SpanScorer.decode_many``)."""
+        tagged = None
         if self.span_head.decoder == "tags+spans":
-            part = self.tag_part(lp)
-            tags, probs = self._decode(part[:, 0] if self.layers > 1 else part)
-            tagged = [(label, a, b, float(probs[a:b].mean())) for label, a, b in chunks(tags)]
-        return self.span_head.decode(lp[:, self.layers * len(self.labels):], tagged)
+            tagged = []
+            for lp in lps:
+                part = self.tag_part(lp)
+                tags, probs = self._decode(part[:, 0] if self.layers > 1 else part)
+                tagged.append([(label, a, b, float(probs[a:b].mean())) for label, a, b in chunks(tags)])
+        cols = self.layers * len(self.labels)
+        return self.span_head.decode_many([lp[:, cols:] for lp in lps], tagged)
 
     def decode_layers(self, lp: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
         """Tags and their probabilities of each tag layer of one sentence (one layer for a flat model; a span
@@ -157,8 +164,9 @@ class WindowTagger:
             return [self._decode(lp)]
         return [self._decode(lp[:, k]) for k in range(self.layers)]
 
-    def _span_layers(self, lp: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
-        ents = self.span_entities(lp)
+    def _span_layers(self, lp: np.ndarray, ents: list[tuple[str, int, int, float]] | None = None
+                     ) -> list[tuple[list[str], np.ndarray]]:
+        ents = self.span_entities(lp) if ents is None else ents
         n = len(lp)
         out = []
         for layer in assign_layers([Span(a, b, label) for label, a, b, _ in ents]) or [[]]:
@@ -181,18 +189,29 @@ class WindowTagger:
         """Predicted IOB2 tag layers for every sentence of every document (one layer for a flat model)."""
         result = []
         for doc, lps in zip(docs, self._word_logprobs(docs)):
-            sents, k = [], 0
+            rows, k = [], 0
             for s in doc.sentences:
-                sents.append([tags for tags, _ in self.decode_layers(lps[k:k + len(s.words)])])
+                rows.append(lps[k:k + len(s.words)])
                 k += len(s.words)
-            result.append(sents)
+            if self.span_dim:  # every sentence's spans scored together
+                result.append([[tags for tags, _ in self._span_layers(lp, ents)]
+                               for lp, ents in zip(rows, self.span_entities_many(rows))])
+            else:
+                result.append([[tags for tags, _ in self.decode_layers(lp)] for lp in rows])
         return result
 
     def entities(self, lp: np.ndarray) -> list[tuple[str, int, int, float]]:
         """Entities of one sentence as ``(label, first word, last word + 1, score)``, every layer, sorted by
         position (outer before inner); an entity that two layers both find is given once, with its best score."""
+        return self.entities_many([lp])[0]
+
+    def entities_many(self, lps: Sequence[np.ndarray]) -> list[list[tuple[str, int, int, float]]]:
+        """``entities`` of many sentences (a span model scores their spans together: 119 -> 39 us a sentence)."""
         if self.span_dim:
-            return self.span_entities(lp)
+            return self.span_entities_many(lps)
+        return [self._layer_entities(lp) for lp in lps]
+
+    def _layer_entities(self, lp: np.ndarray) -> list[tuple[str, int, int, float]]:
         found: dict[tuple[str, int, int], float] = {}
         for tags, probs in self.decode_layers(lp):
             for label, a, b in chunks(tags):

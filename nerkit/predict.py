@@ -77,10 +77,10 @@ class Tagger(WindowTagger):
         docs = [self._text_doc(t, i) for i, t in enumerate(texts)]
         result = []
         lps = yield from self._word_logprobs_steps(docs)
-        for doc, lp in zip(docs, lps):
+        for doc, found in zip(docs, self.entities_many(lps)):
             s = doc.sentences[0]
             ents = []
-            for label, a, b, score in self.entities(lp):
+            for label, a, b, score in found:
                 start, end = s.offsets[a][0], s.offsets[b - 1][1]
                 ents.append(Entity(start, end, label, round(score, 4), s.text[start:end]))
             result.append(ents)

@@ -17,6 +17,7 @@ so a span is never cut by a window edge.
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Iterator, Mapping, NamedTuple, Sequence
 
@@ -116,6 +117,11 @@ DECODERS = ("spans", "tags+spans", "merged")
 MERGE_IOU = 0.5
 MERGE_FLOOR = 0.01
 MERGE_MIN_WORDS = 3
+# Sentences up to this many words have their pairs scored together with the others of their length
+# (``SpanScorer.candidates_many``), ``_GROUP_PAIRS`` pair scores at a time (4 MB of float32); longer ones alone, a block
+# of first words at a time.
+BATCH_WORDS = 128
+_GROUP_PAIRS = 1 << 20
 
 
 def merge_readings(found: Sequence[tuple[int, int, int, float]], iou: float = MERGE_IOU,
@@ -128,23 +134,40 @@ def merge_readings(found: Sequence[tuple[int, int, int, float]], iou: float = ME
     for a, b, c, p in sorted(found, key=lambda x: -x[3]):
         by_type.setdefault(c, []).append((a, b, p))
     for c, spans in by_type.items():
-        left = np.ones(len(spans), dtype=bool)
-        starts = np.array([x[0] for x in spans])
-        ends = np.array([x[1] for x in spans])
-        miss = np.log1p(-np.minimum([x[2] for x in spans], 1 - 1e-12))  # log(1 - p)
-        long = ends - starts >= min_words
+        # Plain Python over a sentence's few readings (ADE 3.8, genia-small 4.1 at the floor, 31 at most): numpy's
+        # per-call cost made this 36 us a sentence, a quarter of a span model's decoding; arrays past ``_MERGE_NUMPY``.
+        miss = [math.log1p(-min(p, 1 - 1e-12)) for _, _, p in spans]  # log(1 - p)
+        left = [True] * len(spans)
+        ends = np.array([x[1] for x in spans], dtype=np.int64) if len(spans) > _MERGE_NUMPY else None
         for i, (a, b, _) in enumerate(spans):
             if not left[i]:
                 continue
-            joined = np.zeros(len(spans), dtype=bool)
-            if long[i]:
-                inter = np.minimum(ends, b) - np.maximum(starts, a)
-                union = np.maximum(ends, b) - np.minimum(starts, a)
-                joined = left & long & (inter >= iou * union)
-            joined[i] = True
-            left &= ~joined
-            merged.append((a, b, c, float(-np.expm1(miss[joined].sum()))))
+            left[i] = False
+            members = [i]
+            if b - a >= min_words:
+                members += _joined(spans, left, i, iou, min_words, ends)
+                for k in members:
+                    left[k] = False
+            # fsum: the same probability however the readings were found and listed
+            merged.append((a, b, c, -math.expm1(math.fsum(miss[k] for k in members))))
     return merged
+
+
+_MERGE_NUMPY = 64
+
+
+def _joined(spans: Sequence[tuple[int, int, float]], left: list[bool], i: int, iou: float, min_words: int,
+            ends: np.ndarray | None) -> list[int]:
+    """The readings after ``i`` still left that ``merge_readings`` joins to it (every one before it is taken)."""
+    a, b = spans[i][0], spans[i][1]
+    if ends is None:
+        return [k for k in range(i + 1, len(spans)) if left[k] and spans[k][1] - spans[k][0] >= min_words
+                and min(spans[k][1], b) - max(spans[k][0], a) >= iou * (max(spans[k][1], b) - min(spans[k][0], a))]
+    starts = np.array([x[0] for x in spans[i + 1:]], dtype=np.int64)
+    tail = ends[i + 1:]
+    ok = (np.array(left[i + 1:], dtype=bool) & (tail - starts >= min_words)
+          & (np.minimum(tail, b) - np.maximum(starts, a) >= iou * (np.maximum(tail, b) - np.minimum(starts, a))))
+    return (np.nonzero(ok)[0] + i + 1).tolist()
 
 
 class SpanScorer:
@@ -234,25 +257,76 @@ class SpanScorer:
         finally:
             self._memo = None
 
-    def _candidates(self, feats: np.ndarray) -> list[tuple[int, int, int, float]]:
+    def candidates_many(self, feats_list: Sequence[np.ndarray], threshold: float | None = None
+                        ) -> list[list[tuple[int, int, int, float]]]:
+        """``candidates`` of many sentences: those of one length (up to ``BATCH_WORDS`` words) scored together, with
+        the very operations and shapes ``candidates`` gives one sentence (so the same candidates, whatever a sentence
+        is decoded with)."""
+        out: list[list[tuple[int, int, int, float]]] = [[] for _ in feats_list]
+        groups: dict[int, list[int]] = {}
+        for k, f in enumerate(feats_list):
+            if f.shape[1] != self.columns:
+                raise ValueError(f"the span head reads {self.columns} feature columns a word, not {f.shape[1]}")
+            if len(f) > BATCH_WORDS:
+                out[k] = self.candidates(f, threshold)
+            elif len(f):
+                groups.setdefault(len(f), []).append(k)
+        cut = np.array([_logit(self.type_threshold(t) if threshold is None else threshold) for t in self.types],
+                       dtype=np.float32)[:, None, None]
+        for n, idx in groups.items():
+            step = max(1, _GROUP_PAIRS // (len(self.types) * n * n))
+            for g in range(0, len(idx), step):
+                part = idx[g:g + step]
+                for k, found in zip(part, self._group_candidates(np.stack([feats_list[k] for k in part]), cut)):
+                    out[k] = found
+        return out
+
+    def _group_candidates(self, feats: np.ndarray, cut: np.ndarray) -> list[list[tuple[int, int, int, float]]]:
+        """``candidates`` of sentences of one length, ``feats`` (sentences, words, columns)."""
+        d, n = self.dim, feats.shape[1]
+        edges = gelu(feats[..., :2 * d].astype(np.float32))
+        s = np.ones((len(feats), 1, n, d + 1), dtype=np.float32)
+        e = np.ones((len(feats), 1, n, d + 1), dtype=np.float32)
+        s[..., :d], e[..., :d] = edges[:, None, :, :d], edges[:, None, :, d:]
+        # one (words x dim + 1) product per sentence and type, as ``candidates`` makes them: the same BLAS calls
+        logits = np.matmul(np.matmul(s, self.weight32), e.swapaxes(2, 3))  # (sentences, types, first, last)
+        off = np.arange(n)[None, :] - np.arange(n)[:, None]  # last word - first word
+        if self.pooled:  # the mean vote of the words from first to last, by prefix sums (float64, as ``_features``)
+            votes = np.zeros((len(feats), len(self.types), n + 1))
+            votes[..., 1:] = feats[..., 2 * d:].swapaxes(1, 2)
+            votes = np.cumsum(votes, 2)
+            inside = votes[:, :, None, 1:] - votes[:, :, :n, None]
+            logits += (inside / np.maximum(off + 1, 1)).astype(np.float32)
+        ok = ((off >= 0) & (off < (self.max_width or n))) & (logits >= cut)
+        b, c, i, j = np.nonzero(ok)
+        p = _sigmoid(logits[b, c, i, j].astype(np.float64))
+        rows = list(zip(i.tolist(), (j + 1).tolist(), c.tolist(), p.tolist()))
+        bounds = np.searchsorted(b, np.arange(len(feats) + 1)).tolist()
+        return [rows[bounds[k]:bounds[k + 1]] for k in range(len(feats))]
+
+    def _candidates_many(self, feats_list: Sequence[np.ndarray]) -> list[list[tuple[int, int, int, float]]]:
         merged = self.decoder == "merged"
         if self._memo is None:
             if not merged:
-                return self.candidates(feats)
-            found = self._merged(feats)
+                return self.candidates_many(feats_list)
+            found = self._merged_many(feats_list)
         else:
             memo, floor = self._memo
-            key = (feats.__array_interface__["data"][0], feats.shape, feats.strides, feats[:1].tobytes(), merged)
-            if key not in memo:
-                memo[key] = self._merged(feats) if merged else self.candidates(feats, floor)
-            found = memo[key]
+            keys = [(f.__array_interface__["data"][0], f.shape, f.strides, f[:1].tobytes(), merged)
+                    for f in feats_list]
+            todo = [k for k, key in enumerate(keys) if key not in memo]
+            todo_feats = [feats_list[k] for k in todo]
+            new = self._merged_many(todo_feats) if merged else self.candidates_many(todo_feats, floor)
+            memo.update((keys[k], f) for k, f in zip(todo, new))
+            found = [memo[key] for key in keys]
         cut = [self.type_threshold(t) for t in self.types]
-        return [x for x in found if x[3] >= cut[x[2]]]
+        return [[x for x in f if x[3] >= cut[x[2]]] for f in found]
 
-    def _merged(self, feats: np.ndarray) -> list[tuple[int, int, int, float]]:
+    def _merged_many(self, feats_list: Sequence[np.ndarray]) -> list[list[tuple[int, int, int, float]]]:
         """The "merged" decoder's candidates: every reading joined (``merge_readings``), from ``MERGE_FLOOR`` or the
         lowest threshold in use if lower (a reading that would be kept alone is always joined)."""
-        return merge_readings(self.candidates(feats, min(MERGE_FLOOR, self.threshold, *self.thresholds.values())))
+        floor = min(MERGE_FLOOR, self.threshold, *self.thresholds.values())
+        return [merge_readings(f) for f in self.candidates_many(feats_list, floor)]
 
     def decode(self, feats: np.ndarray, tagged: Sequence[tuple[str, int, int, float]] = ()
                ) -> list[tuple[str, int, int, float]]:
@@ -260,9 +334,21 @@ class SpanScorer:
         first, unless it crosses one kept before or is ``near`` one of its type kept before (nesting and one range
         with two types are kept). With the "tags+spans" decoder, ``tagged`` (the first tag layer's entities) come
         first and spans are added inside them only."""
-        if not len(feats):
-            return []
-        found = sorted(self._candidates(feats), key=lambda x: -x[3])  # stable: ties keep position order
+        return self.decode_many([feats], [tagged])[0]
+
+    def decode_many(self, feats_list: Sequence[np.ndarray],
+                    tagged_list: Sequence[Sequence[tuple[str, int, int, float]]] | None = None
+                    ) -> list[list[tuple[str, int, int, float]]]:
+        """``decode`` of many sentences, their pairs scored together (``candidates_many``): the same entities as
+        one at a time, and 4x faster (ADE's 466 test texts: 119 -> 30 us a sentence)."""
+        tagged_list = tagged_list if tagged_list is not None else [()] * len(feats_list)
+        found_all = self._candidates_many(feats_list)
+        return [self._keep(found, tagged) if len(f) else [] for f, found, tagged in
+                zip(feats_list, found_all, tagged_list)]
+
+    def _keep(self, found: list[tuple[int, int, int, float]], tagged: Sequence[tuple[str, int, int, float]]
+              ) -> list[tuple[str, int, int, float]]:
+        found = sorted(found, key=lambda x: -x[3])  # stable: ties keep position order
         outer = list(tagged) if self.decoder == "tags+spans" else []
         kept: list[tuple[str, int, int, float]] = list(outer)
         seen = {(t, a, b) for t, a, b, _ in kept}

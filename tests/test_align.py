@@ -68,6 +68,22 @@ def test_first_subword_labels_and_600_word_sentence_kept_whole():
     assert seen == list(range(601))
 
 
+def test_inference_inputs_are_the_training_features_without_labels():
+    """``window_inputs`` (inference) builds what ``window_feature`` builds for an unlabelled document: ids, casing
+    types and target positions, over windows with context on both sides, a 90-piece word cut to its first 24."""
+    words = [("Word" if i % 3 else "WORD") + "x" * (i % 11) for i in range(300)] + ["y" * 270, "\u200b", "End"]
+    docs = [Document("d", [Sentence(words[:40]), Sentence(words[40:])]), Document("e", [Sentence(["Hi", "there"])])]
+    enc = align.encode_documents(docs, FakeTok(), None)
+    assert len(enc[0].pieces[300]) == align.MAX_PIECES_PER_WORD and enc[0].pieces[301] == [1]
+    wins = align.make_windows(enc, 64, 30)
+    assert any(w.ctx_start < w.tgt_start for w in wins) and any(w.tgt_end < w.ctx_end for w in wins)
+    for case_signal in (False, True):
+        for w in wins:
+            fast = align.window_inputs(enc[w.doc], w, 2, 3, case_signal)
+            assert fast == align.window_feature(enc[w.doc], w, 2, 3, case_signal)
+            assert len(fast.word_positions) == w.tgt_end - w.tgt_start
+
+
 def test_label_all_subwords_uses_inside_tag_for_continuations():
     doc = Document("d", [Sentence(["abcdefgh"], ["B-PER"])])
     enc = align.encode_documents([doc], FakeTok(), {"O": 0, "B-PER": 1, "I-PER": 2})

@@ -339,3 +339,48 @@ def test_a_span_longer_than_a_window_is_found_whole(tiny_model):
     assert tagger.engine.windows >= 3  # the sentence was read in three windows or more
     assert [(t, a, b) for t, a, b, _ in ents] == [("X", 2, 16)]
     assert len(set(tok(words, is_split_into_words=True, add_special_tokens=False)["input_ids"])) > 4  # real ids
+
+
+@pytest.mark.parametrize("decoder", ["spans", "tags+spans", "merged"])
+def test_sentences_decoded_together_get_exactly_what_each_gets_alone(decoder, monkeypatch):
+    """``decode_many`` scores sentences of one length together: each gets the candidates, entities and probabilities
+    it gets decoded alone (bit for bit), in any order, empty and over-long (block-scored) sentences among them."""
+    from nerkit import spans
+
+    monkeypatch.setattr(spans, "BATCH_WORDS", 12)  # sentences over 12 words take the one-at-a-time path
+    rng = np.random.default_rng(7)
+    dim = 4
+    scorer = SpanScorer(TYPES, rng.normal(size=(2, dim + 1, dim + 1)), threshold=0.3, decoder=decoder,
+                        max_width=6, pooled=True)
+    lengths = [0, 1, 3, 3, 3, 7, 12, 12, 15, 30, 7]
+    feats = [rng.normal(size=(n, 2 * dim + 2)) * 2 for n in lengths]
+    tagged = [[("LOC", 0, n, 0.9)] if n else [] for n in lengths]
+    alone = [scorer.decode(f, t) for f, t in zip(feats, tagged)]
+    assert sum(map(len, alone)) > 10  # there is something to compare
+    assert scorer.decode_many(feats, tagged) == alone
+    order = rng.permutation(len(feats))
+    together = scorer.decode_many([feats[k] for k in order], [tagged[k] for k in order])
+    assert [together[list(order).index(k)] for k in range(len(feats))] == alone
+    # the candidates too, against the block-by-block scoring that long sentences keep (blocks list them otherwise)
+    for f, found in zip(feats, scorer.candidates_many(feats, 0.05)):
+        assert sorted(found) == sorted(scorer.candidates(f, 0.05, block=4))
+    with scorer.remembering(0.05):  # thresholds compared on dev: remembered candidates, the same entities
+        assert scorer.decode_many(feats, tagged) == alone
+        assert scorer.decode_many(feats[::-1], tagged[::-1]) == alone[::-1]
+    with pytest.raises(ValueError, match="feature columns"):
+        scorer.decode_many([feats[3], feats[3][:, :-1]])
+
+
+def test_merging_many_readings_with_arrays_joins_as_merging_a_few_in_python(monkeypatch):
+    from nerkit import spans
+
+    rng = np.random.default_rng(3)
+    starts = rng.integers(0, 30, 200)
+    found = [(int(a), int(a + rng.integers(1, 12)), int(rng.integers(0, 2)), float(rng.uniform(0.01, 0.9)))
+             for a in starts]
+    with_arrays = spans.merge_readings(found)
+    assert len(found) > 2 * len(with_arrays) > 0  # readings were joined
+    monkeypatch.setattr(spans, "_MERGE_NUMPY", 10 ** 9)
+    assert spans.merge_readings(found) == with_arrays
+    monkeypatch.setattr(spans, "_MERGE_NUMPY", 0)
+    assert spans.merge_readings(found) == with_arrays

@@ -332,7 +332,7 @@ RETIME_ROUNDS = 5
 
 def retime(job: dict, data: Path, work: Path, threads: int) -> dict:
     """words/s of every system of ``job["runs"]`` (system -> its cached run) timed side by side in one process: a pass
-    of each in turn, ``RETIME_ROUNDS`` rounds, the best pass of each kept. Runs timed one after another, minutes apart,
+    of each in turn, ``job["rounds"]`` rounds (default ``RETIME_ROUNDS``), the best pass of each kept. Runs timed one after another, minutes apart,
     wander by 20-30 % on a shared machine (the same 3-layer student: 22,344 and 16,018 words/s); interleaved passes
     meet the same machine."""
     split = make_split(data, job["ds"], work, job)
@@ -344,7 +344,8 @@ def retime(job: dict, data: Path, work: Path, threads: int) -> dict:
         taggers[system](head[:32])  # warm-up
     from machine import best_interleaved
 
-    best = best_interleaved({s: (lambda tag=tag: tag(head)) for s, tag in taggers.items()}, RETIME_ROUNDS)
+    best = best_interleaved({s: (lambda tag=tag: tag(head)) for s, tag in taggers.items()},
+                            job.get("rounds") or RETIME_ROUNDS)
     return {s: round(words_of(head) / b, 1) for s, b in best.items()}
 
 
@@ -489,8 +490,9 @@ def markdown(runs: list[dict], note: str, machine_line: str) -> str:
               "every system's exact (type, start, end) character sets on the test texts tagged one at a time "
               "(nerkit.evaluation.score_sets). vs teacher: in points, on the first F1 where both have it, else the second. "
               f"words/s: whitespace words of the first {TEXTS:,} test texts (fewer in quick runs), best of 3 passes"
-              + (f" (marked *: re-timed side by side with `--retime`, best of {RETIME_ROUNDS} interleaved passes)"
-                 if any(r.get("retimed") for r in runs) else "") + "; "
+              + (f" (marked *: re-timed side by side with `--retime`, best of "
+                 f"{'/'.join(map(str, sorted({r.get('retime_rounds', RETIME_ROUNDS) for r in runs if r.get('retimed')})))}"
+                 " interleaved passes)" if any(r.get("retimed") for r in runs) else "") + "; "
               f"p50: {LATENCY_RUNS} calls on the one text nearest {SINGLE_WORDS} words; nerkit: int8 ONNX Tagger; "
               "spaCy: nlp.pipe / nlp(text), tok2vec + ner."]
     return "\n".join(lines) + "\n"
@@ -595,6 +597,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--retime", action="store_true",
                     help="time the cached runs' words/s again, side by side in one process (interleaved passes), "
                          "then write the report")
+    ap.add_argument("--rounds", type=int, default=RETIME_ROUNDS,
+                    help=f"with --retime: interleaved passes of each system, the best kept (default {RETIME_ROUNDS}; "
+                         "more where the machine is noisy: the same student's passes ranged 12,012-18,496 words/s)")
     ap.add_argument("--job", help=argparse.SUPPRESS)  # one run, in a subprocess: prints its JSON result
     args = ap.parse_args(argv)
     if args.job:
@@ -650,12 +655,12 @@ def _run_all(args, datasets: list[str], systems: list[str], settings: dict, info
                 mine = {r["system"]: r for r in runs if r["ds"] == ds and r["system"] in systems}
                 if not mine:
                     continue
-                res = execute({"ds": ds, **settings, "runs": mine}, args)
+                res = execute({"ds": ds, **settings, "runs": mine, "rounds": args.rounds}, args)
                 if "error" in res:
                     raise SystemExit(f"{ds}: re-timing failed\n{res['error']}")
                 for system, wps in res.items():
                     if system in mine:
-                        mine[system].update(words_per_s=wps, retimed=True)
+                        mine[system].update(words_per_s=wps, retimed=True, retime_rounds=args.rounds)
                         log.write(json.dumps(mine[system]) + "\n")
                 print(f"{ds}: words/s side by side: " + ", ".join(f"{s} {mine[s]['words_per_s']:,.0f}" for s in mine),
                       flush=True)

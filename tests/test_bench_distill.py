@@ -128,3 +128,9 @@ def test_retime_times_every_system_in_turn_in_one_process(bench, tmp_path, monke
     timed = [name for name, n in calls if n == 40]
     assert timed == ["teacher", "student", "cnn"] * bench.RETIME_ROUNDS  # interleaved: each pass meets the same machine
     assert [name for name, n in calls if n == 32] == ["teacher", "student", "cnn"]  # one warm-up each
+    calls.clear()
+    bench.retime({"ds": "conll2003", "texts": 40, "runs": runs, "rounds": 2}, tmp_path, tmp_path, 1)
+    assert [name for name, n in calls if n == 40] == ["teacher", "student", "cnn"] * 2  # --rounds 2
+    timed_runs = [_run("ade", "teacher", 4000, 0.78, layers=6, retimed=True, retime_rounds=10),
+                  _run("ade", "student-3", 9000, 0.77, layers=3, retimed=True, retime_rounds=10)]
+    assert "best of 10 interleaved passes" in bench.markdown(timed_runs, "a note", "X")

@@ -187,17 +187,22 @@ class WindowTagger:
 
     def tag_documents_layered(self, docs: Sequence[Document]) -> list[list[list[list[str]]]]:
         """Predicted IOB2 tag layers for every sentence of every document (one layer for a flat model)."""
-        result = []
+        rows, sizes = [], []  # every sentence of every document, in order
         for doc, lps in zip(docs, self._word_logprobs(docs)):
-            rows, k = [], 0
+            k = 0
             for s in doc.sentences:
                 rows.append(lps[k:k + len(s.words)])
                 k += len(s.words)
-            if self.span_dim:  # every sentence's spans scored together
-                result.append([[tags for tags, _ in self._span_layers(lp, ents)]
-                               for lp, ents in zip(rows, self.span_entities_many(rows))])
-            else:
-                result.append([[tags for tags, _ in self.decode_layers(lp)] for lp in rows])
+            sizes.append(len(doc.sentences))
+        if self.span_dim:  # every sentence's spans scored together
+            layers = [[tags for tags, _ in self._span_layers(lp, ents)]
+                      for lp, ents in zip(rows, self.span_entities_many(rows))]
+        else:
+            layers = [[tags for tags, _ in self.decode_layers(lp)] for lp in rows]
+        result, k = [], 0
+        for n in sizes:
+            result.append(layers[k:k + n])
+            k += n
         return result
 
     def entities(self, lp: np.ndarray) -> list[tuple[str, int, int, float]]:

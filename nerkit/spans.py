@@ -118,10 +118,12 @@ MERGE_IOU = 0.5
 MERGE_FLOOR = 0.01
 MERGE_MIN_WORDS = 3
 # Sentences up to this many words have their pairs scored together with the others of their length
-# (``SpanScorer.candidates_many``), ``_GROUP_PAIRS`` pair scores at a time (4 MB of float32); longer ones alone, a block
-# of first words at a time.
+# (``SpanScorer.candidates_many``), ``_GROUP_PAIRS`` pair scores (4 MB of float32) and ``_GROUP_WORDS`` words at a
+# time (a corpus of one-word lines must not stack all its features at once); longer ones alone, a block of first
+# words at a time.
 BATCH_WORDS = 128
 _GROUP_PAIRS = 1 << 20
+_GROUP_WORDS = 1 << 12
 
 
 def merge_readings(found: Sequence[tuple[int, int, int, float]], iou: float = MERGE_IOU,
@@ -274,7 +276,7 @@ class SpanScorer:
         cut = np.array([_logit(self.type_threshold(t) if threshold is None else threshold) for t in self.types],
                        dtype=np.float32)[:, None, None]
         for n, idx in groups.items():
-            step = max(1, _GROUP_PAIRS // (len(self.types) * n * n))
+            step = max(1, min(_GROUP_PAIRS // (len(self.types) * n * n), _GROUP_WORDS // n))
             for g in range(0, len(idx), step):
                 part = idx[g:g + step]
                 for k, found in zip(part, self._group_candidates(np.stack([feats_list[k] for k in part]), cut)):

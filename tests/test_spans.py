@@ -358,6 +358,8 @@ def test_sentences_decoded_together_get_exactly_what_each_gets_alone(decoder, mo
     alone = [scorer.decode(f, t) for f, t in zip(feats, tagged)]
     assert sum(map(len, alone)) > 10  # there is something to compare
     assert scorer.decode_many(feats, tagged) == alone
+    monkeypatch.setattr(spans, "_GROUP_WORDS", 7)  # a group of one length scored in parts (two 3-word sentences)
+    assert scorer.decode_many(feats, tagged) == alone
     order = rng.permutation(len(feats))
     together = scorer.decode_many([feats[k] for k in order], [tagged[k] for k in order])
     assert [together[list(order).index(k)] for k in range(len(feats))] == alone

@@ -211,7 +211,7 @@ class WindowTagger:
         return self.entities_many([lp])[0]
 
     def entities_many(self, lps: Sequence[np.ndarray]) -> list[list[tuple[str, int, int, float]]]:
-        """``entities`` of many sentences (a span model scores their spans together: 119 -> 39 us a sentence)."""
+        """``entities`` of many sentences (a span model scores their spans together: ``SpanScorer.decode_many``)."""
         if self.span_dim:
             return self.span_entities_many(lps)
         return [self._layer_entities(lp) for lp in lps]

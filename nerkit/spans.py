@@ -124,6 +124,7 @@ MERGE_MIN_WORDS = 3
 BATCH_WORDS = 128
 _GROUP_PAIRS = 1 << 20
 _GROUP_WORDS = 1 << 12
+_MERGE_NUMPY = 64  # readings of one type past which ``merge_readings`` compares them with arrays
 
 
 def merge_readings(found: Sequence[tuple[int, int, int, float]], iou: float = MERGE_IOU,
@@ -154,8 +155,6 @@ def merge_readings(found: Sequence[tuple[int, int, int, float]], iou: float = ME
             merged.append((a, b, c, -math.expm1(math.fsum(miss[k] for k in members))))
     return merged
 
-
-_MERGE_NUMPY = 64
 
 
 def _joined(spans: Sequence[tuple[int, int, float]], left: list[bool], i: int, iou: float, min_words: int,
@@ -342,7 +341,7 @@ class SpanScorer:
                     tagged_list: Sequence[Sequence[tuple[str, int, int, float]]] | None = None
                     ) -> list[list[tuple[str, int, int, float]]]:
         """``decode`` of many sentences, their pairs scored together (``candidates_many``): the same entities as
-        one at a time, and 4x faster (ADE's 466 test texts: 119 -> 30 us a sentence)."""
+        one at a time, in a third of the time (ADE's 466 test texts, 3-layer student: 115 -> 39 us a sentence)."""
         tagged_list = tagged_list if tagged_list is not None else [()] * len(feats_list)
         found_all = self._candidates_many(feats_list)
         return [self._keep(found, tagged) if len(f) else [] for f, found, tagged in

@@ -200,17 +200,26 @@ class SpanScorer:
             raise ValueError(f"span head weight of shape {self.weight.shape} for {len(self.types)} types")
 
     def _features(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        if feats.shape[1] != self.columns:
-            raise ValueError(f"the span head reads {self.columns} feature columns a word, not {feats.shape[1]}")
-        one = np.ones((len(feats), 1), dtype=np.float32)
-        edges = gelu(feats[:, :2 * self.dim].astype(np.float32))
-        s = np.concatenate([edges[:, :self.dim], one], 1)
-        e = np.concatenate([edges[:, self.dim:], one], 1)
+        """The first- and last-word features ``[gelu(x), 1]`` of ``feats`` (words x columns, or sentences of one
+        length x words x columns) and the pooled votes' prefix sums (types x words + 1, per sentence)."""
+        if feats.shape[-1] != self.columns:
+            raise ValueError(f"the span head reads {self.columns} feature columns a word, not {feats.shape[-1]}")
+        one = np.ones((*feats.shape[:-1], 1), dtype=np.float32)
+        edges = gelu(feats[..., :2 * self.dim].astype(np.float32))
+        s = np.concatenate([edges[..., :self.dim], one], -1)
+        e = np.concatenate([edges[..., self.dim:], one], -1)
         if not self.pooled:
             return s, e, None
         # prefix sums (float64: a long paragraph's running sum must not swallow one word's vote), (types, words + 1)
-        votes = np.cumsum(feats[:, 2 * self.dim:].astype(np.float64), 0)
-        return s, e, np.concatenate([np.zeros((1, len(self.types))), votes], 0).T
+        votes = np.cumsum(feats[..., 2 * self.dim:].astype(np.float64), -2)
+        zero = np.zeros((*feats.shape[:-2], 1, len(self.types)))
+        return s, e, np.concatenate([zero, votes], -2).swapaxes(-1, -2)
+
+    def _cut(self, threshold: float | None) -> np.ndarray:
+        """Per type, the logit a pair needs: p >= thr exactly where the logit is >= log(thr / (1 - thr)) (the sigmoid
+        is taken of the kept pairs only); ``threshold`` None: each type's own."""
+        return np.array([_logit(self.type_threshold(t) if threshold is None else threshold) for t in self.types],
+                        dtype=np.float32)[:, None, None]
 
     def candidates(self, feats: np.ndarray, threshold: float | None = None,
                    block: int = 256) -> list[tuple[int, int, int, float]]:
@@ -222,9 +231,7 @@ class SpanScorer:
         # Matrix products, not einsum: a GENIA sentence's pairs are a few microseconds of BLAS, and einsum's path
         # search cost more than the products (int8 words/s of a span model: 0.79x a flat model's with einsum).
         left = np.matmul(s, self.weight32)  # (types, words, dim + 1)
-        # p >= thr exactly where the logit is >= log(thr / (1 - thr)): the sigmoid is taken of the kept pairs only
-        cut = np.array([_logit(self.type_threshold(t) if threshold is None else threshold) for t in self.types],
-                       dtype=np.float32)[:, None, None]
+        cut = self._cut(threshold)
         found = []
         for a0 in range(0, n, block):
             a1 = min(n, a0 + block)
@@ -272,8 +279,7 @@ class SpanScorer:
                 out[k] = self.candidates(f, threshold)
             elif len(f):
                 groups.setdefault(len(f), []).append(k)
-        cut = np.array([_logit(self.type_threshold(t) if threshold is None else threshold) for t in self.types],
-                       dtype=np.float32)[:, None, None]
+        cut = self._cut(threshold)
         for n, idx in groups.items():
             step = max(1, min(_GROUP_PAIRS // (len(self.types) * n * n), _GROUP_WORDS // n))
             for g in range(0, len(idx), step):
@@ -284,18 +290,13 @@ class SpanScorer:
 
     def _group_candidates(self, feats: np.ndarray, cut: np.ndarray) -> list[list[tuple[int, int, int, float]]]:
         """``candidates`` of sentences of one length, ``feats`` (sentences, words, columns)."""
-        d, n = self.dim, feats.shape[1]
-        edges = gelu(feats[..., :2 * d].astype(np.float32))
-        s = np.ones((len(feats), 1, n, d + 1), dtype=np.float32)
-        e = np.ones((len(feats), 1, n, d + 1), dtype=np.float32)
-        s[..., :d], e[..., :d] = edges[:, None, :, :d], edges[:, None, :, d:]
+        n = feats.shape[1]
+        s, e, votes = self._features(feats)
         # one (words x dim + 1) product per sentence and type, as ``candidates`` makes them: the same BLAS calls
-        logits = np.matmul(np.matmul(s, self.weight32), e.swapaxes(2, 3))  # (sentences, types, first, last)
+        logits = np.matmul(np.matmul(s[:, None], self.weight32), e[:, None].swapaxes(2, 3))  # (sentences, types, ..)
         off = np.arange(n)[None, :] - np.arange(n)[:, None]  # last word - first word
-        if self.pooled:  # the mean vote of the words from first to last, by prefix sums (float64, as ``_features``)
-            votes = np.zeros((len(feats), len(self.types), n + 1))
-            votes[..., 1:] = feats[..., 2 * d:].swapaxes(1, 2)
-            votes = np.cumsum(votes, 2)
+        if votes is not None:  # the mean vote of the words from first to last (on the transposed view: +7 us a sentence)
+            votes = np.ascontiguousarray(votes)
             inside = votes[:, :, None, 1:] - votes[:, :, :n, None]
             logits += (inside / np.maximum(off + 1, 1)).astype(np.float32)
         ok = ((off >= 0) & (off < (self.max_width or n))) & (logits >= cut)

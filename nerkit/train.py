@@ -35,7 +35,7 @@ import numpy as np
 from nerkit import align, checkpoint
 from nerkit._version import __version__
 from nerkit.budget import MAX_EPOCHS, Budget, plan_budget
-from nerkit.budget import extension as extension_steps
+from nerkit.budget import climb, extension as extension_steps
 from nerkit.data import check_labelled
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, available_cores, set_torch_threads, use_bf16
@@ -744,8 +744,9 @@ def _steps(run: _Run, log: Callable[[str], Any]) -> Iterator[Progress]:
             return
         run.total_steps = run.sched.lr_lambdas[0].extend(more, EXTEND_PEAK)
         run.extended.append(more)
-        log(f"dev F1 still climbing ({state.history[-2]['dev_f1'] * 100:.2f} -> {state.history[-1]['dev_f1'] * 100:.2f}"
-            f" at the last evaluation): {more} more steps, the learning rate restarting at {EXTEND_PEAK:g}x")
+        before, recent = climb(state.history)
+        log(f"dev F1 still climbing ({before * 100:.2f} -> {recent * 100:.2f} in the last evaluations):"
+            f" {more} more steps, the learning rate restarting at {EXTEND_PEAK:g}x")
 
 
 def _epoch_plan(windows: align.TrainingWindows, cfg: TrainConfig, outside: int, n_proc: int, talk: bool

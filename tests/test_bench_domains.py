@@ -255,3 +255,24 @@ def test_search_rung_replay_follows_the_search_rule():
     assert what == "kept" and kept == (2.0, 1.0) and steps == 20 + 100 + 40 + 80
     # a rung past where a stopped point's curve was recorded: said to be unknown, not guessed
     assert replay(points, (0.3, 0.4))[0] == "unknown"  # at 30 % (1,2) would be judged at step 60 (stopped at 40)
+
+
+def test_extension_replay_asks_the_rule_only_where_a_training_did(tmp_path):
+    replay = load_bench("extension_replay")
+
+    def model(name, steps, history, extended=(), approx=588):
+        d = tmp_path / name
+        d.mkdir()
+        budget = {"describe": f"4 epochs, ~{approx} steps", **({"extended_steps": list(extended)} if extended else {})}
+        d.joinpath("nerkit.json").write_text(json.dumps({"steps": steps, "budget": budget, "history": [
+            {"step": s, "dev_f1": f} for s, f in history]}))
+        return d
+
+    plateau = model("plateau", 588, [(147, 0.0974), (294, 0.4803), (441, 0.5668), (588, 0.5663)])
+    [(name, f1s)] = replay.model_decisions(plateau)
+    assert name.endswith("at step 588") and replay.differs(f1s)  # the new rule extends where the old one stopped
+    twice = model("twice", 1176, [(147, .05), (294, .32), (441, .51), (588, .58), (735, .60), (882, .66),
+                                  (1029, .61), (1176, .64)], extended=(294, 294))
+    asked = replay.model_decisions(twice)
+    assert [len(f1s) for _, f1s in asked] == [4, 6, 8] and not any(replay.differs(f) for _, f in asked)
+    assert replay.model_decisions(model("early", 400, [(147, .5), (294, .6), (400, .55)])) == []  # never asked

@@ -1,5 +1,6 @@
 """The training budget rule (nerkit.budget) and transfer from an existing model (nerkit.transfer)."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -138,14 +139,20 @@ def test_budget_for_is_the_budget_fit_uses(tiny_model, tmp_path):
     assert Budget(**b).describe() == res["meta"]["budget"]["describe"]
 
 
-def test_training_goes_on_only_while_dev_f1_still_climbs_steeply():
+def test_training_goes_on_only_while_dev_f1_still_climbs_steeply_or_just_did():
     from nerkit.budget import EXTEND_CAP, extension
 
     h = lambda *f1: [{"dev_f1": x} for x in f1]  # noqa: E731
     assert extension(h(0.013, 0.109), planned=100, steps=100) == 50  # tos-clauses' plan: 1.3 -> 10.9
     assert extension(h(0.9049, 0.9340), planned=264, steps=264) == 0  # CoNLL-2003 full: its tuned plan is kept
     assert extension(h(0.076, 0.239, 0.50, 0.543), planned=296, steps=588) == 148  # tos-clauses, 4.3 points up
-    assert extension(h(0.5, 0.6, 0.55), planned=100, steps=100) == 0  # the last evaluation not the best
+    assert extension(h(0.5, 0.6, 0.58, 0.55), planned=100, steps=100) == 0  # the best three back: levelled off
+    assert extension(h(0.0974, 0.4803, 0.5668, 0.5663), planned=588, steps=588) == 294  # tos-clauses seed 44
+    assert extension(h(0.0974, 0.4803, 0.5668, 0.5663, 0.5993, 0.6341), planned=588, steps=882) == 294  # again
+    assert extension(h(0.48, 0.5668, 0.5663, 0.5993, 0.6341, 0.5891, 0.60), planned=588, steps=1176) == 0
+    assert extension(h(0.5, 0.6, 0.55), planned=100, steps=100) == 50  # three: the climb, then a dip
+    assert extension(h(0.6, 0.5), planned=100, steps=100) == 0  # two: the last one must be the best
+    assert extension(h(0.7046, 0.7047, 0.7046), planned=441, steps=441) == 0  # CoNLL-2003 100's flat end
     assert extension(h(0.6),  planned=100, steps=100) == 0  # one evaluation: no curve to read
     assert extension(h(0.0, 0.0), planned=100, steps=100) == 0
     assert extension(h(0.1, 0.3), planned=100, steps=int(100 * (1 + EXTEND_CAP))) == 0  # the cap reached
@@ -200,3 +207,37 @@ def test_fit_on_sparse_data_says_so_and_keeps_the_planned_steps(tiny_model, tmp_
     # the plan is the whole data's two epochs (not two of the 8-window draws), evaluated once per whole-data epoch
     assert full >= 4 and res.meta.steps == 2 * full
     assert [h["step"] for h in res.meta.history] == [full, 2 * full]
+
+
+def test_fit_trains_on_past_a_plateau_that_follows_a_steep_climb(tiny_model, tmp_path, monkeypatch, capsys):
+    import nerkit.train as train_mod
+
+    rows = [{"text": f"alice met bob in town {i} .", "entities": [{"start": 0, "end": 5, "label": "PER"}]}
+            for i in range(12)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    real, calls = train_mod._score_dev, []
+
+    def scripted(f1s):
+        def score(tagger, model, dev):
+            rep = dict(real(tagger, model, dev))
+            rep["f1"] = f1s(len(calls))
+            calls.append(rep["f1"])
+            return rep
+        return score
+
+    cfg = TrainConfig(model=str(tiny_model), context=0, batch_tokens=40, progress=False)
+    # a dev F1 that creeps up: neither early stopping nor an extension; the plan's own evaluations
+    monkeypatch.setattr(train_mod, "_score_dev", scripted(lambda i: 0.5 + 1e-4 * i))
+    plain = fit(data, dev=data, config=cfg)
+    n = len(calls)
+    assert n >= 3 and "extended_steps" not in plain.meta.budget
+    # a climb to the plan's last-but-one evaluation, held (a hair under) at its last, then lower
+    calls.clear()
+    steep = {n - 2: 0.6, n - 1: 0.599}
+    monkeypatch.setattr(train_mod, "_score_dev", scripted(lambda i: steep.get(i, 0.1 + 0.01 * i if i < n else 0.3)))
+    capsys.readouterr()
+    res = fit(data, dev=data, config=cfg)
+    assert res.meta.budget["extended_steps"] == [math.ceil(plain.meta.steps * 0.5)]
+    assert res.meta.steps > plain.meta.steps and len(calls) > n
+    assert "dev F1 still climbing (" in capsys.readouterr().out

@@ -1,0 +1,83 @@
+"""Replay the rule that trains on past the plan (``budget.extension``) on recorded dev curves (no training).
+
+    python bench/extension_replay.py                         # the curves in bench/results/domains*.json
+    python bench/extension_replay.py runs/tos runs/genia     # and model directories' nerkit.json histories
+
+A training asks the rule at its plan's end and again at each extension's end, if early stopping has not ended it
+before. This script asks the rule at those evaluations only: for a model directory, where its steps less the
+extensions recorded in ``nerkit.json`` fall (when they are the plan's, within 5 % of the budget's "~N steps"; else the
+run stopped early and was never asked); for ``bench/domains.py``'s records, a search point that trained to its planned
+steps, at its last evaluation, and a one training, at its last, when its steps are the plan of the same cell's
+(x1, x1) search point. Each answer is set beside the rule before session 28, which read the last evaluation alone ("the
+last one the best by 5 %"); every decision where the two differ is printed, then the count of decisions read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from nerkit.budget import EXTEND_GAIN, extension
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def last_only(f1s: list[float]) -> bool:
+    """The rule before session 28: the last evaluation the best by EXTEND_GAIN of its value."""
+    last, before = f1s[-1], max(f1s[:-1])
+    return last > 0 and last - before >= EXTEND_GAIN * last
+
+
+def differs(f1s: list[float]) -> bool:
+    """Whether the current rule and the last-only one decide differently after these evaluations."""
+    return (extension([{"dev_f1": f} for f in f1s], 1000, 1000) > 0) != last_only(f1s)
+
+
+def decisions_of(path: Path) -> list[tuple[str, list[float]]]:
+    """(name, dev F1s up to a decision) for the runs of a ``bench/domains.py`` results file that reached their plan."""
+    out = []
+    for row in json.loads(path.read_text()).get("rows", []):
+        name = f"{path.name} {row.get('dataset')} {row.get('size')}"
+        search = (row.get("nerkit") or {}).get("search") or {}
+        plan = {}
+        for p in search.get("points", []):
+            if len(p) < 9 or not p[8]:
+                continue
+            plan[(p[0], p[1])] = p[7]
+            if p[6] is not None and p[7] and p[6] >= p[7]:
+                out.append((f"{name} search point lr x{p[0]:g} epochs x{p[1]:g}", [f for _, f in p[8]]))
+        once = row.get("once") or {}
+        if once.get("dev_curve") and once.get("steps") and once["steps"] == plan.get((1.0, 1.0)):
+            out.append((f"{name} one training", [f for _, f in once["dev_curve"]]))
+    return out
+
+
+def model_decisions(d: Path) -> list[tuple[str, list[float]]]:
+    """(name, dev F1s up to a decision) for a model directory's training."""
+    meta = json.loads((d / "nerkit.json").read_text())
+    history, extended = meta.get("history") or [], meta.get("budget", {}).get("extended_steps") or []
+    planned = meta["steps"] - sum(extended)
+    approx = re.search(r"~([\d,]+) steps", meta.get("budget", {}).get("describe", ""))
+    if not history or (approx and planned < 0.95 * int(approx.group(1).replace(",", ""))):
+        return []  # stopped early: never asked
+    ends = [planned + sum(extended[:i]) for i in range(len(extended) + 1)]
+    return [(f"{d} at step {end}", [h["dev_f1"] for h in history if h["step"] <= end]) for end in ends]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="*", type=Path, help="model directories (their nerkit.json dev history)")
+    args = ap.parse_args()
+    runs = [c for f in sorted((ROOT / "bench" / "results").glob("domains*.json")) for c in decisions_of(f)]
+    runs += [c for d in args.models for c in model_decisions(d)]
+    asked = [(name, f1s) for name, f1s in runs if len(f1s) >= 2]
+    for name, f1s in asked:
+        if differs(f1s):
+            print(f"{name} ({' '.join(f'{f * 100:.1f}' for f in f1s)}): now "
+                  f"{'extends' if not last_only(f1s) else 'stops'}, before the other way")
+    print(f"{len(asked)} decisions read")
+
+
+if __name__ == "__main__":
+    main()

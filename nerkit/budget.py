@@ -43,8 +43,9 @@ SEARCH_SENTENCES = 1000
 # a tos-clauses span model stopped at 54.3 after 50.0 (7.9 %, a rise of 4.3 points): 5 % goes on there.
 # Two, not one: tos-clauses seed 44 climbed 48.0 -> 56.7 and then held (56.6) at its plan's end; reading the last
 # evaluation alone stopped it there (test overlap F1 67.2), reading the last two trained on to dev 63.4 (71.5).
-# Replayed on every recorded curve (the nine search cells' points and one-trainings, CoNLL-2003 full, genia-small,
-# ADE and tos-clauses seeds 42/43) the two rules decide alike (docs/domains.md).
+# Asked where every other recorded training asked it (the nine search cells, CoNLL-2003 full, genia-small, ADE and
+# tos-clauses seeds 42/43: 20 decisions, bench/extension_replay.py) the two rules decide alike; the nine search
+# cells run again with it followed the same curves to the same kept points (docs/domains.md).
 EXTEND_GAIN = 0.05
 EXTEND_STEPS = 0.5  # each extension: half the planned steps more, the learning rate restarting at half its peak
 EXTEND_CAP = 2.0  # at most twice the planned steps more in all

@@ -4,12 +4,13 @@
     python bench/extension_replay.py runs/tos runs/genia     # and model directories' nerkit.json histories
 
 A training asks the rule at its plan's end and again at each extension's end, if early stopping has not ended it
-before. This script asks the rule at those evaluations only: for a model directory, where its steps less the
-extensions recorded in ``nerkit.json`` fall (when they are the plan's, within 5 % of the budget's "~N steps"; else the
-run stopped early and was never asked); for ``bench/domains.py``'s records, a search point that trained to its planned
-steps, at its last evaluation, and a one training, at its last, when its steps are the plan of the same cell's
-(x1, x1) search point. Each answer is set beside the rule before session 28, which read the last evaluation alone ("the
-last one the best by 5 %"); every decision where the two differ is printed, then the count of decisions read.
+before. This script asks the rule at those evaluations only: for a model directory, at the plan's steps recorded in
+``nerkit.json`` (``budget.planned_steps``; in older records its steps less the extensions, taken as the plan's when
+within 5 % of the budget's "~N steps") and at each extension's end the training reached; for ``bench/domains.py``'s
+records, a search point that trained to its planned steps, at its last evaluation, and a one training, at its last,
+when its steps are the plan of the same cell's (x1, x1) search point. Each answer is set beside the rule before
+session 28, which read the last evaluation alone ("the last one the best by 5 %"); every decision where the two
+differ is printed, then the count of decisions read.
 """
 from __future__ import annotations
 
@@ -56,13 +57,18 @@ def decisions_of(path: Path) -> list[tuple[str, list[float]]]:
 def model_decisions(d: Path) -> list[tuple[str, list[float]]]:
     """(name, dev F1s up to a decision) for a model directory's training."""
     meta = json.loads((d / "nerkit.json").read_text())
-    history, extended = meta.get("history") or [], meta.get("budget", {}).get("extended_steps") or []
-    planned = meta["steps"] - sum(extended)
-    approx = re.search(r"~([\d,]+) steps", meta.get("budget", {}).get("describe", ""))
-    if not history or (approx and planned < 0.95 * int(approx.group(1).replace(",", ""))):
-        return []  # stopped early: never asked
+    budget = meta.get("budget", {})
+    history, extended = meta.get("history") or [], budget.get("extended_steps") or []
+    planned = budget.get("planned_steps")
+    if planned is None:  # recorded before session 29: the steps less the extensions, if close to the plan's "~N"
+        planned = meta["steps"] - sum(extended)
+        approx = re.search(r"~([\d,]+) steps", budget.get("describe", ""))
+        if approx and planned < 0.95 * int(approx.group(1).replace(",", "")):
+            return []  # stopped early: never asked
     ends = [planned + sum(extended[:i]) for i in range(len(extended) + 1)]
-    return [(f"{d} at step {end}", [h["dev_f1"] for h in history if h["step"] <= end]) for end in ends]
+    # asked at each end the training reached (early stopping can end it before its plan or an extension)
+    return [(f"{d} at step {end}", [h["dev_f1"] for h in history if h["step"] <= end])
+            for end in ends if history and end <= meta["steps"]]
 
 
 def main() -> None:

@@ -127,6 +127,13 @@ def climb(history: Sequence[Mapping[str, float]]) -> tuple[float, float]:
     return max(h["dev_f1"] for h in history[:-recent]), max(h["dev_f1"] for h in history[-recent:])
 
 
+def climbing(history: Sequence[Mapping[str, float]]) -> str:
+    """The climb ``extension`` read, for the log: "best of the last two evaluations 56.75, 18.23 before them"."""
+    before, recent = climb(history)
+    last = "the last two evaluations" if len(history) >= 3 else "the last evaluation"
+    return f"best of {last} {recent * 100:.2f}, {before * 100:.2f} before"
+
+
 def extension(history: Sequence[Mapping[str, float]], planned: int, steps: int) -> int:
     """Optimizer steps to train on after the plan's ``planned`` (``steps`` done so far), given the dev evaluations:
     more while the best of the last two is the best by a wide margin (dev F1 still climbing, or levelling off

@@ -28,7 +28,7 @@ import numpy as np
 
 from nerkit import align
 from nerkit._version import __version__
-from nerkit.budget import extension
+from nerkit.budget import climbing, extension
 from nerkit.data import check_labelled, tokenize
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, load_engine, set_torch_threads, use_bf16
@@ -481,7 +481,7 @@ def _train(plan: _Plan, update, score, sched, talk: bool) -> tuple[LoopState, di
         total = sched.lr_lambdas[0].extend(more, EXTEND_PEAK)
         extended.append(more)
         bar.total = total
-        log(f"dev F1 still climbing: {more} more steps, the learning rate restarting at {EXTEND_PEAK:g}x")
+        log(f"dev F1 still climbing ({climbing(state.history)}): {more} more steps, the learning rate restarting at {EXTEND_PEAK:g}x")
 
 
 def _summary(report: dict) -> dict:
@@ -503,6 +503,7 @@ def _meta(teacher: Teacher, cfg: DistillConfig, plan: _Plan, data: DistillData, 
                      steps=state.step, platform=platform.platform(), train_seconds=record["train_seconds"],
                      total_seconds=record["total_seconds"], bf16=record["bf16"], device=record["device"],
                      budget={"describe": plan.budget.describe(), "chosen": list(plan.budget.chosen),
+                             "planned_steps": planned_steps(plan),
                              **({"extended_steps": record["extended"]} if record["extended"] else {})})
     meta.extra["distilled_from"] = {"model": teacher.name, "base_model": tm.base_model,
                                     "layers": teacher.encoder_layers, "f1": tf,

@@ -35,7 +35,7 @@ import numpy as np
 from nerkit import align, checkpoint
 from nerkit._version import __version__
 from nerkit.budget import MAX_EPOCHS, Budget, plan_budget
-from nerkit.budget import climb, extension as extension_steps
+from nerkit.budget import climbing, extension as extension_steps
 from nerkit.data import check_labelled
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, available_cores, set_torch_threads, use_bf16
@@ -744,9 +744,7 @@ def _steps(run: _Run, log: Callable[[str], Any]) -> Iterator[Progress]:
             return
         run.total_steps = run.sched.lr_lambdas[0].extend(more, EXTEND_PEAK)
         run.extended.append(more)
-        before, recent = climb(state.history)
-        log(f"dev F1 still climbing ({before * 100:.2f} -> {recent * 100:.2f} in the last evaluations):"
-            f" {more} more steps, the learning rate restarting at {EXTEND_PEAK:g}x")
+        log(f"dev F1 still climbing ({climbing(state.history)}): {more} more steps, the learning rate restarting at {EXTEND_PEAK:g}x")
 
 
 def _epoch_plan(windows: align.TrainingWindows, cfg: TrainConfig, outside: int, n_proc: int, talk: bool
@@ -1045,6 +1043,8 @@ def _finish(run: _Run, prep: _Prepared, data: Datasets, eval_tagger, model, toke
     meta = model_meta(run.cfg, data.sources, data, prep.windows, prep.case_signal, metrics, run.state, prep.budget,
                       prep.transfer, annotators)
     meta.labels = prep.model_labels
+    # the plan's steps, where training asked whether to go on (bench/extension_replay.py reads them)
+    meta.budget["planned_steps"] = run.total_steps - sum(run.extended)
     if run.extended:
         meta.budget["extended_steps"] = run.extended
     if prep.layers.count > 1:

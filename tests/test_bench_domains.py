@@ -276,3 +276,15 @@ def test_extension_replay_asks_the_rule_only_where_a_training_did(tmp_path):
     asked = replay.model_decisions(twice)
     assert [len(f1s) for _, f1s in asked] == [4, 6, 8] and not any(replay.differs(f) for _, f in asked)
     assert replay.model_decisions(model("early", 400, [(147, .5), (294, .6), (400, .55)])) == []  # never asked
+    # recorded plans: a run stopped early before its plan is never asked, one stopped inside an extension is asked
+    # at its plan's end only (older records without the plan cannot tell these apart)
+    planned = model("planned", 400, [(147, .5), (294, .6), (400, .55)])
+    meta = json.loads(planned.joinpath("nerkit.json").read_text())
+    meta["budget"]["planned_steps"] = 588
+    planned.joinpath("nerkit.json").write_text(json.dumps(meta))
+    assert replay.model_decisions(planned) == []
+    cut = model("cut", 735, [(147, .05), (294, .32), (441, .51), (588, .58), (735, .55)], extended=(294,))
+    meta = json.loads(cut.joinpath("nerkit.json").read_text())
+    meta["budget"]["planned_steps"] = 588
+    cut.joinpath("nerkit.json").write_text(json.dumps(meta))
+    assert [(name.rsplit(" ", 1)[1], len(f1s)) for name, f1s in replay.model_decisions(cut)] == [("588", 4)]

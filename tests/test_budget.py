@@ -159,6 +159,15 @@ def test_training_goes_on_only_while_dev_f1_still_climbs_steeply_or_just_did():
     assert extension(h(0.1, 0.3), planned=100, steps=280) == 20  # up to the cap
 
 
+def test_the_log_names_the_climb_the_rule_read():
+    from nerkit.budget import climbing
+
+    # tos-clauses seed 45 at its plan's end: the best of the last two against the best before them
+    assert climbing([{"dev_f1": x} for x in (0.0592, 0.1823, 0.4657, 0.5675)]) == \
+        "best of the last two evaluations 56.75, 18.23 before"
+    assert climbing([{"dev_f1": x} for x in (0.013, 0.109)]) == "best of the last evaluation 10.90, 1.30 before"
+
+
 def test_linear_schedule_extends_with_a_restart():
     from nerkit.loop import LinearSchedule
 
@@ -240,4 +249,5 @@ def test_fit_trains_on_past_a_plateau_that_follows_a_steep_climb(tiny_model, tmp
     res = fit(data, dev=data, config=cfg)
     assert res.meta.budget["extended_steps"] == [math.ceil(plain.meta.steps * 0.5)]
     assert res.meta.steps > plain.meta.steps and len(calls) > n
-    assert "dev F1 still climbing (" in capsys.readouterr().out
+    assert res.meta.budget["planned_steps"] == plain.meta.budget["planned_steps"] == plain.meta.steps
+    assert "dev F1 still climbing (best of the last two evaluations 60.00, " in capsys.readouterr().out

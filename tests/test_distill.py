@@ -95,6 +95,7 @@ def test_nerkit_json_says_what_it_was_distilled_from_and_on_what(flat):
     assert meta["data"]["unlabelled"]["files"][0]["path"] == "extra.txt"
     assert meta["data"]["unlabelled"]["files"][0]["texts"] == 3
     assert meta["data"]["dev"]["path"] == "dev.conll" and meta["steps"] == 30 and meta["history"]
+    assert meta["budget"]["planned_steps"] == 30 and "extended_steps" not in meta["budget"]
     assert meta["windows"] == teacher["windows"] and meta["case_signal"] == teacher["case_signal"]
     assert "Distilled from `teacher`" in (flat["student"] / "README.md").read_text()
 

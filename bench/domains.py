@@ -735,7 +735,7 @@ def main() -> None:
     todo = [] if args.report else [j for j in plan(args) if key(j) not in done or _redo(done[key(j)])
                                     or _elsewhere(done[key(j)], args)]
     print(f"{len(todo)} runs to do ({len(done)} cached in {cache})", flush=True)
-    t_start = time.time()
+    t_start, failed = time.time(), 0
     with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool, cache.open("a") as log:
         futures = {}
         for job in todo:
@@ -748,6 +748,7 @@ def main() -> None:
             log.flush()
             if "error" not in res:
                 done[key(res)] = res
+            failed += "error" in res
             status = res.get("error", "").strip().splitlines()[-1:] if "error" in res else f"test F1 {res['test_f1'] * 100:.1f}"
             print(f"[{i}/{len(todo)}] {res['ds']} {res['size']} {res['system']} {res.get('lr_x', '')} "
                   f"{res.get('epochs_x', '')}: {status} ({res['wall_s']:.0f} s)", flush=True)
@@ -765,6 +766,8 @@ def main() -> None:
     for ds in all_ds:
         plot(rows, ds, args.out / f"{stem}_{ds}.png")
     print(markdown(rows, note))
+    if failed:
+        raise SystemExit(f"{failed} run(s) failed (see above and {cache}); the report holds the others")
 
 
 def _guarded(job, args, work, t_start):

@@ -54,11 +54,13 @@ def main() -> None:
     ap.add_argument("--out", default="tune_results.jsonl")
     args = ap.parse_args()
     grid = json.load(open(args.grid))
+    failed = 0
     with ThreadPoolExecutor(args.parallel) as pool, open(args.out, "a") as out:
         from concurrent.futures import as_completed
 
         for fut in as_completed([pool.submit(run_one, args, o) for o in grid]):
             res = fut.result()
+            failed += "error" in res
             line = json.dumps(res)
             print(line, flush=True)
             out.write(line + "\n")
@@ -69,6 +71,8 @@ def main() -> None:
         hist = " ".join(f"{h['dev_f1'] * 100:.2f}" for h in r.get("history", []))
         f1 = f"{r['dev_f1'] * 100:.2f}" if "dev_f1" in r else "error"
         print(f"| {r['name']} | {f1} | {hist} | {r.get('train_s', '')} |")
+    if failed:
+        raise SystemExit(f"{failed} run(s) failed (their errors in {args.out}); the table holds the others")
 
 
 if __name__ == "__main__":

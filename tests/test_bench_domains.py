@@ -288,3 +288,14 @@ def test_extension_replay_asks_the_rule_only_where_a_training_did(tmp_path):
     meta["budget"]["planned_steps"] = 588
     cut.joinpath("nerkit.json").write_text(json.dumps(meta))
     assert [(name.rsplit(" ", 1)[1], len(f1s)) for name, f1s in replay.model_decisions(cut)] == [("588", 4)]
+
+
+def test_a_benchmark_whose_run_failed_does_not_exit_0(domains, tmp_path, monkeypatch, capsys):
+    # no data where --data points: the one run fails; the report is still written, and the exit says so
+    monkeypatch.setattr("sys.argv", ["domains.py", "--data", str(tmp_path / "none"), "--datasets", "tsa-md",
+                                     "--sizes", "100", "--systems", "once", "--work", str(tmp_path / "w"),
+                                     "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit) as exc:
+        domains.main()
+    assert "1 run(s) failed" in str(exc.value.code) and (tmp_path / "o" / "domains.md").exists()
+    assert "FileNotFoundError" in capsys.readouterr().out

@@ -32,16 +32,16 @@ per data set (OUT/distill_<ds>.png with matplotlib, else an .svg written here).
 # size: one benchmark script (subsets, three kinds of system, the measurements, the report and plot) runs as a file
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+import jobs  # bench/jobs.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ["conll2003", "ade"]
@@ -224,19 +224,6 @@ def spacy_tagger(model: str | Path):
 
 # ---------------------------------------------------------------- the systems
 
-def _env(threads: int) -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(threads),
-            "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-
-def _check(cmd: list[str], threads: int) -> subprocess.CompletedProcess:
-    """Run a command; its failure is this run's failure, with the end of its stderr."""
-    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads), cwd=ROOT)
-    if p.returncode:
-        raise RuntimeError(f"{' '.join(cmd[:5])} ... exited {p.returncode}: {(p.stderr or p.stdout)[-1500:]}")
-    return p
-
-
 def _nerkit_figures(model: Path) -> dict:
     meta = json.loads((model / "nerkit.json").read_text(encoding="utf-8"))
     test = (meta.get("metrics") or {}).get("test") or {}
@@ -264,10 +251,11 @@ def run_nerkit(split: Path, ds: str, out: Path, system: str, teacher: Path, step
         if unlabelled is not None:
             cmd += ["--unlabelled", str(unlabelled)]
     t0 = time.time()
-    _check([sys.executable, "-m", "nerkit.cli", *cmd, "--dev", files["valid"], "--test", files["test"], "--output",
-            str(out / "model"), *extra], threads)
+    jobs.check([sys.executable, "-m", "nerkit.cli", *cmd, "--dev", files["valid"], "--test", files["test"], "--output",
+                str(out / "model"), *extra], threads, quiet=True)
     wall = time.time() - t0
-    _check([sys.executable, "-m", "nerkit.cli", "export", str(out / "model"), "--output", str(out / "int8")], threads)
+    jobs.check([sys.executable, "-m", "nerkit.cli", "export", str(out / "model"), "--output", str(out / "int8")],
+               threads, quiet=True)
     return {"model": str(out / "model"), "int8": str(out / "int8"), "wall_s": round(wall, 1),
             **_nerkit_figures(out / "model")}
 
@@ -315,12 +303,12 @@ def run_spacy_cnn(split: Path, ds: str, out: Path, steps: int | None, threads: i
         db, conv[name] = to_docbin(split, ds, name, nlp)
         db.to_disk(out / f"{name}.spacy")
     cfg = out / "config.cfg"
-    _check([sys.executable, "-m", "spacy", "init", "config", str(cfg), "--lang", "en", "--pipeline", "ner",
-            "--optimize", "efficiency", "--force"], threads)
+    jobs.check([sys.executable, "-m", "spacy", "init", "config", str(cfg), "--lang", "en", "--pipeline", "ner",
+                "--optimize", "efficiency", "--force"], threads, quiet=True)
     extra = ["--training.max_steps", str(steps), "--training.eval_frequency", str(max(1, steps // 2))] if steps else []
     t0 = time.time()
-    _check([sys.executable, "-m", "spacy", "train", str(cfg), "--paths.train", str(out / "train.spacy"),
-            "--paths.dev", str(out / "valid.spacy"), "--output", str(out / "model"), *extra], threads)
+    jobs.check([sys.executable, "-m", "spacy", "train", str(cfg), "--paths.train", str(out / "train.spacy"),
+                "--paths.dev", str(out / "valid.spacy"), "--output", str(out / "model"), *extra], threads, quiet=True)
     wall = time.time() - t0
     best = out / "model" / "model-best"
     return {"model": str(best if best.is_dir() else out / "model" / "model-last"), "wall_s": round(wall, 1),
@@ -378,31 +366,18 @@ def run_job(job: dict, data: Path, work: Path, threads: int) -> dict:
 
 
 def execute(job: dict, args) -> dict:
-    """Run one job in a subprocess (a crash or a leak stays there); its JSON result, or an error record."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--job", json.dumps(job), "--data", str(args.data),
-           "--work", str(args.work), "--threads", str(args.threads)]
-    t0 = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(args.threads), cwd=ROOT)
-    if p.returncode:
-        return {**job, "error": (p.stderr or p.stdout)[-2000:], "wall_s": round(time.time() - t0, 1)}
-    return {**json.loads(p.stdout.strip().splitlines()[-1]), "machine": args.machine, "threads": args.threads}
+    """Run one job in a subprocess of this script; its JSON result, or an error record."""
+    return jobs.execute(__file__, job, args, quiet=True)
 
 
 def key(job: dict) -> str:
     """The cache key of a run: data set, system and the settings that change its numbers."""
-    return json.dumps({k: job.get(k) for k in ("ds", "system", *SETTINGS)}, sort_keys=True)
+    return jobs.key(job, SETTINGS)
 
 
 def load_runs(path: Path) -> dict[str, dict]:
     """Finished runs by key (the last of each; failed ones are not cached)."""
-    runs = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                r = json.loads(line)
-                if "error" not in r:
-                    runs[key(r)] = r
-    return runs
+    return jobs.load_runs(path, key)
 
 
 # ---------------------------------------------------------------- report
@@ -579,44 +554,22 @@ def write_report(runs: list[dict], out: Path, stem: str, note: str, machine_info
 # ---------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("NERKIT_DATA", ROOT.parent / "shared" / "data")))
-    ap.add_argument("--datasets", default=",".join(DATASETS))
-    ap.add_argument("--systems", default=",".join(SYSTEMS))
-    ap.add_argument("--limit", type=int, help="train sentences (CoNLL: the first N) or records (a seeded sample)")
-    ap.add_argument("--dev-limit", type=int, help="valid sentences or records (quick runs)")
-    ap.add_argument("--test-limit", type=int, help="test sentences or records (quick runs)")
-    ap.add_argument("--steps", type=int, help="with --limit only: nerkit --max-steps and spaCy training.max_steps")
+    ap = jobs.parser(__doc__, "distill", DATASETS, SYSTEMS,
+                     "sentences (CoNLL: the first N) or records (a seeded sample)")
     ap.add_argument("--texts", type=int, help=f"test texts timed (default {TEXTS:,})")
-    ap.add_argument("--seed", type=int, default=13, help="the seed of the samples")
-    ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "distill_bench")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    ap.add_argument("--stem", default="distill")
-    ap.add_argument("--report", action="store_true", help="only write the report from the cached runs")
     ap.add_argument("--retime", action="store_true",
                     help="time the cached runs' words/s again, side by side in one process (interleaved passes), "
                          "then write the report")
     ap.add_argument("--rounds", type=int, default=RETIME_ROUNDS,
                     help=f"with --retime: interleaved passes of each system, the best kept (default {RETIME_ROUNDS}; "
                          "more where the machine is noisy: the same student's passes ranged 12,012-18,496 words/s)")
-    ap.add_argument("--job", help=argparse.SUPPRESS)  # one run, in a subprocess: prints its JSON result
     args = ap.parse_args(argv)
     if args.job:
         job = json.loads(args.job)
         print(json.dumps((retime if "runs" in job else run_job)(job, args.data, args.work, args.threads)))
         return
-    if args.steps and not args.limit:
-        ap.error("--steps is for quick runs: give --limit too (full runs train with each system's defaults)")
-    datasets, systems = args.datasets.split(","), args.systems.split(",")
-    for name, got, known in (("--datasets", datasets, DATASETS), ("--systems", systems, SYSTEMS)):
-        if bad := [x for x in got if x not in known]:
-            ap.error(f"{name}: unknown {', '.join(bad)} (known: {', '.join(known)})")
-    for ds in datasets:
-        names = [f"{s}{suffix(ds)}" for s in ("train", "valid", "test")]
-        missing = [f for f in names if not (args.data / ds / f).is_file()]
-        if missing:
-            ap.error(f"{args.data / ds}: missing {', '.join(missing)}")
+    datasets, systems = jobs.chosen(ap, args, DATASETS, SYSTEMS,
+                                    lambda ds: [f"{s}{suffix(ds)}" for s in ("train", "valid", "test")])
     sys.path.insert(0, str(ROOT / "bench"))
     from machine import describe, machine
 
@@ -630,24 +583,12 @@ def _run_all(args, datasets: list[str], systems: list[str], settings: dict, info
     cache = args.out / "distill_runs" / "runs.jsonl"
     cache.parent.mkdir(parents=True, exist_ok=True)
     done = load_runs(cache)
-    jobs = [{"ds": ds, "system": s, **settings} for ds in datasets for s in SYSTEMS
-            if s in systems and (ds in UNLABELLED or not s.endswith("u"))]
-    todo = [] if args.report or args.retime else [j for j in jobs if key(j) not in done]
+    wanted = [{"ds": ds, "system": s, **settings} for ds in datasets for s in SYSTEMS
+              if s in systems and (ds in UNLABELLED or not s.endswith("u"))]
+    todo = [] if args.report or args.retime else [j for j in wanted if key(j) not in done]
     print(f"{len(todo)} runs to do ({len(done)} cached in {cache})", flush=True)
-    failed = 0
-    with cache.open("a", encoding="utf-8") as log:
-        for i, job in enumerate(todo, 1):
-            res = execute(job, args)
-            log.write(json.dumps(res) + "\n")
-            log.flush()
-            if "error" in res:
-                failed += 1
-                print(f"[{i}/{len(todo)}] {job['ds']} {job['system']}: FAILED\n{res['error']}", flush=True)
-                continue
-            done[key(res)] = res
-            f1 = f1_of(res)
-            print(f"[{i}/{len(todo)}] {job['ds']} {job['system']}: test F1 {_pct(f1) or '-'}, "
-                  f"{res['words_per_s']:,.0f} words/s ({res.get('wall_s', 0):.0f} s training)", flush=True)
+    failed = jobs.run_all(todo, cache, lambda job: execute(job, args), done, key, lambda res: (
+        f"test F1 {_pct(f1_of(res)) or '-'}, {res['words_per_s']:,.0f} words/s ({res.get('wall_s', 0):.0f} s training)"))
     runs = [r for r in done.values() if all(r.get(k) == settings[k] for k in SETTINGS)]
     if args.retime:
         with cache.open("a", encoding="utf-8") as log:
@@ -664,14 +605,10 @@ def _run_all(args, datasets: list[str], systems: list[str], settings: dict, info
                         log.write(json.dumps(mine[system]) + "\n")
                 print(f"{ds}: words/s side by side: " + ", ".join(f"{s} {mine[s]['words_per_s']:,.0f}" for s in mine),
                       flush=True)
-    quick = ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None and k != "seed")
-    note = (f"`python bench/distill.py {' '.join(sys.argv[1:] if argv is None else argv)}` on "
-            f"{time.strftime('%Y-%m-%d')}: {len(runs)} runs from {cache}"
-            f"{f' ({quick}: a quick check, not the benchmark)' if quick else ''}.")
+    note = jobs.note("distill", argv, len(runs), cache, settings)
     write_report(runs, args.out, args.stem, note, info, args.machine)
     print(markdown(runs, note, args.machine))
-    if failed:
-        raise SystemExit(f"{failed} run(s) failed (see above); the report holds the others")
+    jobs.exit_if(failed)
 
 
 if __name__ == "__main__":

@@ -39,17 +39,17 @@ runs/nested_bench/. Writes OUT/nested.md and OUT/nested.json.
 # size: one benchmark script (subsets, three systems, the scorers, the report) so that it runs as a file
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
 from itertools import combinations
 from pathlib import Path
+
+import jobs  # bench/jobs.py, beside this script
 
 from nerkit.evaluation import OVERLAP, covers, overlap_scores  # noqa: F401  (overlap_scores: this bench's scorer)
 
@@ -229,14 +229,14 @@ def run_spancat(split: Path, out: Path, steps: int | None, threads: int) -> dict
         db, conv[name] = to_docbin(read_jsonl(split / f"{name}.jsonl"), nlp)
         db.to_disk(out / f"{name}.spacy")
     cfg = out / "config.cfg"
-    _check([sys.executable, "-m", "spacy", "init", "config", str(cfg), "--lang", "en", "--pipeline", "spancat",
-            "--optimize", "efficiency", "--force"], threads)
+    jobs.check([sys.executable, "-m", "spacy", "init", "config", str(cfg), "--lang", "en", "--pipeline", "spancat",
+                "--optimize", "efficiency", "--force"], threads)
     extra = []
     if steps:  # quick checks only (main refuses --steps without --limit)
         extra = ["--training.max_steps", str(steps), "--training.eval_frequency", str(max(1, steps // 2))]
     t0 = time.time()
-    _check([sys.executable, "-m", "spacy", "train", str(cfg), "--paths.train", str(out / "train.spacy"),
-            "--paths.dev", str(out / "valid.spacy"), "--output", str(out / "model"), *extra], threads)
+    jobs.check([sys.executable, "-m", "spacy", "train", str(cfg), "--paths.train", str(out / "train.spacy"),
+                "--paths.dev", str(out / "valid.spacy"), "--output", str(out / "model"), *extra], threads)
     wall = time.time() - t0
     best = out / "model" / "model-best"
     model = best if best.is_dir() else out / "model" / "model-last"
@@ -262,19 +262,6 @@ def spacy_predict(model: Path, texts: list[str]) -> tuple[list[set[Span]], float
 
 # ---------------------------------------------------------------- nerkit
 
-def _env(threads: int) -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(threads),
-            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-
-def _check(cmd: list[str], threads: int) -> subprocess.CompletedProcess:
-    """Run a command; its failure is this run's failure, with the end of its stderr."""
-    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads), cwd=ROOT)
-    if p.returncode:
-        raise RuntimeError(f"{' '.join(cmd[:5])} ... exited {p.returncode}: {(p.stderr or p.stdout)[-1500:]}")
-    return p
-
-
 def run_nerkit(split: Path, out: Path, system: str, steps: int | None, threads: int) -> dict:
     """``nerkit train`` (timed), then ``nerkit export``; returns both directories and nerkit.json's figures."""
     if out.exists():
@@ -282,11 +269,12 @@ def run_nerkit(split: Path, out: Path, system: str, steps: int | None, threads: 
     extra = ({"flat": ["--nested", "off"], "layers": ["--nested-head", "layers"]}.get(system, [])
              + (["--max-steps", str(steps)] if steps else []))
     t0 = time.time()
-    _check([sys.executable, "-m", "nerkit.cli", "train", "--train", str(split / "train.jsonl"), "--dev",
-            str(split / "valid.jsonl"), "--test", str(split / "test.jsonl"), "--output", str(out / "model"), *extra],
-           threads)
+    jobs.check([sys.executable, "-m", "nerkit.cli", "train", "--train", str(split / "train.jsonl"), "--dev",
+                str(split / "valid.jsonl"), "--test", str(split / "test.jsonl"), "--output", str(out / "model"),
+                *extra], threads)
     wall = time.time() - t0
-    _check([sys.executable, "-m", "nerkit.cli", "export", str(out / "model"), "--output", str(out / "int8")], threads)
+    jobs.check([sys.executable, "-m", "nerkit.cli", "export", str(out / "model"), "--output", str(out / "int8")],
+               threads)
     meta = json.loads((out / "model" / "nerkit.json").read_text(encoding="utf-8"))
     test = meta["metrics"]["test"]
     return {"model": str(out / "model"), "int8": str(out / "int8"), "wall_s": round(wall, 1),
@@ -331,7 +319,7 @@ def nerkit_predict(model: Path, int8: Path, texts: list[str]) -> tuple[list[set[
 
 def key(job: dict) -> str:
     """The cache key of a run: data set, system and the settings that change its numbers."""
-    return json.dumps({k: job.get(k) for k in ("ds", "system", "design", *SETTINGS)}, sort_keys=True)
+    return jobs.key(job, ("design", *SETTINGS))
 
 
 def run_job(job: dict, data: Path, work: Path, threads: int) -> dict:
@@ -353,26 +341,13 @@ def run_job(job: dict, data: Path, work: Path, threads: int) -> dict:
 
 
 def execute(job: dict, args) -> dict:
-    """Run one job in a subprocess (a crash or a leak stays there); its JSON result, or an error record."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--job", json.dumps(job), "--data", str(args.data),
-           "--work", str(args.work), "--threads", str(args.threads)]
-    t0 = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(args.threads), cwd=ROOT)
-    if p.returncode:
-        return {**job, "error": (p.stderr or p.stdout)[-2000:], "wall_s": round(time.time() - t0, 1)}
-    return {**json.loads(p.stdout.strip().splitlines()[-1]), "machine": args.machine, "threads": args.threads}
+    """Run one job in a subprocess of this script; its JSON result, or an error record."""
+    return jobs.execute(__file__, job, args)
 
 
 def load_runs(path: Path) -> dict[str, dict]:
     """Finished runs by key (the last of each; failed ones are not cached)."""
-    runs = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                r = json.loads(line)
-                if "error" not in r:
-                    runs[key(r)] = r
-    return runs
+    return jobs.load_runs(path, key)
 
 
 # ---------------------------------------------------------------- report
@@ -498,37 +473,15 @@ def speed_side_by_side(datasets: list[str], work: Path, data: Path, settings: di
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("NERKIT_DATA", ROOT.parent / "shared" / "data")))
-    ap.add_argument("--datasets", default=",".join(DATASETS))
-    ap.add_argument("--systems", default=",".join(SYSTEMS))
-    ap.add_argument("--limit", type=int, help="train records: a seeded sample (quick runs)")
-    ap.add_argument("--dev-limit", type=int, help="valid records: a seeded sample (quick runs)")
-    ap.add_argument("--test-limit", type=int, help="test records: a seeded sample (quick runs)")
-    ap.add_argument("--steps", type=int, help="with --limit only: nerkit --max-steps and spaCy training.max_steps")
-    ap.add_argument("--seed", type=int, default=13, help="the seed of the samples")
-    ap.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "nested_bench")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    ap.add_argument("--stem", default="nested")
-    ap.add_argument("--report", action="store_true", help="only write the report from the cached runs")
+    ap = jobs.parser(__doc__, "nested", DATASETS, SYSTEMS, "records (a seeded sample)")
     ap.add_argument("--speed", action="store_true",
                     help="only measure the cached nerkit models' int8 words/s side by side (OUT/nested_speed.json)")
-    ap.add_argument("--job", help=argparse.SUPPRESS)  # one run, in a subprocess: prints its JSON result
     args = ap.parse_args(argv)
     if args.job:
         print(json.dumps(run_job(json.loads(args.job), args.data, args.work, args.threads)))
         return
-    if args.steps and not args.limit:
-        ap.error("--steps is for quick runs: give --limit too (full runs train with each system's defaults)")
-    datasets, systems = args.datasets.split(","), args.systems.split(",")
-    for name, got, known in (("--datasets", datasets, DATASETS), ("--systems", systems, SYSTEMS)):
-        if bad := [x for x in got if x not in known]:
-            ap.error(f"{name}: unknown {', '.join(bad)} (known: {', '.join(known)})")
-    for ds in datasets:
-        missing = [f for f in ("train.jsonl", "valid.jsonl", "test.jsonl") if not (args.data / ds / f).is_file()]
-        if missing:
-            ap.error(f"{args.data / ds}: missing {', '.join(missing)}")
+    datasets, systems = jobs.chosen(ap, args, DATASETS, SYSTEMS,
+                                    lambda ds: ("train.jsonl", "valid.jsonl", "test.jsonl"))
     sys.path.insert(0, str(ROOT / "bench"))
     from machine import describe, machine
 
@@ -548,32 +501,17 @@ def main(argv: list[str] | None = None) -> None:
     cache = args.out / "nested_runs" / "runs.jsonl"
     cache.parent.mkdir(parents=True, exist_ok=True)
     done = load_runs(cache)
-    jobs = [{"ds": ds, "system": s, **({"design": DESIGNS[s]} if s in DESIGNS else {}), **settings}
-            for ds in datasets for s in systems]
-    todo = [] if args.report else [j for j in jobs if key(j) not in done]
+    wanted = [{"ds": ds, "system": s, **({"design": DESIGNS[s]} if s in DESIGNS else {}), **settings}
+              for ds in datasets for s in systems]
+    todo = [] if args.report else [j for j in wanted if key(j) not in done]
     print(f"{len(todo)} runs to do ({len(done)} cached in {cache})", flush=True)
-    failed = 0
-    with cache.open("a", encoding="utf-8") as log:
-        for i, job in enumerate(todo, 1):
-            res = execute(job, args)
-            log.write(json.dumps(res) + "\n")
-            log.flush()
-            if "error" in res:
-                failed += 1
-                print(f"[{i}/{len(todo)}] {job['ds']} {job['system']}: FAILED\n{res['error']}", flush=True)
-                continue
-            done[key(res)] = res
-            print(f"[{i}/{len(todo)}] {job['ds']} {job['system']}: test F1 {_pct(res['exact']['f1'])} "
-                  f"({res['wall_s']:.0f} s training)", flush=True)
+    failed = jobs.run_all(todo, cache, lambda job: execute(job, args), done, key, lambda res: (
+        f"test F1 {_pct(res['exact']['f1'])} ({res['wall_s']:.0f} s training)"))
     runs = [r for r in done.values() if all(r.get(k) == settings[k] for k in SETTINGS)]
-    quick = ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None and k != "seed")
-    note = (f"`python bench/nested.py {' '.join(sys.argv[1:] if argv is None else argv)}` on "
-            f"{time.strftime('%Y-%m-%d')}: {len(runs)} runs from {cache}"
-            f"{f' ({quick}: a quick check, not the benchmark)' if quick else ''}.")
+    note = jobs.note("nested", argv, len(runs), cache, settings)
     write_report(runs, args.out, args.stem, note, info, args.machine)
     print(markdown(runs, note, args.machine))
-    if failed:
-        raise SystemExit(f"{failed} run(s) failed (see above); the report holds the others")
+    jobs.exit_if(failed)
 
 
 if __name__ == "__main__":

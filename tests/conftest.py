@@ -52,8 +52,8 @@ def tagger(model_dir):
 
 def load_bench(name: str):
     """A script of bench/ as a module (bench/ is not a package): its pure parts are tested without running it. Its
-    sibling ``machine`` is loaded as the script's ``import machine`` finds it (bench/ is not put on sys.path, where
-    its script names would shadow packages such as dask's ``distributed``)."""
+    siblings ``machine`` and ``jobs`` are loaded as the script's ``import machine`` finds them (bench/ is not put on
+    sys.path, where its script names would shadow packages such as dask's ``distributed``)."""
     import importlib.util
 
     def load(module: str, stem: str):
@@ -62,6 +62,7 @@ def load_bench(name: str):
         spec.loader.exec_module(mod)
         return mod
 
-    if "machine" not in sys.modules:
-        sys.modules["machine"] = load("machine", "machine")
+    for sibling in ("machine", "jobs"):
+        if sibling not in sys.modules:
+            sys.modules[sibling] = load(sibling, sibling)
     return load(f"bench_{name}", name)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -292,6 +293,7 @@ def test_extension_replay_asks_the_rule_only_where_a_training_did(tmp_path):
 
 def test_a_benchmark_whose_run_failed_does_not_exit_0(domains, tmp_path, monkeypatch, capsys):
     # no data where --data points: the one run fails; the report is still written, and the exit says so
+    monkeypatch.setattr("sys.path", list(sys.path))  # main puts bench/ on it: not for the tests after this one
     monkeypatch.setattr("sys.argv", ["domains.py", "--data", str(tmp_path / "none"), "--datasets", "tsa-md",
                                      "--sizes", "100", "--systems", "once", "--work", str(tmp_path / "w"),
                                      "--out", str(tmp_path / "o")])

@@ -720,7 +720,7 @@ def _steps(run: _Run, log: Callable[[str], Any]) -> Iterator[Progress]:
     weights on the way, and on while dev F1 still climbs at the plan's end (with derived epochs:
     ``budget.extension``; ``run.total_steps`` then grows)."""
     cfg, state = run.cfg, run.state
-    planned = run.total_steps
+    planned = run.total_steps - sum(run.extended)  # the plan's, also where a resumed run had extended already
     extend = run.dev_score is not None and "epochs" in run.budget.chosen and cfg.max_steps is None
     while True:
         for p in train_while_improving(state, run.rng, run.plan, run.update, run.dev_score, run.total_steps, run.due,
@@ -847,7 +847,9 @@ def start_training(data: Datasets, cfg: TrainConfig, output: str | os.PathLike |
     key = _run_key(cfg, data, n_proc) if ckpt_root is not None else ""
     state, best_state = start_state(cfg, ckpt_root, key, model, opt, sched,
                                     log=(lambda m: print(m, flush=True)) if main else None)
-    total_steps = max(total_steps, sched.lr_lambdas[0].segments[-1][1])  # a resumed run that had extended
+    # a resumed run that had trained on past its plan: the schedule it saved holds the extensions (loop.LinearSchedule)
+    segments = sched.lr_lambdas[0].segments
+    total_steps = max(total_steps, segments[-1][1])
     model, opt = accelerator.prepare(model, opt)
     unwrapped = accelerator.unwrap_model(model)
     weights = _class_weights(cfg.class_weights, [d.tag_ids for d in prep.encoded], len(data.labels))
@@ -867,7 +869,8 @@ def start_training(data: Datasets, cfg: TrainConfig, output: str | os.PathLike |
         return eval_due(bi, n, step, epoch, cfg.evals_per_epoch, every)
 
     run = _Run(cfg, prep.budget, state, best_state, np.random.default_rng(cfg.seed), plan, update,
-               dev_score if data.dev else None, due, total_steps, unwrapped, opt, sched, ckpt_root, key, main)
+               dev_score if data.dev else None, due, total_steps, unwrapped, opt, sched, ckpt_root, key, main,
+               extended=[end - start for start, end, _ in segments[1:]])
     return Training(run, prep, data, accelerator, model, tokenizer, eval_tagger, output, annotators, bf16, t_start)
 
 

@@ -1,4 +1,5 @@
 """Resume after a kill: a run killed with SIGKILL and resumed ends with exactly the weights of one never killed."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -144,3 +145,50 @@ def test_checkpoints_follow_the_umask(tiny_model, tmp_path, monkeypatch):
     modes = {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in [root, *root.rglob("*")]}
     assert any(k.endswith("model.safetensors") for k in modes)
     assert {k: m for k, m in modes.items() if m != (0o755 if (root / k).is_dir() else 0o644)} == {}
+
+
+def test_a_run_resumed_after_it_trained_on_past_its_plan_extends_as_one_never_killed(tiny_model, tmp_path,
+                                                                                     monkeypatch):
+    # A resumed run had taken its schedule's extensions for its plan: its next extension came out larger, its cap
+    # further, and nerkit.json recorded neither the extensions before the kill nor the plan.
+    import nerkit.train as train_mod
+
+    rows = [{"text": f"alice met bob in town {i} .", "entities": [{"start": 0, "end": 5, "label": "PER"}]}
+            for i in range(12)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    real, calls = train_mod._score_dev, []
+
+    def climbing(tagger, model, dev):  # dev F1 that climbs at every evaluation: extended to the cap
+        rep = dict(real(tagger, model, dev))
+        rep["f1"] = 0.1 + 0.02 * len(calls)
+        calls.append(rep["f1"])
+        return rep
+
+    monkeypatch.setattr(train_mod, "_score_dev", climbing)
+    cfg = TrainConfig(model=str(tiny_model), context=0, batch_tokens=40, progress=False)
+    ref = fit(data, dev=data, output=tmp_path / "ref", config=cfg)
+    planned, extended = ref.meta.budget["planned_steps"], ref.meta.budget["extended_steps"]
+    assert len(extended) >= 2 and ref.meta.steps == planned + sum(extended)
+    evals = [h["step"] for h in ref.meta.history]
+    first = next(s for s in evals if s > planned)  # the first checkpoint inside the first extension
+    inner = train_mod.train_while_improving
+
+    def killed(*a, **k):
+        for p in inner(*a, **k):
+            yield p
+            if p.step == first + 1:
+                raise KeyboardInterrupt
+
+    calls.clear()
+    monkeypatch.setattr(train_mod, "train_while_improving", killed)
+    out = tmp_path / "model"
+    with pytest.raises(KeyboardInterrupt):
+        fit(data, dev=data, output=out, config=cfg)
+    monkeypatch.setattr(train_mod, "train_while_improving", inner)
+    del calls[evals.index(first) + 1:]  # the evaluations the checkpoint holds; the resumed run scores the rest
+    res = fit(data, dev=data, output=out, config=dataclasses.replace(cfg, resume=True))
+    assert res.meta.budget["planned_steps"] == planned and res.meta.budget["extended_steps"] == extended
+    assert res.meta.steps == ref.meta.steps and [h["step"] for h in res.meta.history] == evals
+    a, b = load_file(str(tmp_path / "ref" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)

@@ -127,11 +127,13 @@ def climb(history: Sequence[Mapping[str, float]]) -> tuple[float, float]:
     return max(h["dev_f1"] for h in history[:-recent]), max(h["dev_f1"] for h in history[-recent:])
 
 
-def climbing(history: Sequence[Mapping[str, float]]) -> str:
-    """The climb ``extension`` read, for the log: "best of the last two evaluations 56.75, 18.23 before them"."""
+def extending(history: Sequence[Mapping[str, float]], more: int, peak: float) -> str:
+    """The log line of an extension of ``more`` steps, with the climb ``extension`` read: "dev F1 still climbing (best
+    of the last two evaluations 56.75, 18.23 before): 294 more steps, the learning rate restarting at 0.5x"."""
     before, recent = climb(history)
     last = "the last two evaluations" if len(history) >= 3 else "the last evaluation"
-    return f"best of {last} {recent * 100:.2f}, {before * 100:.2f} before"
+    return (f"dev F1 still climbing (best of {last} {recent * 100:.2f}, {before * 100:.2f} before): {more} more "
+            f"steps, the learning rate restarting at {peak:g}x")
 
 
 def extension(history: Sequence[Mapping[str, float]], planned: int, steps: int) -> int:

@@ -28,7 +28,7 @@ import numpy as np
 
 from nerkit import align
 from nerkit._version import __version__
-from nerkit.budget import climbing, extension
+from nerkit.budget import extending, extension
 from nerkit.data import check_labelled, tokenize
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, load_engine, set_torch_threads, use_bf16
@@ -481,7 +481,7 @@ def _train(plan: _Plan, update, score, sched, talk: bool) -> tuple[LoopState, di
         total = sched.lr_lambdas[0].extend(more, EXTEND_PEAK)
         extended.append(more)
         bar.total = total
-        log(f"dev F1 still climbing ({climbing(state.history)}): {more} more steps, the learning rate restarting at {EXTEND_PEAK:g}x")
+        log(extending(state.history, more, EXTEND_PEAK))
 
 
 def _summary(report: dict) -> dict:

@@ -35,7 +35,7 @@ import numpy as np
 from nerkit import align, checkpoint
 from nerkit._version import __version__
 from nerkit.budget import MAX_EPOCHS, Budget, plan_budget
-from nerkit.budget import climbing, extension as extension_steps
+from nerkit.budget import extending, extension as extension_steps
 from nerkit.data import check_labelled
 from nerkit.decode import WindowTagger
 from nerkit.engines import TorchEngine, available_cores, set_torch_threads, use_bf16
@@ -744,7 +744,7 @@ def _steps(run: _Run, log: Callable[[str], Any]) -> Iterator[Progress]:
             return
         run.total_steps = run.sched.lr_lambdas[0].extend(more, EXTEND_PEAK)
         run.extended.append(more)
-        log(f"dev F1 still climbing ({climbing(state.history)}): {more} more steps, the learning rate restarting at {EXTEND_PEAK:g}x")
+        log(extending(state.history, more, EXTEND_PEAK))
 
 
 def _epoch_plan(windows: align.TrainingWindows, cfg: TrainConfig, outside: int, n_proc: int, talk: bool
@@ -847,7 +847,7 @@ def start_training(data: Datasets, cfg: TrainConfig, output: str | os.PathLike |
     key = _run_key(cfg, data, n_proc) if ckpt_root is not None else ""
     state, best_state = start_state(cfg, ckpt_root, key, model, opt, sched,
                                     log=(lambda m: print(m, flush=True)) if main else None)
-    # a resumed run that had trained on past its plan: the schedule it saved holds the extensions (loop.LinearSchedule)
+    # a resumed run that had trained on past its plan: its saved schedule holds the extensions (loop.LinearSchedule)
     segments = sched.lr_lambdas[0].segments
     total_steps = max(total_steps, segments[-1][1])
     model, opt = accelerator.prepare(model, opt)

@@ -160,12 +160,14 @@ def test_training_goes_on_only_while_dev_f1_still_climbs_steeply_or_just_did():
 
 
 def test_the_log_names_the_climb_the_rule_read():
-    from nerkit.budget import climbing
+    from nerkit.budget import extending
 
     # tos-clauses seed 45 at its plan's end: the best of the last two against the best before them
-    assert climbing([{"dev_f1": x} for x in (0.0592, 0.1823, 0.4657, 0.5675)]) == \
-        "best of the last two evaluations 56.75, 18.23 before"
-    assert climbing([{"dev_f1": x} for x in (0.013, 0.109)]) == "best of the last evaluation 10.90, 1.30 before"
+    assert extending([{"dev_f1": x} for x in (0.0592, 0.1823, 0.4657, 0.5675)], 294, 0.5) == (
+        "dev F1 still climbing (best of the last two evaluations 56.75, 18.23 before): 294 more steps, the learning "
+        "rate restarting at 0.5x")
+    assert extending([{"dev_f1": x} for x in (0.013, 0.109)], 50, 0.5).startswith(
+        "dev F1 still climbing (best of the last evaluation 10.90, 1.30 before): 50 more steps")
 
 
 def test_linear_schedule_extends_with_a_restart():

@@ -39,6 +39,8 @@ import threading
 import time
 from pathlib import Path
 
+import jobs  # bench/jobs.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ["conll2003", "wnut17", "bc5cdr", "tsa-md", "lener-br", "finer-ord"]
 SIZES = ["100", "300", "1000", "full"]
@@ -168,7 +170,7 @@ def run_recipe(split: Path, model: str, threads: int, recipe: Path, work: Path) 
 
 def plan(args) -> list[dict]:
     """Every run to do, most informative first."""
-    jobs = []
+    planned = []
     for size in args.sizes:
         for ds in args.datasets:
             for system in args.systems:
@@ -177,20 +179,20 @@ def plan(args) -> list[dict]:
                     points = args.full_points if size == "full" else [(lm, bm) for lm in args.lr_grid for bm in args.budget_grid]
                     for lm, bm in points:
                         if (lm, bm) != (1.0, 1.0):
-                            jobs.append({"ds": ds, "size": size, "system": "grid", "lr_x": lm, "epochs_x": bm})
+                            planned.append({"ds": ds, "size": size, "system": "grid", "lr_x": lm, "epochs_x": bm})
                         elif size != "full":  # at full size the default trains once: it is that point
-                            jobs.append({"ds": ds, "size": size, "system": ONCE})
+                            planned.append({"ds": ds, "size": size, "system": ONCE})
                 else:
-                    jobs.append({"ds": ds, "size": size, "system": system})
+                    planned.append({"ds": ds, "size": size, "system": system})
             if args.transfer and ds in args.transfer_datasets and size != "full":
-                jobs.append({"ds": ds, "size": size, "system": "transfer"})
+                planned.append({"ds": ds, "size": size, "system": "transfer"})
             if args.class_weights and ds in ("wnut17", "finer-ord", "lener-br") and size in ("1000", "full"):
                 for cw in ("sqrt", "balanced"):
-                    jobs.append({"ds": ds, "size": size, "system": f"cw-{cw}"})
+                    planned.append({"ds": ds, "size": size, "system": f"cw-{cw}"})
     # Other training seeds (same split) for the default and the grid: how much of a gap to the oracle is luck.
-    jobs += [{**j, "train_seed": t} for t in getattr(args, "train_seeds", []) for j in list(jobs)
+    planned += [{**j, "train_seed": t} for t in getattr(args, "train_seeds", []) for j in list(planned)
              if j["system"] in ("nerkit", ONCE, "grid") and j["size"] != "full"]
-    return jobs
+    return planned
 
 
 def key(job: dict) -> str:
@@ -766,8 +768,7 @@ def main() -> None:
     for ds in all_ds:
         plot(rows, ds, args.out / f"{stem}_{ds}.png")
     print(markdown(rows, note))
-    if failed:
-        raise SystemExit(f"{failed} run(s) failed (see above and {cache}); the report holds the others")
+    jobs.exit_if(failed)
 
 
 def _guarded(job, args, work, t_start):

@@ -6,6 +6,8 @@ metrics, ONNX export record) and a README.md model card. ``export`` adds ONNX gr
 Every reader of nerkit.json goes through ``read_meta``; whatever runs a model opens its directory once with
 ``open_model_dir`` (config.json and nerkit.json read once, the labels from one place).
 """
+# size: the model directory contract in one place: what it holds, reading and writing it, and its model card (how the
+# model finds entities, its training and scores, as nerkit.json records them).
 from __future__ import annotations
 
 import json
@@ -322,17 +324,87 @@ def _keep_user_files(old: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-
 # ---------------------------------------------------------------- model card
+
+def _pct(v: dict) -> str:
+    return f"{v['precision'] * 100:.2f} | {v['recall'] * 100:.2f} | {v['f1'] * 100:.2f}"
 
 
 def _table(report: dict) -> list[str]:
+    """Per-type and micro scores, then where measured the outermost and inner entities' and the overlap score."""
     rows = ["| type | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
-    for t, v in report["per_type"].items():
-        rows.append(f"| {t} | {v['precision'] * 100:.2f} | {v['recall'] * 100:.2f} | {v['f1'] * 100:.2f} | {v['support']} |")
+    rows += [f"| {t} | {_pct(v)} | {v['support']} |" for t, v in report["per_type"].items()]
     rows.append(f"| **micro avg** | {report['precision'] * 100:.2f} | {report['recall'] * 100:.2f} | "
                 f"**{report['f1'] * 100:.2f}** | {report['support']} |")
+    rows += [f"| {part} entities | {_pct(v)} | {v['support']} |" for part, v in (report.get("nested") or {}).items()
+             if v.get("support")]  # no inner entity in the data: no row (its precision would read as a score)
+    if report.get("overlap"):
+        rows.append(f"| overlap >= {round(report['overlap']['threshold'] * 100)} % | {_pct(report['overlap'])} | "
+                    f"{report['overlap']['support']} |")
     return rows
+
+
+def _scores_line(report: dict, nested: bool) -> str:
+    """What the card's tables score."""
+    what = ("over exact (type, start, end) spans, each nested entity on its own" if nested else
+            "(seqeval, exact spans)")
+    line = f"Entity-level precision, recall and F1 {what}."
+    if report.get("overlap"):
+        line += (" Overlap: a gold entity is found when a prediction of its type covers at least "
+                 f"{round(report['overlap']['threshold'] * 100)} % of it (for entities whose edges are a matter of "
+                 "taste).")
+    return line
+
+
+def _entities_line(meta: ModelMeta) -> str:
+    """How the model finds entities: flat tags, tag layers, or a span head with its decoding."""
+    nested = meta.extra.get("nested") if isinstance(meta.extra.get("nested"), dict) else None
+    if not nested:
+        return f"- Entities: flat, {meta.tag_scheme or 'IOB2'} tags with constrained (valid-sequence) decoding"
+    if nested.get("head") != "span":
+        return (f"- Entities: nested, one {meta.tag_scheme or 'IOB2'} tag layer per nesting level "
+                f"({nested.get('layers')})")
+    thresholds = ", ".join(f"{t} {p:g}" for t, p in sorted((nested.get("thresholds") or {}).items()))
+    return (f"- Entities: nested and overlapping, scored as spans (a span head over the token states, up to "
+            f"{nested.get('max_width')} words; decoder `{nested.get('decoder')}`"
+            + (f"; per-type thresholds chosen on dev: {thresholds}" if thresholds else "") + ")")
+
+
+def _training_lines(meta: ModelMeta) -> list[str]:
+    """Steps (the plan and any extension), the best step, time and device; the search's choice if it searched."""
+    budget, steps = meta.budget or {}, meta.steps or 0
+    extended = budget.get("extended_steps") or []
+    planned = budget.get("planned_steps", steps - sum(extended))
+    how = (f" (a plan of {planned:,}, trained on past it while dev F1 climbed: "
+           f"{', '.join(f'+{e:,}' for e in extended)})" if extended else "")
+    lines = [f"- Training: {steps:,} steps{how}, best at step {meta.best_step}; {meta.train_seconds or 0:,.0f} s on "
+             f"{meta.device} (bf16 autocast: {'on' if meta.bf16 else 'off'})"]
+    search = meta.extra.get("search")
+    if isinstance(search, dict) and isinstance(search.get("kept"), dict):
+        kept = search["kept"]
+        lines.append(f"- Learning rate and epochs chosen on dev among {len(search.get('points', []))} settings "
+                     f"(`nerkit train`'s search): learning rate x{kept.get('lr_x'):g} ({kept.get('lr'):g}), "
+                     f"epochs x{kept.get('epochs_x'):g} ({kept.get('epochs'):g})")
+    return lines
+
+
+def _context_line(windows: dict | None) -> str:
+    w = windows or {}
+    if not w.get("max_tokens"):
+        return f"- Context windows: {w}"
+    scope = "sentence by sentence" if w.get("sentence_level") else "across the sentences of a document"
+    return f"- Context: windows of up to {w['max_tokens']} subword tokens, {scope}"
+
+
+def _data_lines(data: dict | None) -> list[str]:
+    out = []
+    for split, v in (data or {}).items():
+        if isinstance(v, dict) and "sentences" in v:
+            out.append(f"- {split}: `{v.get('path')}`, {v['sentences']:,} sentences in {v.get('documents', 0):,} "
+                       f"documents (sha256 {v.get('sha256_16')})")
+        else:
+            out.append(f"- {split}: {json.dumps(v, default=str)}")
+    return out
 
 
 def _distilled_line(meta: ModelMeta) -> list[str]:
@@ -346,38 +418,42 @@ def _distilled_line(meta: ModelMeta) -> list[str]:
 
 
 def model_card(meta: ModelMeta) -> str:
-    """Markdown model card (README.md): base model, labels, data, training settings, per-type metrics."""
-    types = sorted({t[2:] for t in unlayered_labels(meta.labels or [])[0] if t != "O"})  # a nested model: once
+    """Markdown model card (README.md): base model, labels, how entities are found, data, training, per-type metrics."""
+    labels, layers = unlayered_labels(meta.labels or [])
+    types = sorted({t[2:] for t in labels if t != "O"})  # a nested model: once
+    nested = layers > 1 or bool(meta.extra.get("nested"))
     lines = [
         "---", "library_name: transformers", "pipeline_tag: token-classification", "tags: [ner, nerkit]", "---", "",
         "# Named-entity recognizer fine-tuned with nerkit", "",
         f"- Base model: `{meta.base_model}`",
         *_distilled_line(meta),
         f"- Entity types: {', '.join(types)}",
-        f"- Tag scheme: {meta.tag_scheme or 'IOB2'}; constrained (valid-sequence) decoding in nerkit",
-        f"- Document context windows: {meta.windows}",
-        f"- Casing signal through token_type_ids: {meta.case_signal}",
-        f"- Trained in {meta.train_seconds} s on {meta.device} (bf16 autocast: {meta.bf16}), "
-        f"{meta.steps} steps, best at step {meta.best_step}",
+        _entities_line(meta),
+        _context_line(meta.windows),
+        f"- Casing signal through token_type_ids: {'yes' if meta.case_signal else 'no'}",
+        *_training_lines(meta),
         "",
     ]
     for split in ("dev", "test"):
         rep = (meta.metrics or {}).get(split)
         if rep:
-            lines += [f"## {split} set (entity-level, seqeval)", ""] + _table(rep) + [""]
-    lines += ["## Data", ""] + [f"- {k}: {v}" for k, v in (meta.data or {}).items()] + [""]
+            lines += [f"## {split} set", "", _scores_line(rep, nested), ""] + _table(rep) + [""]
+    lines += ["## Data", ""] + _data_lines(meta.data) + [""]
     lines += ["## Training arguments", "", "```json"]
     lines += [json.dumps(meta.train_args or {}, indent=2, default=str), "```", "", "## Use", "", "```python",
               "import nerkit", "tagger = nerkit.Tagger.load('THIS_DIR')", "tagger(['Some text to tag.'])",
               "# or with transformers alone:",
               "from transformers import pipeline"]
-    if meta.case_signal:
+    if meta.case_signal or nested:  # the directory holds its own pipeline then (hf_pipeline.add_hf_pipeline)
+        why = ("This model reads word casing from `token_type_ids` (0 lower, 1 Title, 2 UPPER, 3 mixed). The stock "
+               "transformers pipeline passes zeros there and would silently lose accuracy"
+               if meta.case_signal else
+               "This model finds nested entities, which the stock transformers pipeline would read as flat tags")
         lines += ["pipeline('token-classification', model='THIS_DIR', trust_remote_code=True)", "```", "",
-                  "This model reads word casing from `token_type_ids` (0 lower, 1 Title, 2 UPPER, 3 mixed). The stock "
-                  "transformers pipeline passes zeros there and would silently lose accuracy, so this directory names "
-                  "its own pipeline (`nerkit_pipeline.py`, with nerkit's word splitter `nerkit_words.py`): it fills "
-                  "the casing ids and returns nerkit's entities. transformers runs it only with "
-                  "`trust_remote_code=True` (read the two files first); without it, `pipeline()` refuses.", ""]
+                  f"{why}, so this directory names its own pipeline (`nerkit_pipeline.py`, with nerkit's word "
+                  "splitter `nerkit_words.py`): it returns nerkit's entities"
+                  + (", nested ones too" if nested else "") + ". transformers runs it only with "
+                  "`trust_remote_code=True` (read its files first); without it, `pipeline()` refuses.", ""]
     else:
         lines += ["pipeline('token-classification', model='THIS_DIR', aggregation_strategy='first')", "```", ""]
     return "\n".join(lines)

@@ -649,7 +649,7 @@ def _span_prior(windows: align.TrainingWindows) -> float:
     return min(0.5, max(1e-6, pos / max(1, pairs * max(1, len({c for f in windows.features for *_, c in f.spans})))))
 
 
-def _prepare(cfg: TrainConfig, data: Datasets, tokenizer, talk: bool) -> _Prepared:
+def _prepare(cfg: TrainConfig, data: Datasets, tokenizer, talk: bool, derived: Sequence[str] = ()) -> _Prepared:
     """Tag layers, model (head, transfer, casing), encoded training windows and the budget they derive."""
     layers = choose_layers(cfg.nested, data.train)
     if talk and (layers.count > 1 or "left out" in layers.reason):
@@ -680,9 +680,11 @@ def _prepare(cfg: TrainConfig, data: Datasets, tokenizer, talk: bool) -> _Prepar
         # 9,490-word paragraph (tos-clauses) would take 90M x types scores.
         span_width = math.ceil(1.5 * max((b - a for f in windows.features for a, b, _ in f.spans), default=1)) + 1
     cfg, budget = resolve_config(cfg, data_size(data.train, windows), SPAN_EPOCHS_X if span_dim else 1.0)
+    span_longer = bool(span_dim) and "epochs" in budget.chosen  # a caller's derived epochs are as it set them
+    if derived:
+        budget = dataclasses.replace(budget, chosen=tuple(dict.fromkeys((*budget.chosen, *derived))))
     if talk:
-        longer = (f"; epochs x{SPAN_EPOCHS_X:g} the rule's for the span head"
-                  if span_dim and "epochs" in budget.chosen else "")
+        longer = f"; epochs x{SPAN_EPOCHS_X:g} the rule's for the span head" if span_longer else ""
         if span_dim and cfg.span_dropout:
             longer += f"; encoder dropout {cfg.span_dropout:g} for the span head (--span-dropout 0: none)"
         print(f"training budget: {budget.describe(cfg.max_steps)}{longer}", file=sys.stderr, flush=True)
@@ -825,9 +827,12 @@ class Training:
 
 
 def start_training(data: Datasets, cfg: TrainConfig, output: str | os.PathLike | None = None,
-                   annotators: Sequence[str] | None = None, talk: bool = True) -> Training:
+                   annotators: Sequence[str] | None = None, talk: bool = True,
+                   derived: Sequence[str] = ()) -> Training:
     """Everything ``fit`` does before its loop: seed, tokenizer, model, windows, budget, optimizer, checkpoint state
-    (``cfg`` resolved; ``talk``: print the budget and data lines)."""
+    (``cfg`` resolved; ``talk``: print the budget and data lines; ``derived``: budget settings of ``cfg`` that the
+    caller derived from the rule rather than the user chose, as a search point's epochs: training on past the plan
+    while dev F1 climbs applies to derived epochs)."""
     from transformers import set_seed
 
     t_start = time.time()
@@ -835,7 +840,7 @@ def start_training(data: Datasets, cfg: TrainConfig, output: str | os.PathLike |
     _set_threads()
     talk = talk and cfg.progress and os.environ.get("RANK", "0") == "0"  # under torchrun, the main process only
     tokenizer = load_tokenizer(cfg.model)
-    prep = _prepare(cfg, data, tokenizer, talk)
+    prep = _prepare(cfg, data, tokenizer, talk, derived)
     cfg, model, windows = prep.cfg, prep.model, prep.windows
     accelerator = _accelerator()
     n_proc, main, device = accelerator.num_processes, accelerator.is_main_process, accelerator.device

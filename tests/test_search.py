@@ -83,7 +83,7 @@ def _fake_search(monkeypatch, curves, planned=100, **kw):
     data = Datasets(_docs(["Ann", "Lee"], ["B-PER", "I-PER"]), _docs(["Bo"], ["B-PER"]), [], ["O", "B-PER", "I-PER"])
     trained = {}
 
-    def fake_start(train, cfg, output=None, annotators=None, talk=True):
+    def fake_start(train, cfg, output=None, annotators=None, talk=True, derived=()):
         assert train is data and output is None  # every point trains on the data read once; only the kept is saved
         key = (round(cfg.lr / base["lr"], 6), cfg.epochs / base["epochs"])
         assert annotators == ["ann"] and talk == (not trained)  # the first point says what one training would
@@ -250,10 +250,10 @@ def _short_start(real_start, calls=None, steps=2):
     ``calls``)."""
     import dataclasses
 
-    def start(data, config, output=None, annotators=None, talk=True):
+    def start(data, config, output=None, annotators=None, talk=True, derived=()):
         if calls is not None:
             calls.append((config.lr, config.epochs))
-        return real_start(data, dataclasses.replace(config, max_steps=steps), output, annotators, talk)
+        return real_start(data, dataclasses.replace(config, max_steps=steps), output, annotators, talk, derived)
 
     return start
 
@@ -500,7 +500,7 @@ def test_x2_epochs_points_wait_as_many_epochs_for_a_dev_gain_as_one_training(mon
     monkeypatch.setattr(search_mod, "budget_for", lambda *a, **k: base)
     seen = {}
 
-    def fake_start(train, cfg, output=None, annotators=None, talk=True):
+    def fake_start(train, cfg, output=None, annotators=None, talk=True, derived=()):
         seen[(round(cfg.lr / base["lr"], 6), round(cfg.epochs / base["epochs"], 6))] = cfg.early_stopping
         return _FakeTraining([0.5] * 10, 20, 2, [])
 
@@ -515,3 +515,27 @@ def test_x2_epochs_points_wait_as_many_epochs_for_a_dev_gain_as_one_training(mon
     seen.clear()
     search_mod.search(data, config=TrainConfig(model="m", progress=False, early_stopping=5))
     assert set(seen.values()) == {5} and len(seen) == 4
+
+
+def test_a_search_point_trains_on_past_its_plan_while_dev_f1_climbs_as_one_training_does(tiny_model, tmp_path,
+                                                                                          monkeypatch, one_thread):
+    # The points' epochs are the rule's times x1 or x2, set by the search: taken as the user's, they were never
+    # extended, on small data (where the default searches) alone.
+    import nerkit.train as train_mod
+
+    real, calls = train_mod._score_dev, []
+
+    def climbing(tagger, model, dev):  # dev F1 that climbs at every evaluation
+        rep = dict(real(tagger, model, dev))
+        rep["f1"] = 0.1 + 0.02 * len(calls)
+        calls.append(rep["f1"])
+        return rep
+
+    monkeypatch.setattr(train_mod, "_score_dev", climbing)
+    data = small_corpus(tmp_path, n_train=12)
+    found = search(str(data["train"]), str(data["dev"]), config=TrainConfig(model=str(tiny_model), progress=False),
+                   lr_x=(1.0,), epochs_x=(1.0,))
+    budget = found.result.meta.budget
+    assert budget["extended_steps"] and found.best.steps == budget["planned_steps"] + sum(budget["extended_steps"])
+    assert found.best.steps > found.best.planned_steps == budget["planned_steps"]
+    assert "epochs" in budget["chosen"]  # derived (by the rule, times the search's multiple), not the user's

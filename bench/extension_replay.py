@@ -7,10 +7,11 @@ A training asks the rule at its plan's end and again at each extension's end, if
 before. This script asks the rule at those evaluations only: for a model directory, at the plan's steps recorded in
 ``nerkit.json`` (``budget.planned_steps``; in older records its steps less the extensions, taken as the plan's when
 within 5 % of the budget's "~N steps") and at each extension's end the training reached; for ``bench/domains.py``'s
-records, a search point that trained to its planned steps, at its last evaluation, and a one training, at its last,
-when its steps are the plan of the same cell's (x1, x1) search point. Each answer is set beside the rule before
-session 28, which read the last evaluation alone ("the last one the best by 5 %"); every decision where the two
-differ is printed, then the count of decisions read.
+records, a search point that trained to its planned steps, at its plan's end and at the end of each extension it
+trained through (``extension_ends``: search points can extend since session 29), and a one training, at its last
+evaluation, when its steps are the plan of the same cell's (x1, x1) search point (its curve is in epochs: one that
+extended is not read). Each answer is set beside the rule before session 28, which read the last evaluation alone
+("the last one the best by 5 %"); every decision where the two differ is printed, then the count of decisions read.
 """
 from __future__ import annotations
 
@@ -35,6 +36,16 @@ def differs(f1s: list[float]) -> bool:
     return (extension([{"dev_f1": f} for f in f1s], 1000, 1000) > 0) != last_only(f1s)
 
 
+def extension_ends(planned: int, steps: int) -> list[int]:
+    """The steps where a training of ``planned`` steps that trained ``steps`` asked the rule: its plan's end, then the
+    end of each extension it trained through (search points record no extensions; each is sized by the rule)."""
+    climb = [{"dev_f1": 0.1}, {"dev_f1": 1.0}]  # a climb the rule extends whenever the cap leaves room
+    ends = [planned]
+    while (more := extension(climb, planned, ends[-1])) and ends[-1] + more <= steps:
+        ends.append(ends[-1] + more)
+    return ends
+
+
 def decisions_of(path: Path) -> list[tuple[str, list[float]]]:
     """(name, dev F1s up to a decision) for the runs of a ``bench/domains.py`` results file that reached their plan."""
     out = []
@@ -46,8 +57,9 @@ def decisions_of(path: Path) -> list[tuple[str, list[float]]]:
             if len(p) < 9 or not p[8]:
                 continue
             plan[(p[0], p[1])] = p[7]
-            if p[6] is not None and p[7] and p[6] >= p[7]:
-                out.append((f"{name} search point lr x{p[0]:g} epochs x{p[1]:g}", [f for _, f in p[8]]))
+            if p[6] is not None and p[7] and p[6] >= p[7]:  # asked at its plan's end and each extension's it reached
+                out += [(f"{name} search point lr x{p[0]:g} epochs x{p[1]:g} at step {end}",
+                         [f for s, f in p[8] if s <= end]) for end in extension_ends(p[7], p[6])]
         once = row.get("once") or {}
         if once.get("dev_curve") and once.get("steps") and once["steps"] == plan.get((1.0, 1.0)):
             out.append((f"{name} one training", [f for _, f in once["dev_curve"]]))

@@ -301,3 +301,17 @@ def test_a_benchmark_whose_run_failed_does_not_exit_0(domains, tmp_path, monkeyp
         domains.main()
     assert "1 run(s) failed" in str(exc.value.code) and (tmp_path / "o" / "domains.md").exists()
     assert "FileNotFoundError" in capsys.readouterr().out
+
+
+def test_extension_replay_reads_a_search_point_at_its_plan_and_each_extension_it_trained_through(tmp_path):
+    replay = load_bench("extension_replay")
+    assert replay.extension_ends(588, 588) == [588]
+    assert replay.extension_ends(588, 1176) == [588, 882, 1176]
+    assert replay.extension_ends(588, 1000) == [588, 882]  # early stopping inside the second extension
+    assert replay.extension_ends(100, 1000) == [100, 150, 200, 250, 300]  # the cap: 3x the plan
+    curve = [[147, .05], [294, .32], [441, .51], [588, .58], [735, .60], [882, .66], [1029, .61]]
+    point = [1.0, 2.0, 0.66, 100.0, 0.5, None, 1029, 588, curve]  # extended once, stopped early in the second
+    results = tmp_path / "domains_x.json"
+    results.write_text(json.dumps({"rows": [{"dataset": "d", "size": "300", "nerkit": {"search": {"points": [point]}}}]}))
+    got = replay.decisions_of(results)
+    assert [(name.rsplit(" ", 1)[1], len(f1s)) for name, f1s in got] == [("588", 4), ("882", 6)]

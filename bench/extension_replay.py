@@ -20,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-from nerkit.budget import EXTEND_GAIN, extension
+from nerkit.budget import EXTEND_GAIN, extension, extension_size
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,9 +39,8 @@ def differs(f1s: list[float]) -> bool:
 def extension_ends(planned: int, steps: int) -> list[int]:
     """The steps where a training of ``planned`` steps that trained ``steps`` asked the rule: its plan's end, then the
     end of each extension it trained through (search points record no extensions; each is sized by the rule)."""
-    climb = [{"dev_f1": 0.1}, {"dev_f1": 1.0}]  # a climb the rule extends whenever the cap leaves room
     ends = [planned]
-    while (more := extension(climb, planned, ends[-1])) and ends[-1] + more <= steps:
+    while (more := extension_size(planned, ends[-1])) and ends[-1] + more <= steps:
         ends.append(ends[-1] + more)
     return ends
 

@@ -145,5 +145,11 @@ def extension(history: Sequence[Mapping[str, float]], planned: int, steps: int) 
     before, last = climb(history)
     if not last > 0 or last - before < EXTEND_GAIN * last:
         return 0
+    return extension_size(planned, steps)
+
+
+def extension_size(planned: int, steps: int) -> int:
+    """The steps of an extension after ``steps`` of a ``planned`` plan, where the rule extends: half the plan, within
+    the cap (0 once it is reached)."""
     room = int(planned * (1 + EXTEND_CAP)) - steps
     return max(0, min(room, math.ceil(planned * EXTEND_STEPS)))

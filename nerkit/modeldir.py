@@ -421,7 +421,7 @@ def model_card(meta: ModelMeta) -> str:
     """Markdown model card (README.md): base model, labels, how entities are found, data, training, per-type metrics."""
     labels, layers = unlayered_labels(meta.labels or [])
     types = sorted({t[2:] for t in labels if t != "O"})  # a nested model: once
-    nested = layers > 1 or bool(meta.extra.get("nested"))
+    nested = layers > 1  # as hf_pipeline.add_hf_pipeline decides whether the directory holds its own pipeline
     lines = [
         "---", "library_name: transformers", "pipeline_tag: token-classification", "tags: [ner, nerkit]", "---", "",
         "# Named-entity recognizer fine-tuned with nerkit", "",

@@ -716,13 +716,18 @@ class _Run:
     extended: list[int] = field(default_factory=list)
     clock: Callable[[], float] = time.time  # the loop's clock (a search's paused point stops its own)
 
+    @property
+    def planned(self) -> int:
+        """The plan's steps: where training asks whether to go on (a resumed run's extensions are in ``extended``)."""
+        return self.total_steps - sum(self.extended)
+
 
 def _steps(run: _Run, log: Callable[[str], Any]) -> Iterator[Progress]:
     """The loop to its end (total steps or early stopping), yielding every step, saving checkpoints and the best
     weights on the way, and on while dev F1 still climbs at the plan's end (with derived epochs:
     ``budget.extension``; ``run.total_steps`` then grows)."""
     cfg, state = run.cfg, run.state
-    planned = run.total_steps - sum(run.extended)  # the plan's, also where a resumed run had extended already
+    planned = run.planned
     extend = run.dev_score is not None and "epochs" in run.budget.chosen and cfg.max_steps is None
     while True:
         for p in train_while_improving(state, run.rng, run.plan, run.update, run.dev_score, run.total_steps, run.due,
@@ -1051,8 +1056,7 @@ def _finish(run: _Run, prep: _Prepared, data: Datasets, eval_tagger, model, toke
     meta = model_meta(run.cfg, data.sources, data, prep.windows, prep.case_signal, metrics, run.state, prep.budget,
                       prep.transfer, annotators)
     meta.labels = prep.model_labels
-    # the plan's steps, where training asked whether to go on (bench/extension_replay.py reads them)
-    meta.budget["planned_steps"] = run.total_steps - sum(run.extended)
+    meta.budget["planned_steps"] = run.planned  # bench/extension_replay.py reads it
     if run.extended:
         meta.budget["extended_steps"] = run.extended
     if prep.layers.count > 1:

@@ -31,7 +31,7 @@ from nerkit._version import __version__
 from nerkit.budget import extending, extension
 from nerkit.data import check_labelled, tokenize
 from nerkit.decode import WindowTagger
-from nerkit.engines import TorchEngine, load_engine, set_torch_threads, use_bf16
+from nerkit.engines import TorchEngine, keep_freed_memory, load_engine, set_torch_threads, use_bf16
 from nerkit.errors import NerkitError
 from nerkit.evaluation import evaluate
 from nerkit.formats import as_documents, fingerprint
@@ -562,6 +562,7 @@ def distill(teacher: str | os.PathLike, output: str | os.PathLike, config: Disti
     data = load_data(t, cfg)
     set_seed(cfg.seed)
     set_torch_threads()
+    keep_freed_memory()  # as a training does: the steps' pages stay
     plan = _plan(t, cfg, data, layers)
     talk = cfg.progress
     if talk:

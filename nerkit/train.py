@@ -38,7 +38,7 @@ from nerkit.budget import MAX_EPOCHS, Budget, plan_budget
 from nerkit.budget import extending, extension as extension_steps
 from nerkit.data import check_labelled
 from nerkit.decode import WindowTagger
-from nerkit.engines import TorchEngine, available_cores, set_torch_threads, use_bf16
+from nerkit.engines import TorchEngine, available_cores, keep_freed_memory, set_torch_threads, use_bf16
 from nerkit.errors import DataError, NerkitError
 from nerkit.layers import inner_occurrences, relayered
 from nerkit.loop import (LinearSchedule, LoopState, Progress, add_span_head, epoch_batches, epoch_subset, eval_due,
@@ -555,9 +555,10 @@ def make_optimizer(model, cfg: TrainConfig, total_steps: int, device) -> tuple[A
 
 def _set_threads() -> None:
     """Torch threads: OMP_NUM_THREADS if set (torchrun sets 1 per process), else this machine's cores shared by
-    the processes started on it."""
+    the processes started on it; freed memory kept for the next step (``engines.keep_freed_memory``)."""
     import torch
 
+    keep_freed_memory()
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
     if os.environ.get("OMP_NUM_THREADS") or local <= 1:
         set_torch_threads()

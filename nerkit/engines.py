@@ -86,7 +86,7 @@ def keep_freed_memory() -> bool:
 
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # no mallopt (macOS, Windows): another allocator, left as it is
+    except (OSError, AttributeError, TypeError):  # no mallopt (macOS, musl: no-op; Windows): left as it is
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h

@@ -104,7 +104,8 @@ def _faults_reallocating(keep: bool) -> int:
     code = ("import resource, torch\n"
             "from nerkit.engines import keep_freed_memory\n"
             f"assert keep_freed_memory() if {keep} else True\n"
-            "torch.ones(10_000_000)\n"
+            "for _ in range(5):  # the heap settles: small allocations between the blocks find their places\n"
+            "    torch.ones(10_000_000)\n"
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
             "for _ in range(10):\n"
             "    torch.ones(10_000_000)\n"
@@ -118,4 +119,4 @@ def _faults_reallocating(keep: bool) -> int:
 def test_freed_memory_is_kept_for_the_next_step_not_faulted_in_again():
     default, kept = _faults_reallocating(False), _faults_reallocating(True)
     assert default > 10 * 9_000  # each 40 MB block mapped anew: about 9,800 pages of 4 KiB each time
-    assert kept < default / 5  # at most the first block, here 1 of the 10
+    assert kept < default / 5  # none of the 10 here, on AVX2 and AVX-512 kernels alike

@@ -118,5 +118,7 @@ def _faults_reallocating(keep: bool) -> int:
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_freed_memory_is_kept_for_the_next_step_not_faulted_in_again():
     default, kept = _faults_reallocating(False), _faults_reallocating(True)
-    assert default > 10 * 9_000  # each 40 MB block mapped anew: about 9,800 pages of 4 KiB each time
+    # each 40 MB block mapped anew: 9,766 faults of 4 KiB pages each time here; at least 20 where transparent huge
+    # pages are always on (2 MiB each), so the test holds on such a machine too
+    assert default >= 10 * 20
     assert kept < default / 5  # none of the 10 here, on AVX2 and AVX-512 kernels alike

@@ -181,3 +181,49 @@ def test_cli_predict_refuses_a_file_given_as_text(tiny_model, tmp_path, capsys):
     assert f"is the file {texts}: tag the texts in it with --input {texts}" in err and "Traceback" not in err
     assert main(["predict", str(tiny_model), "--input", str(texts), "--backend", "torch"]) == 0
     assert json.loads(capsys.readouterr().out)["text"] == "John Smith visited Paris."
+
+
+def test_training_forwards_write_attention_out_on_cpu_while_dev_scoring_and_the_saved_model_keep_sdpa(
+        tiny_model, tmp_path, monkeypatch):
+    """On a CPU the training step runs transformers' written-out ("eager") attention, whose backward is cheaper there
+    than PyTorch's flash-attention kernel's; dev scoring, the saved config and so every later load keep "sdpa"."""
+    import contextlib
+    import types
+
+    import torch
+    from transformers.models.bert import modeling_bert
+
+    from nerkit.loop import training_attention
+
+    seen = []  # (training?, attention implementation) of every self-attention forward
+    forward = modeling_bert.BertSelfAttention.forward
+
+    def spy(self, *args, **kwargs):
+        seen.append((self.training, self.config._attn_implementation))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_bert.BertSelfAttention, "forward", spy)
+    data = small_corpus(tmp_path, n_train=12)
+    out = tmp_path / "model"
+    fit(data["train"], dev=data["dev"], output=out,
+        config=TrainConfig(model=str(tiny_model), max_steps=4, batch_tokens=256, eval_every_steps=2, seed=7,
+                           progress=False))
+    assert {s for s in seen if s[0]} == {(True, "eager")}
+    assert {s for s in seen if not s[0]} == {(False, "sdpa")}  # dev scoring
+    assert "eager" not in (out / "config.json").read_text()
+    # The same gradients as the fused kernel's (the same attention, written out), and nothing switched off a CPU.
+    model = modeling_bert.BertForTokenClassification.from_pretrained(
+        tiny_model, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
+    assert model.config._attn_implementation == "sdpa"
+    ids = torch.tensor([[2, 40, 41, 42, 3, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0]])
+    grads = []
+    for attention in (contextlib.nullcontext, training_attention(model, torch.device("cpu"))):
+        model.zero_grad()
+        with attention():
+            model(input_ids=ids, attention_mask=mask).logits.square().sum().backward()
+        grads.append(model.bert.encoder.layer[0].attention.self.query.weight.grad.clone())
+        assert model.config._attn_implementation == "sdpa"
+    assert torch.allclose(grads[0], grads[1], atol=1e-5) and grads[0].abs().sum() > 0
+    assert training_attention(model, types.SimpleNamespace(type="cuda")) is contextlib.nullcontext
+    assert training_attention(torch.nn.Linear(2, 2), torch.device("cpu")) is contextlib.nullcontext  # no config

@@ -6,7 +6,6 @@ As spaCy keeps ``training/loop.py`` apart from initialization: saving, checkpoin
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -117,41 +116,6 @@ def span_loss(feats, windows: Sequence[align.Feature], weight):
     return (bce * (mask[..., None] & ~unsure.to(x.device))).sum() / (sent >= 0).sum().clamp(min=1)
 
 
-# Measured on a 2-core AMD EPYC Zen 4 (torch 2.13, MiniLM-L6, 256-token batches): PyTorch's CPU flash-attention
-# backward took 24 % of a bf16 training step (6.1 ms a layer against 0.7 ms forward); with the same attention written
-# out (transformers' "eager": two matmuls and a softmax) training ran 6.9-7.5 -> 8.5-8.8 steps/s on CoNLL-2003 300,
-# 7.5-8.6 -> 9.4-9.7 on LeNER-Br 300, one thread 5.0 -> 5.8 (fp32: 5.6-6.2 -> 6.3). Forward alone, the flash kernel is
-# as fast or faster (128-token windows: 175 against 211 ms), so dev scoring and inference keep it. The cost: the
-# attention weights are kept for the backward pass (full CoNLL-2003 peak RSS 2,346 -> 2,826 MB).
-def training_attention(model, device) -> Callable[[], Any]:
-    """A context factory for the training forward pass: on a CPU it switches ``model`` (a transformers model
-    whose attention is "sdpa") to the written-out attention for the pass and back after it (0.1 ms), so the model,
-    its dev scoring and its saved config keep "sdpa"; elsewhere, or for a model that cannot switch, it does nothing."""
-    config = getattr(model, "config", None)
-    if device.type != "cpu" or getattr(config, "_attn_implementation", None) != "sdpa":
-        return contextlib.nullcontext
-    try:
-        model.set_attn_implementation("eager")
-        switched = config._attn_implementation == "eager"  # a model that cannot switch warns and stays as it is
-    except (AttributeError, ValueError, ImportError):  # not a transformers model, or one without that attention
-        switched = False
-    finally:
-        if getattr(config, "_attn_implementation", None) != "sdpa":
-            model.set_attn_implementation("sdpa")
-    if not switched:
-        return contextlib.nullcontext
-
-    @contextlib.contextmanager
-    def eager():
-        model.set_attn_implementation("eager")
-        try:
-            yield
-        finally:
-            model.set_attn_implementation("sdpa")
-
-    return eager
-
-
 def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindows, pad_id: int, class_weights,
                     bf16: bool, inner_weight: float = 1.0, span_cols: int = 0
                     ) -> Callable[[list[int]], tuple[list[int], Any]]:
@@ -168,14 +132,13 @@ def make_train_step(model, opt, sched, accelerator, windows: align.TrainingWindo
     labelled = windows.labelled(None if class_weights is None else class_weights.numpy()) if n_proc > 1 else None
     finite = torch.ones((), dtype=torch.bool, device=device)  # no non-finite gradient norm so far
     span_weight = getattr(accelerator.unwrap_model(model), SPAN_ATTR).weight if span_cols else None
-    attention = training_attention(accelerator.unwrap_model(model), device)
 
     def update(batch: list[int]) -> tuple[list[int], Any]:
         share = rank_share(batch, rank, n_proc)
         b = align.collate([windows.features[i] for i in share], pad_id)
         inputs = {k: torch.from_numpy(v).to(device) for k, v in b.items()}
         labels_t = inputs.pop("labels")
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16), attention():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**inputs).logits
         feats = None
         if span_cols:

@@ -379,6 +379,7 @@ class _Plan:
     windows: align.TrainingWindows
     tcfg: TrainConfig
     budget: Any
+    planned: int  # the optimizer steps the budget plans (``planned_steps``), counted once
 
 
 # A distillation's derived epochs are training's rule x2.5: ADE-Corpus-V2's 3-layer student of its nested teacher
@@ -417,13 +418,13 @@ def _plan(teacher: Teacher, cfg: DistillConfig, data: DistillData, layers: int) 
     size = data_size(docs, windows)
     # a student learns more slowly than a model trains, and a span head's features more slowly still
     tcfg, budget = resolve_config(tcfg, size, distill_epochs_x(teacher))
-    return _Plan(student, kept, windows, tcfg, budget)
+    return _Plan(student, kept, windows, tcfg, budget, planned_steps(windows, tcfg))
 
 
-def planned_steps(plan: _Plan) -> int:
+def planned_steps(windows: align.TrainingWindows, tcfg: TrainConfig) -> int:
     """The optimizer steps the budget plans (--max-steps, else its epochs of length-grouped batches)."""
-    full_epoch = len(epoch_batches(plan.windows.lengths, plan.tcfg.batch_tokens, np.random.default_rng(0)))
-    return plan.tcfg.max_steps or max(1, math.ceil(full_epoch * plan.tcfg.epochs))
+    full_epoch = len(epoch_batches(windows.lengths, tcfg.batch_tokens, np.random.default_rng(0)))
+    return tcfg.max_steps or max(1, math.ceil(full_epoch * tcfg.epochs))
 
 
 def _dev_scorer(teacher: Teacher, student, dev: Sequence[Document], device, bf16: str):
@@ -450,7 +451,7 @@ def _train(plan: _Plan, update, score, sched, talk: bool) -> tuple[LoopState, di
     from tqdm.auto import tqdm
 
     tcfg, windows = plan.tcfg, plan.windows
-    total = planned = planned_steps(plan)
+    total = planned = plan.planned
     state, best, extended, rng = LoopState(), None, [], np.random.default_rng(tcfg.seed)
     extend = score is not None and "epochs" in plan.budget.chosen and tcfg.max_steps is None
     bar = tqdm(total=total, desc="distilling", unit="step", disable=not talk or bars_disabled(), dynamic_ncols=True)
@@ -503,7 +504,7 @@ def _meta(teacher: Teacher, cfg: DistillConfig, plan: _Plan, data: DistillData, 
                      steps=state.step, platform=platform.platform(), train_seconds=record["train_seconds"],
                      total_seconds=record["total_seconds"], bf16=record["bf16"], device=record["device"],
                      budget={"describe": plan.budget.describe(), "chosen": list(plan.budget.chosen),
-                             "planned_steps": planned_steps(plan),
+                             "planned_steps": plan.planned,
                              **({"extended_steps": record["extended"]} if record["extended"] else {})})
     meta.extra["distilled_from"] = {"model": teacher.name, "base_model": tm.base_model,
                                     "layers": teacher.encoder_layers, "f1": tf,
@@ -571,7 +572,7 @@ def distill(teacher: str | os.PathLike, output: str | os.PathLike, config: Disti
     student = plan.student.to(device)
     t.model.to(device)
     bf16 = use_bf16(cfg.bf16, device)
-    opt, sched = make_optimizer(student, plan.tcfg, planned_steps(plan), device)
+    opt, sched = make_optimizer(student, plan.tcfg, plan.planned, device)
     span_weight = (torch.tensor(t.span_head.weight, dtype=torch.float32, device=device) if t.span_head is not None
                    else None)
     update = make_distill_step(student, t, opt, sched, plan.windows, cfg, bf16, span_weight, plan.kept)

@@ -197,7 +197,10 @@ def test_a_model_saved_with_the_merged_decoder_gives_its_entities_in_every_engin
     assert tagger.span_head.decoder == "merged"
     spans = lambda result: [[(e.start, e.end, e.label) for e in es] for es in result]  # noqa: E731
     want = spans(tagger(TEXTS))
-    assert {(0, 15, "LOC"), (0, 10, "PER")} <= set(want[0])
+    # a name inside a place in some text (which text depends on the CPU kind: the tiny model trains in bf16 on
+    # AVX-512 BF16 CPUs, in fp32 on AVX2-only ones, where text 0's place fell under 0.3)
+    inside = [(o, i) for es in want for o in es for i in es if o != i and o[0] <= i[0] and i[1] <= o[1]]
+    assert any(o[2] == "LOC" and i[2] == "PER" for o, i in inside), want
     export(model, tmp_path / "exported")
     assert spans(Tagger.load(tmp_path / "exported", backend="onnx")(TEXTS)) == want
     nlp = pipeline("token-classification", model=str(model), trust_remote_code=True)

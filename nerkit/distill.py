@@ -37,7 +37,8 @@ from nerkit.evaluation import evaluate
 from nerkit.formats import as_documents, fingerprint
 from nerkit.formats.hf import HUB_PREFIX
 from nerkit.iob import unlayered_labels
-from nerkit.loop import LoopState, epoch_batches, eval_due, optimizer_step, span_loss, train_while_improving
+from nerkit.loop import (LoopState, epoch_batches, eval_due, optimizer_step, planned_steps, span_loss,
+                         train_while_improving)
 from nerkit.modeldir import ModelDir, ModelMeta, check_output, open_model_dir
 from nerkit.spans import SPAN_ATTR, SPAN_FILE, SpanScorer, load_span_head, span_layout
 from nerkit.train import (EXTEND_PEAK, SPAN_EPOCHS_X, TrainConfig, TrainResult, bars_disabled, build_features,
@@ -418,13 +419,8 @@ def _plan(teacher: Teacher, cfg: DistillConfig, data: DistillData, layers: int) 
     size = data_size(docs, windows)
     # a student learns more slowly than a model trains, and a span head's features more slowly still
     tcfg, budget = resolve_config(tcfg, size, distill_epochs_x(teacher))
-    return _Plan(student, kept, windows, tcfg, budget, planned_steps(windows, tcfg))
-
-
-def planned_steps(windows: align.TrainingWindows, tcfg: TrainConfig) -> int:
-    """The optimizer steps the budget plans (--max-steps, else its epochs of length-grouped batches)."""
-    full_epoch = len(epoch_batches(windows.lengths, tcfg.batch_tokens, np.random.default_rng(0)))
-    return tcfg.max_steps or max(1, math.ceil(full_epoch * tcfg.epochs))
+    return _Plan(student, kept, windows, tcfg, budget,
+                 planned_steps(windows.lengths, tcfg.batch_tokens, tcfg.epochs, tcfg.max_steps)[1])
 
 
 def _dev_scorer(teacher: Teacher, student, dev: Sequence[Document], device, bf16: str):

@@ -6,6 +6,7 @@ As spaCy keeps ``training/loop.py`` apart from initialization: saving, checkpoin
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -35,6 +36,14 @@ def epoch_batches(lengths: Sequence[int], batch_tokens: int, rng: np.random.Gene
                 continue
             i += 1
     return batches
+
+
+def planned_steps(lengths: Sequence[int], batch_tokens: int, epochs: float, max_steps: int | None,
+                  processes: int = 1) -> tuple[int, int]:
+    """(steps of one epoch over the whole data, the optimizer steps the budget plans: ``max_steps``, else its epochs
+    of length-grouped batches); `nerkit train` and `nerkit distill` plan alike."""
+    full_epoch = len(epoch_batches(lengths, batch_tokens, np.random.default_rng(0), processes))
+    return full_epoch, max_steps or max(1, math.ceil(full_epoch * epochs))
 
 
 # Sparse data: when most training windows hold no entity (tos-clauses: 82 % of its paragraphs have no clause), each

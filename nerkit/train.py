@@ -42,7 +42,7 @@ from nerkit.engines import TorchEngine, available_cores, keep_freed_memory, set_
 from nerkit.errors import DataError, NerkitError
 from nerkit.layers import inner_occurrences, relayered
 from nerkit.loop import (LinearSchedule, LoopState, Progress, add_span_head, epoch_batches, epoch_subset, eval_due,
-                         make_train_step, train_while_improving)
+                         make_train_step, planned_steps, train_while_improving)
 from nerkit.modeldir import ModelMeta, check_output, load_token_classifier, save_model_dir
 from nerkit.iob import LAYER_MARK, layered_labels, unlayered_labels
 from nerkit.scheme import chunks, iob2_labels, labels_of
@@ -769,8 +769,7 @@ def _epoch_plan(windows: align.TrainingWindows, cfg: TrainConfig, outside: int, 
         picked = epoch_batches([windows.lengths[i] for i in subset], cfg.batch_tokens, r, n_proc)
         return [[int(subset[i]) for i in b] for b in picked]
 
-    full_epoch = len(epoch_batches(windows.lengths, cfg.batch_tokens, np.random.default_rng(0), n_proc))
-    total_steps = cfg.max_steps or max(1, math.ceil(full_epoch * cfg.epochs))
+    full_epoch, total_steps = planned_steps(windows.lengths, cfg.batch_tokens, cfg.epochs, cfg.max_steps, n_proc)
     every = cfg.eval_every_steps
     if sparse and every is None and cfg.evals_per_epoch:  # evaluations as planned over the whole data's epochs
         every = max(1, round(full_epoch / cfg.evals_per_epoch))
